@@ -1,0 +1,54 @@
+# icp-scorer: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_SECONDS ?= 0
+export DEMO_SECONDS
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint format demo kafka-up kafka-down bench schemas clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,rocksdb]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the package with its dev extras
+
+test: setup ## run the test suite (starts its own Kafka broker)
+	$(BIN)/pytest
+
+lint: setup ## ruff, formatting and mypy --strict
+	$(BIN)/ruff check scorer tests bench
+	$(BIN)/ruff format --check scorer tests bench
+	$(BIN)/mypy
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix scorer tests bench
+	$(BIN)/ruff format scorer tests bench
+
+demo: setup ## show hot accounts arriving live (DEMO_SECONDS=N to stop by itself)
+	$(BIN)/scorer demo
+
+kafka-up: ## start the local Kafka broker on KAFKA_PORT (default 9092)
+	bash deploy/local/kafka.sh up
+
+kafka-down: ## stop the local Kafka broker
+	bash deploy/local/kafka.sh down
+
+bench: setup ## run the benchmarks (never part of `make test`)
+	$(BIN)/python bench/engine_bench.py
+
+schemas: setup ## regenerate schemas/ from scorer/models.py
+	$(BIN)/scorer schemas
+
+clean: ## remove the virtualenv, caches and local broker data
+	-bash deploy/local/kafka.sh down
+	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache .ruff_cache .hypothesis .scorer-data
