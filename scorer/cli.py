@@ -1,0 +1,207 @@
+"""The `scorer` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from scorer import __version__
+from scorer.config import Settings
+from scorer.enrichment.firmographics import is_csv, read_companies
+from scorer.errors import InvalidICPError, InvalidInputError
+from scorer.icp.loader import load_icp
+from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
+from scorer.scoring.engine import Engine
+from scorer.timefmt import parse_duration
+
+
+class UsageError(Exception):
+    """A bad argument: printed, exit status 2."""
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _open_binary(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    with handle:
+        yield handle
+
+
+def load_companies(path: str, strict: bool) -> dict[str, dict[str, Any]]:
+    """Every valid record of a firmographics file, by normalised domain."""
+    companies: dict[str, dict[str, Any]] = {}
+    with _open_binary(path) as stream:
+        for line, item in read_companies(stream, is_csv(path)):
+            if isinstance(item, InvalidInputError):
+                message = f"{path} line {line}: {item}"
+                sys.stderr.write(message + "\n")
+                if strict:
+                    raise StrictStop(message)
+                continue
+            companies[item["domain"]] = item
+    return companies
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    if args.dedup_window is None:
+        args.dedup_window = Settings().dedup_window
+    engine = Engine(dedup_window=args.dedup_window)
+    for path in args.icp:
+        icp = load_icp(path)
+        if not engine.set_icp(icp):
+            active = next(i for i in engine.icps if i.id == icp.id)
+            sys.stderr.write(
+                f"{path}: ignored: ICP {icp.id} v{icp.version} does not replace v{active.version}\n"
+            )
+    started = time.monotonic()
+    companies = load_companies(args.firmographics, args.strict) if args.firmographics else {}
+    # The company records live for the whole run: keep the cyclic GC from
+    # walking them again and again, and let young objects pile up a little
+    # longer between collections (about 10 % faster on the benchmark).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    progress = Progress(sys.stderr, sys.stderr.isatty() and not args.quiet)
+    out = sys.stdout.buffer
+    totals = Totals()
+    with _open_binary(args.events) as events:
+        try:
+            score_lines(
+                events,
+                engine,
+                companies,
+                out,
+                emit=args.emit,
+                strict=args.strict,
+                progress=progress,
+                totals=totals,
+            )
+        finally:
+            progress.done(totals)
+            out.flush()
+    elapsed = time.monotonic() - started
+    if not args.quiet:
+        counts = ", ".join(f"{n:,} {k}" for k, n in sorted(totals.outcomes.items()))
+        sys.stderr.write(
+            f"{totals.lines:,} lines in {elapsed:.1f} s ({counts}); "
+            f"{totals.alerts:,} alerts, {totals.suppressed:,} suppressed; "
+            f"{len(companies):,} companies, {len(engine.icps)} ICPs\n"
+        )
+    return 0
+
+
+def cmd_icp_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            icp = load_icp(path)
+        except InvalidICPError as exc:
+            status = 1
+            for problem in exc.problems:
+                print(f"{path}: {problem}", file=sys.stderr)
+            continue
+        print(f"{path}: ok ({icp.id} v{icp.version}, {len(icp.fit)} fit criteria)")
+    return status
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from scorer.schema_files import stale_schemas, write_schemas
+
+    folder = Path(args.out)
+    if args.check:
+        stale = stale_schemas(folder)
+        for name in stale:
+            print(f"{folder / name}: out of date; run `scorer schemas`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas(folder):
+        print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scorer.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scorer", description="Real-time ICP scoring engine on Kafka."
+    )
+    parser.add_argument("--version", action="version", version=f"scorer {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    score = commands.add_parser("score", help="score a JSON-lines event file offline")
+    score.add_argument("events", nargs="?", default="-", help="JSON-lines events, or - for stdin")
+    score.add_argument("--icp", action="append", required=True, help="ICP file (repeatable)")
+    score.add_argument("--firmographics", help="company records: JSON lines or .csv")
+    score.add_argument("--emit", choices=(EMIT_ALERTS, EMIT_SCORES), default=EMIT_ALERTS)
+    score.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 1)")
+    score.add_argument(
+        "--dedup-window",
+        type=_duration,
+        default=None,
+        help="event-time window of remembered event ids (default: SCORER_DEDUP_WINDOW or 7d)",
+    )
+    score.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    score.set_defaults(run=cmd_score)
+
+    icp = commands.add_parser("icp", help="ICP documents").add_subparsers(
+        dest="icp_command", required=True, metavar="ACTION"
+    )
+    validate = icp.add_parser("validate", help="check ICP files; exit 1 on any problem")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(run=cmd_icp_validate)
+
+    schemas = commands.add_parser("schemas", help="write the documents' JSON Schemas")
+    schemas.add_argument("--out", default="schemas", help="folder (default: schemas)")
+    schemas.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    schemas.set_defaults(run=cmd_schemas)
+
+    demo = commands.add_parser("demo", help="show hot accounts arriving, on one machine")
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except InvalidICPError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}" if exc.source else problem, file=sys.stderr)
+        return 1
+    except StrictStop:
+        return 1
+    except UsageError as exc:
+        print(f"scorer: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `scorer score ... | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Settings, read once from ``SCORER_*`` environment variables; frozen.
+
+Each field names its variable; README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scorer.timefmt import parse_duration
+
+
+class Settings(BaseSettings):
+    """Worker and command settings. Durations are written 7d, 24h, 30m, 90s."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORER_", frozen=True, extra="ignore")
+
+    broker: str = Field(
+        "kafka://localhost:9092", description="SCORER_BROKER: Kafka bootstrap URL(s)"
+    )
+    app_id: str = Field("icp-scorer", description="SCORER_APP_ID: consumer group and table prefix")
+    web_port: int = Field(6066, description="SCORER_WEB_PORT: /metrics, /healthz, /readyz")
+    topic_prefix: str = Field("", description="SCORER_TOPIC_PREFIX: put before every topic name")
+    topic_partitions: int = Field(
+        4, ge=1, description="SCORER_TOPIC_PARTITIONS: for created topics"
+    )
+    visitor_topic: str = Field("visitor-events", description="SCORER_VISITOR_TOPIC")
+    lead_topic: str = Field("lead-events", description="SCORER_LEAD_TOPIC")
+    firmographics_topic: str = Field("firmographics", description="SCORER_FIRMOGRAPHICS_TOPIC")
+    icp_topic: str = Field("icp-profiles", description="SCORER_ICP_TOPIC")
+    hot_topic: str = Field("hot-accounts", description="SCORER_HOT_TOPIC")
+    scores_topic: str = Field("account-scores", description="SCORER_SCORES_TOPIC")
+    dlq_topic: str = Field("scorer-dlq", description="SCORER_DLQ_TOPIC")
+    emit_scores: bool = Field(False, description="SCORER_EMIT_SCORES: publish every score")
+    store: Literal["rocksdb", "memory"] = Field("rocksdb", description="SCORER_STORE")
+    data_dir: str = Field(".scorer-data", description="SCORER_DATA_DIR: RocksDB tables")
+    max_message_bytes: int = Field(64 * 1024, description="SCORER_MAX_MESSAGE_BYTES: larger -> DLQ")
+    dedup_window: float = Field(
+        7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
+    )
+    log_format: Literal["text", "json"] = Field("text", description="SCORER_LOG_FORMAT")
+    log_level: str = Field("INFO", description="SCORER_LOG_LEVEL")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="SCORER_SECURITY_PROTOCOL"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SCORER_SASL_MECHANISM"
+    )
+    sasl_username: str | None = Field(None, description="SCORER_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(None, description="SCORER_SASL_PASSWORD")
+    ssl_cafile: str | None = Field(None, description="SCORER_SSL_CAFILE")
+    ssl_certfile: str | None = Field(None, description="SCORER_SSL_CERTFILE: client cert (mTLS)")
+    ssl_keyfile: str | None = Field(None, description="SCORER_SSL_KEYFILE: client key (mTLS)")
+
+    @field_validator("dedup_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return value if isinstance(value, float) else parse_duration(value)
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name

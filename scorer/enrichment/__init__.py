@@ -1,0 +1,1 @@
+"""Company records: domain normalisation, firmographic files and caching."""

@@ -1,0 +1,83 @@
+"""Account identity: normalised company domains and lead resolution."""
+
+from __future__ import annotations
+
+# Free-mail providers: a lead from one of these cannot be tied to a company
+# by its email alone. Kept short and explicit; extend by pull request.
+FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "ymail.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "proton.me",
+        "protonmail.com",
+        "pm.me",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "mail.ru",
+        "yandex.ru",
+        "yandex.com",
+        "zoho.com",
+        "fastmail.com",
+        "hey.com",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "naver.com",
+        "tutanota.com",
+        "duck.com",
+    }
+)
+
+
+_CACHE_LIMIT = 200_000
+_normalised: dict[str, str] = {}
+
+
+def normalise_domain(domain: str) -> str:
+    """Lower-case, without a leading ``www.`` or a trailing dot."""
+    # A memo: the same few thousand domains arrive again and again on the hot
+    # path. Bounded by clearing; the result never depends on its contents.
+    cached = _normalised.get(domain)
+    if cached is not None:
+        return cached
+    result = domain.strip().lower().rstrip(".")
+    if result.startswith("www."):
+        result = result[4:]
+    if len(_normalised) >= _CACHE_LIMIT:
+        _normalised.clear()
+    _normalised[domain] = result
+    return result
+
+
+def lead_account(company_domain: str | None, email: str) -> str | None:
+    """The account a lead belongs to, or None when it cannot be resolved.
+
+    The lead's own `company_domain` wins; else the email's domain, unless it
+    is a free-mail provider.
+    """
+    if company_domain:
+        normalised = normalise_domain(company_domain)
+        if normalised:
+            return normalised
+    _, at, host = email.rpartition("@")
+    if not at or not host:
+        return None
+    normalised = normalise_domain(host)
+    if not normalised or normalised in FREE_MAIL_DOMAINS:
+        return None
+    return normalised

@@ -1,0 +1,111 @@
+"""Decoding raw event bytes into `Event` values, fast.
+
+This is the hot path's decoder: orjson plus hand-checked fields, about a
+microsecond an event, instead of a pydantic model per event. It accepts the
+documents `scorer.models.VisitorEvent` and `LeadEvent` describe, and a test
+keeps the two in agreement. The IP address is dropped here, on ingest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from scorer.enrichment.domains import lead_account, normalise_domain
+from scorer.errors import InvalidInputError
+from scorer.timefmt import parse_event_time
+
+MAX_EVENT_BYTES = 64 * 1024
+LEAD_CREATED = "lead_created"
+
+
+@dataclass(slots=True)
+class Event:
+    """A decoded, validated event. `account` is None when unresolved."""
+
+    event_id: str
+    type: str
+    occurred_at: str
+    at: float
+    account: str | None
+    path: str | None = None
+    lead_id: str | None = None
+    title: str | None = None
+
+
+_VISITOR_OPTIONAL = ("company_domain", "visitor_id", "session_id", "page_url", "referrer", "ip")
+_LEAD_OPTIONAL = ("company_domain", "title", "full_name", "source")
+
+
+def _not_a_string(key: str, value: Any, required: bool) -> InvalidInputError:
+    if value is None:
+        return InvalidInputError("schema", f"{key}: required")
+    kind = "a non-empty string" if required else "a string or null"
+    return InvalidInputError("schema", f"{key}: expected {kind}")
+
+
+def url_path(page_url: str | None) -> str | None:
+    """The path of a page URL (``/pricing``), or None when there is none."""
+    if not page_url:
+        return None
+    try:
+        return urlsplit(page_url).path or "/"
+    except ValueError:
+        return None
+
+
+def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """Validate one JSON event document; raise `InvalidInputError` naming why."""
+    if len(raw) > max_bytes:
+        raise InvalidInputError("oversize", f"{len(raw)} bytes > {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "undecodable" if "utf-8" in str(exc).lower() else "invalid_json"
+        raise InvalidInputError(reason, "not valid UTF-8 JSON") from None
+    if type(doc) is not dict:
+        raise InvalidInputError("schema", "expected a JSON object")
+    return event_from_document(doc)
+
+
+def event_from_document(doc: dict[str, Any]) -> Event:
+    """Validate an already-parsed event document (the hot path: kept flat)."""
+    get = doc.get
+    event_id = get("event_id")
+    if type(event_id) is not str or not event_id:
+        raise _not_a_string("event_id", event_id, True)
+    kind = get("type")
+    if type(kind) is not str or not kind:
+        raise _not_a_string("type", kind, True)
+    occurred_at = get("occurred_at")
+    if occurred_at is None:
+        raise InvalidInputError("timestamp", "occurred_at: required")
+    at = parse_event_time(occurred_at)
+    is_lead = kind == LEAD_CREATED
+    for key in _LEAD_OPTIONAL if is_lead else _VISITOR_OPTIONAL:
+        value = get(key)
+        if value is not None and type(value) is not str:
+            raise _not_a_string(key, value, False)
+    company_domain = get("company_domain")
+    if is_lead:
+        lead_id = get("lead_id")
+        if type(lead_id) is not str or not lead_id:
+            raise _not_a_string("lead_id", lead_id, True)
+        email = get("email")
+        if type(email) is not str or not email:
+            raise _not_a_string("email", email, True)
+        return Event(
+            event_id,
+            kind,
+            occurred_at,
+            at,
+            lead_account(company_domain, email),
+            None,
+            lead_id,
+            get("title"),
+        )
+    account = normalise_domain(company_domain) if company_domain else None
+    return Event(event_id, kind, occurred_at, at, account or None, url_path(get("page_url")))

@@ -1,0 +1,322 @@
+"""ICP documents compiled once into matchers, never re-interpreted per event.
+
+`compile_icp` turns every criterion into a predicate over a known value, path
+globs into regular expressions and tiers into a sorted table. Evaluating a
+company against an ICP (`CompiledICP.company_fit`) happens once per company
+record; only `within_days` criteria depend on the event's time, so they are
+kept apart and checked per event against a pre-parsed timestamp.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scorer.enrichment.domains import normalise_domain
+from scorer.icp.document import Criterion, ICPDocument
+from scorer.timefmt import parse_record_time
+
+DAY = 86400.0
+Matcher = Callable[[Any], bool]
+
+
+def _norm(value: Any) -> Any:
+    """Comparable form: strings case-folded, numbers as floats."""
+    if isinstance(value, str):
+        return value.casefold()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _hashable(values: list[Any]) -> frozenset[Any]:
+    return frozenset(_norm(v) for v in values)
+
+
+def _members(value: Any) -> list[Any]:
+    """Comparable forms of a value's items (a scalar is a one-item list)."""
+    return [_norm(x) for x in _items(value) if not isinstance(x, dict | list)]
+
+
+def _matcher(criterion: Criterion) -> Matcher:
+    op = criterion.operator
+    arg = criterion.operand(op)
+    # Each matcher has a fast path for the common plain-string value.
+    if op in ("eq", "in", "contains_any"):
+        allowed = _hashable([arg] if op == "eq" else arg)
+
+        def any_of(value: Any) -> bool:
+            if type(value) is str:
+                return value.casefold() in allowed
+            return any(x in allowed for x in _members(value))
+
+        return any_of
+    if op == "not_in":
+        banned = _hashable(arg)
+
+        def none_of(value: Any) -> bool:
+            if type(value) is str:
+                return value.casefold() not in banned
+            return not any(x in banned for x in _members(value))
+
+        return none_of
+    if op == "contains_all":
+        wanted = _hashable(arg)
+        return lambda value: wanted <= set(_members(value))
+    if op in ("gte", "lte", "between"):
+        low, high = {"gte": (arg, None), "lte": (None, arg), "between": arg}[op]
+        low = float("-inf") if low is None else low
+        high = float("inf") if high is None else high
+
+        def in_range(value: Any) -> bool:
+            number = _number(value)
+            return number is not None and low <= number <= high
+
+        return in_range
+    raise AssertionError(f"no static matcher for {op}")  # exists/within_days handled apart
+
+
+def lookup(record: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
+    """The value at a dotted path, or None when missing (= unknown)."""
+    if record is None:
+        return None
+    if len(path) == 1:
+        return record.get(path[0])
+    value: Any = record
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+@dataclass(slots=True, frozen=True)
+class CompiledCriterion:
+    field: str
+    path: tuple[str, ...]
+    operator: str
+    operand: Any
+    weight: float
+    must_have: bool
+    match: Matcher | None  # None for exists / within_days
+    window: float  # within_days in seconds, else 0
+
+
+@dataclass(slots=True)
+class CriterionResult:
+    """A criterion evaluated on one company, for reasons. `matched` None = unknown."""
+
+    criterion: CompiledCriterion
+    value: Any
+    matched: bool | None
+    confidence: float | None
+    source: str | None
+
+
+@dataclass(slots=True)
+class CompanyFit:
+    """Everything about a company and an ICP that does not depend on the event.
+
+    Only sums are kept (this is built for every company an event touches);
+    the per-criterion detail for reasons comes from `CompiledICP.explain`.
+    """
+
+    static_weight: float  # matched weight of the event-independent criteria
+    static_disqualified: bool
+    quality: float  # data quality, already divided by the total weight
+    timed: tuple[tuple[float | None, float, float, bool], ...]  # (at, window, weight, must_have)
+
+    def evaluate(self, at: float) -> tuple[float, bool]:
+        """(matched weight, disqualified) for an event at epoch `at`."""
+        weight = self.static_weight
+        disqualified = self.static_disqualified
+        for stamp, window, criterion_weight, must_have in self.timed:
+            if stamp is not None and at - window <= stamp <= at:
+                weight += criterion_weight
+            elif must_have:
+                disqualified = True
+        return weight, disqualified
+
+
+def _origin(sources: Mapping[str, Any], field: str) -> tuple[float, str | None]:
+    """(confidence, source name) of a field; confidence defaults to 1.0."""
+    origin = sources.get(field)
+    if not isinstance(origin, Mapping):
+        return 1.0, None
+    confidence = _number(origin.get("confidence"))
+    source = origin.get("source")
+    return (
+        1.0 if confidence is None else min(1.0, max(0.0, confidence)),
+        source if isinstance(source, str) else None,
+    )
+
+
+def _judge(c: CompiledCriterion, value: Any, at: float | None) -> bool | None:
+    """Whether a criterion matches a value: None when unknown (or timed and no `at`)."""
+    if c.match is not None:
+        return None if value is None else c.match(value)
+    if c.operator == "exists":
+        return bool((value is not None) == c.operand)
+    if value is None or at is None:
+        return None
+    stamp = parse_record_time(value)
+    return stamp is not None and at - c.window <= stamp <= at
+
+
+@dataclass(slots=True, frozen=True)
+class _SignalRule:
+    pattern: re.Pattern[str] | None
+    points: float
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
+
+
+@dataclass(slots=True, frozen=True)
+class CompiledICP:
+    """An ICP ready to score: matchers, signal table, tiers, thresholds."""
+
+    id: str
+    version: int
+    document: ICPDocument
+    criteria: tuple[CompiledCriterion, ...]
+    total_weight: float
+    signals: Mapping[str, tuple[_SignalRule, ...]]
+    personas: tuple[tuple[str, tuple[str, ...], float], ...]
+    half_life: float
+    w_fit: float
+    w_intent: float
+    tiers: tuple[tuple[float, str], ...]  # highest threshold first
+    tier_rank: Mapping[str, float]
+    min_total: float
+    min_fit: float
+    cooldown: float
+    excluded: frozenset[str]
+
+    def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
+        """Sum up every event-independent criterion on a record (None = no record)."""
+        sources = record.get("sources") if record is not None else None
+        if not isinstance(sources, Mapping):
+            sources = {}
+        static_weight = quality = 0.0
+        disqualified = False
+        timed = []
+        for c in self.criteria:
+            value = lookup(record, c.path)
+            if value is None and c.operator != "exists":
+                continue  # unknown: no fit, no quality, never disqualifies
+            if c.field in sources:
+                quality += c.weight * _origin(sources, c.field)[0]
+            else:
+                quality += c.weight
+            if c.operator == "within_days":
+                timed.append((parse_record_time(value), c.window, c.weight, c.must_have))
+                continue
+            if _judge(c, value, None):
+                static_weight += c.weight
+            elif c.must_have:
+                disqualified = True
+        return CompanyFit(static_weight, disqualified, quality / self.total_weight, tuple(timed))
+
+    def explain(self, record: Mapping[str, Any] | None, at: float) -> list[CriterionResult]:
+        """Every criterion on a record for an event at `at`, with value and source."""
+        sources = record.get("sources") if record is not None else None
+        if not isinstance(sources, Mapping):
+            sources = {}
+        out = []
+        for c in self.criteria:
+            value = lookup(record, c.path)
+            matched = _judge(c, value, at)
+            confidence, source = _origin(sources, c.field)
+            known = matched is not None
+            out.append(CriterionResult(c, value, matched, confidence if known else None, source))
+        return out
+
+    def event_points(self, event_type: str, path: str | None) -> float:
+        """Highest points of the signals matching an event type and URL path."""
+        for rule in self.signals.get(event_type, ()):
+            if rule.pattern is None or (path is not None and rule.pattern.match(path)):
+                return rule.points
+        return 0.0
+
+    def persona(self, title: str | None) -> tuple[str | None, float]:
+        """The highest-scoring persona whose terms occur in a lead's title."""
+        if not title:
+            return None, 0.0
+        lowered = title.casefold()
+        for name, terms, points in self.personas:
+            if any(term in lowered for term in terms):
+                return name, points
+        return None, 0.0
+
+    def tier(self, total: float) -> str | None:
+        for threshold, name in self.tiers:
+            if total >= threshold:
+                return name
+        return None
+
+
+def compile_icp(document: ICPDocument) -> CompiledICP:
+    """Compile a validated ICP document."""
+    criteria = tuple(
+        CompiledCriterion(
+            field=c.field,
+            path=tuple(c.field.split(".")),
+            operator=c.operator,
+            operand=c.operand(c.operator),
+            weight=c.weight,
+            must_have=c.must_have,
+            match=None if c.operator in ("exists", "within_days") else _matcher(c),
+            window=(c.within_days or 0.0) * DAY,
+        )
+        for c in document.fit
+    )
+    signals: dict[str, list[_SignalRule]] = {}
+    for s in document.intent.signals:
+        rule = _SignalRule(_glob(s.path) if s.path else None, s.points)
+        signals.setdefault(s.type, []).append(rule)
+    personas = sorted(
+        ((p.name, tuple(t.casefold() for t in p.title_any), p.points) for p in document.personas),
+        key=lambda persona: -persona[2],
+    )
+    return CompiledICP(
+        id=document.id,
+        version=document.version,
+        document=document,
+        criteria=criteria,
+        total_weight=sum(c.weight for c in criteria),
+        signals={k: tuple(sorted(v, key=lambda r: -r.points)) for k, v in signals.items()},
+        personas=tuple(personas),
+        half_life=document.intent.half_life,
+        w_fit=document.weights.fit,
+        w_intent=document.weights.intent,
+        tiers=tuple(sorted(((t, n) for n, t in document.tiers.items()), reverse=True)),
+        tier_rank=dict(document.tiers),
+        min_total=document.hot.min_total,
+        min_fit=document.hot.min_fit,
+        cooldown=document.hot.cooldown,
+        excluded=frozenset(normalise_domain(d) for d in document.exclude.domains),
+    )

@@ -1,0 +1,120 @@
+"""`scorer score`: a JSON-lines event file through the engine, in file order.
+
+It streams: lines are read, scored and written one at a time, so the file
+size does not matter; only per-account state stays in memory.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from scorer.errors import InvalidInputError
+from scorer.events import decode_event
+from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine
+from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
+from scorer.scoring.state import AccountState
+
+EMIT_ALERTS = "alerts"
+EMIT_SCORES = "scores"
+
+
+class StrictStop(Exception):
+    """`--strict` met a bad line."""
+
+
+@dataclass
+class Totals:
+    """What a run did, by outcome; printed on stderr at the end."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+    suppressed: int = 0
+    lines: int = 0
+
+
+class Progress:
+    """A `\\r`-rewritten progress line on stderr, only when it is a terminal."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def tick(self, totals: Totals, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.5 and not force):
+            return
+        self.last = now
+        rate = totals.lines / max(now - self.started, 1e-9)
+        self.stream.write(
+            f"\r{totals.lines:,} events  {rate:,.0f}/s  {totals.alerts:,} alerts  "
+            f"{totals.outcomes[INVALID]:,} bad lines"
+        )
+        self.stream.flush()
+
+    def done(self, totals: Totals) -> None:
+        if self.enabled:
+            self.tick(totals, force=True)
+            self.stream.write("\n")
+
+
+def score_lines(
+    lines: Iterable[bytes],
+    engine: Engine,
+    companies: Mapping[str, Mapping[str, Any]],
+    out: IO[bytes],
+    emit: str = EMIT_ALERTS,
+    strict: bool = False,
+    errors: IO[str] = sys.stderr,
+    progress: Progress | None = None,
+    clock: Any = time.time,
+    totals: Totals | None = None,
+) -> Totals:
+    """Score every line; write one document per emitted score to `out`."""
+    states: dict[str, AccountState] = {}
+    totals = totals if totals is not None else Totals()
+    outcomes = totals.outcomes
+    kind = HOT_ACCOUNT if emit == EMIT_ALERTS else ACCOUNT_SCORE
+    write = out.write
+    dumps = orjson.dumps
+    for number, raw in enumerate(lines, start=1):
+        totals.lines = number
+        if progress is not None and not number & 4095:
+            progress.tick(totals)
+        if not raw.strip():
+            continue
+        try:
+            event = decode_event(raw)
+        except InvalidInputError as exc:
+            outcomes[INVALID] += 1
+            errors.write(f"line {number}: {exc}\n")
+            if strict:
+                raise StrictStop(f"line {number}: {exc}") from None
+            continue
+        account = event.account
+        if account is None:
+            outcomes[UNRESOLVED] += 1
+            continue
+        state = states.get(account)
+        if state is None:
+            state = states[account] = AccountState()
+        outcome, scores = engine.apply(state, event, companies.get(account))
+        outcomes[outcome] += 1
+        if outcome != SCORED:
+            continue
+        for score in scores:
+            if score.alert:
+                totals.alerts += 1
+            elif score.hot:
+                totals.suppressed += 1
+            if score.alert or emit == EMIT_SCORES:
+                write(dumps(build_document(score, kind, clock())) + b"\n")
+    return totals

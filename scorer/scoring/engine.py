@@ -1,0 +1,187 @@
+"""The scoring engine: one event, one account state, every active ICP.
+
+The same `Engine.apply` serves `scorer score` and the stream workers. It takes
+the account's state and the company record, updates the state (in place, and
+returns it with the results so callers can store it) and gives one `Score` per
+active ICP. The engine's only memory besides the ICPs is a cache of each
+company's event-independent fit, invalidated when the record object or the
+set of ICPs changes.
+
+`apply` is the inner loop of every worker: the arithmetic of rules 2 to 9 is
+written out in it rather than spread over small functions, each step marked
+with its rule; tests/unit/test_rules.py checks every rule's numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scorer.events import LEAD_CREATED, Event
+from scorer.icp.compiled import CompanyFit, CompiledICP, CriterionResult, compile_icp
+from scorer.icp.document import ICPDocument
+from scorer.scoring.decision import should_alert
+from scorer.scoring.state import DEFAULT_DEDUP_WINDOW, AccountState, IcpState
+
+SCORED = "scored"
+DUPLICATE = "duplicate"
+EXPIRED = "expired"
+UNRESOLVED = "unresolved"
+INVALID = "invalid"
+
+Company = Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class Score:
+    """One event scored against one ICP, with what the alert rule decided."""
+
+    icp: CompiledICP
+    account: str
+    event: Event
+    company: Company | None
+    fit: float
+    intent: float
+    total: float
+    quality: float
+    tier: str | None
+    hot: bool
+    disqualified: bool
+    excluded: bool
+    alert: bool
+    points: float
+    persona: str | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.hot and not self.alert
+
+    def explain(self) -> list[CriterionResult]:
+        """Each fit criterion with its value, match and source, at the event's time."""
+        return self.icp.explain(self.company, self.event.at)
+
+
+class Engine:
+    """Active ICPs plus the per-company fit cache."""
+
+    def __init__(
+        self,
+        icps: Iterable[ICPDocument | CompiledICP] = (),
+        dedup_window: float = DEFAULT_DEDUP_WINDOW,
+    ) -> None:
+        self.dedup_window = dedup_window
+        self._icps: dict[str, CompiledICP] = {}
+        self._active: tuple[CompiledICP, ...] = ()
+        # domain -> (record, ICP set it was computed for, one CompanyFit per active ICP)
+        self._fits: dict[str, tuple[Company | None, tuple[CompiledICP, ...], list[CompanyFit]]] = {}
+        for icp in icps:
+            self.set_icp(icp)
+
+    @property
+    def icps(self) -> tuple[CompiledICP, ...]:
+        return self._active
+
+    def set_icp(self, icp: ICPDocument | CompiledICP) -> bool:
+        """Activate an ICP; a lower or equal version never replaces a higher one."""
+        compiled = icp if isinstance(icp, CompiledICP) else compile_icp(icp)
+        current = self._icps.get(compiled.id)
+        if current is not None and current.version >= compiled.version:
+            return False
+        self._icps[compiled.id] = compiled
+        self._active = tuple(self._icps.values())
+        return True
+
+    def remove_icp(self, icp_id: str) -> bool:
+        removed = self._icps.pop(icp_id, None) is not None
+        self._active = tuple(self._icps.values())
+        return removed
+
+    def company_fits(self, domain: str, company: Company | None) -> list[CompanyFit]:
+        """The cached event-independent fit of a company under each active ICP."""
+        entry = self._fits.get(domain)
+        active = self._active
+        if entry is None or entry[0] is not company or entry[1] is not active:
+            entry = (company, active, [icp.company_fit(company) for icp in active])
+            self._fits[domain] = entry
+        return entry[2]
+
+    def forget_company(self, domain: str) -> None:
+        self._fits.pop(domain, None)
+
+    def apply(
+        self, state: AccountState, event: Event, company: Company | None
+    ) -> tuple[str, list[Score]]:
+        """Apply a resolved event to its account's state; (outcome, scores)."""
+        account = event.account
+        assert account is not None, "unresolved events are counted, not applied"
+        window = self.dedup_window
+        if event.event_id in state.seen:
+            return DUPLICATE, []
+        at = event.at
+        if state.is_expired(at, window):
+            return EXPIRED, []
+        state.remember(event.event_id, at, window)
+        scores = []
+        is_lead = event.type == LEAD_CREATED
+        icp_states = state.icps
+        fits = self.company_fits(account, company)
+        for icp, company_fit in zip(self._active, fits, strict=True):
+            icp_state = icp_states.get(icp.id)
+            if icp_state is None:
+                icp_state = icp_states[icp.id] = IcpState()
+            # Rule 5: event points (+ persona for leads).
+            points = icp.event_points(event.type, event.path)
+            persona = None
+            if is_lead:
+                persona, persona_points = icp.persona(event.title)
+                points += persona_points
+            # Rule 6: decay in event time; late events decay to the clock.
+            clock = icp_state.clock
+            if clock is None:
+                raw, clock = points, at
+            elif at >= clock:
+                raw = icp_state.raw * 2.0 ** ((clock - at) / icp.half_life) + points
+                clock = at
+            else:
+                raw = icp_state.raw + points * 2.0 ** ((at - clock) / icp.half_life)
+            icp_state.raw = raw
+            icp_state.clock = clock
+            intent = raw if raw < 100.0 else 100.0
+            # Rules 2, 3, 7, 8, 9.
+            weight, disqualified = company_fit.evaluate(at)
+            excluded = account in icp.excluded
+            if disqualified:
+                fit = total = 0.0
+                tier = None
+                hot = False
+            else:
+                fit = 100.0 * weight / icp.total_weight
+                total = (icp.w_fit * fit + icp.w_intent * intent) / (icp.w_fit + icp.w_intent)
+                tier = icp.tier(total)
+                hot = not excluded and total >= icp.min_total and fit >= icp.min_fit
+            # Rule 10.
+            alert = hot and should_alert(icp, tier, clock, icp_state.alert_at, icp_state.alert_tier)
+            if alert:
+                icp_state.alert_at = clock
+                icp_state.alert_tier = tier
+            scores.append(
+                Score(
+                    icp,
+                    account,
+                    event,
+                    company,
+                    fit,
+                    intent,
+                    total,
+                    company_fit.quality,
+                    tier,
+                    hot,
+                    disqualified,
+                    excluded,
+                    alert,
+                    points,
+                    persona,
+                )
+            )
+        return SCORED, scores

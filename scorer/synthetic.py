@@ -1,0 +1,224 @@
+"""Deterministic synthetic companies and traffic, for the demo, tests and benchmarks.
+
+Plausible rather than realistic: a Zipf-shaped share of traffic per account,
+a mix of page views, forms, demo requests and leads, some unidentified
+visitors and free-mail leads, and a few late events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_SYLLABLES = [
+    "ac",
+    "me",
+    "zen",
+    "lo",
+    "tri",
+    "nova",
+    "bri",
+    "qua",
+    "vex",
+    "ora",
+    "pix",
+    "dyn",
+    "sol",
+    "hel",
+    "kin",
+    "mar",
+    "tek",
+    "fly",
+    "ver",
+    "gal",
+    "neo",
+    "xi",
+    "ra",
+    "bo",
+]
+_SUFFIXES = ["", "ly", "io", "labs", "hq", "soft", "data", "works", "cloud", "ai"]
+_INDUSTRIES = [
+    "software",
+    "saas",
+    "fintech",
+    "banking",
+    "insurance",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "education",
+    "media",
+    "logistics",
+]
+_INDUSTRY_WEIGHTS = [20, 18, 8, 4, 3, 10, 10, 9, 6, 6, 6]
+_COUNTRIES = ["US", "CA", "GB", "DE", "FR", "NL", "IN", "BR", "AU", "SE"]
+_COUNTRY_WEIGHTS = [40, 8, 12, 9, 6, 4, 8, 5, 5, 3]
+_TECH = [
+    "hubspot",
+    "salesforce",
+    "marketo",
+    "segment",
+    "snowflake",
+    "databricks",
+    "stripe",
+    "zendesk",
+    "intercom",
+    "slack",
+    "aws",
+    "gcp",
+]
+_SOURCES = ["clearbit", "zoominfo", "crm", "apollo", "manual"]
+_PAGES = [
+    "/",
+    "/pricing",
+    "/pricing/enterprise",
+    "/docs/getting-started",
+    "/blog/icp-scoring",
+    "/security",
+    "/customers",
+    "/careers",
+    "/integrations/hubspot",
+    "/about",
+]
+_PAGE_WEIGHTS = [25, 12, 4, 12, 14, 5, 8, 4, 8, 8]
+_TITLES = [
+    "VP Sales",
+    "Chief Revenue Officer",
+    "Head of Growth",
+    "Marketing Manager",
+    "Sales Director",
+    "Software Engineer",
+    "Account Executive",
+    "CFO",
+    "Analyst",
+    None,
+]
+_FREE_MAIL = ["gmail.com", "outlook.com", "yahoo.com"]
+EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def company_domains(count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    domains: list[str] = []
+    seen: set[str] = set()
+    for index in itertools.count():
+        if len(domains) == count:
+            break
+        stem = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3)))
+        domain = f"{stem}{rng.choice(_SUFFIXES)}.example"
+        if domain in seen:
+            domain = f"{stem}{index}.example"
+        seen.add(domain)
+        domains.append(domain)
+    return domains
+
+
+def company(domain: str, rng: random.Random) -> dict[str, Any]:
+    """One firmographic record, with sources and confidences, some fields missing."""
+    stem = domain.split(".")[0]
+    employees = int(rng.lognormvariate(5.0, 1.6)) + 1
+    record: dict[str, Any] = {
+        "domain": domain,
+        "name": stem.capitalize() + rng.choice(["", " Inc", " Ltd", " GmbH", " Labs"]),
+        "industry": rng.choices(_INDUSTRIES, _INDUSTRY_WEIGHTS)[0],
+        "employees": employees,
+        "annual_revenue_usd": employees * rng.randint(80_000, 300_000),
+        "country": rng.choices(_COUNTRIES, _COUNTRY_WEIGHTS)[0],
+        "tech_stack": sorted(rng.sample(_TECH, rng.randint(0, 5))),
+        "business_model": rng.choice(["b2b", "b2b", "b2c", "marketplace"]),
+    }
+    if rng.random() < 0.6:
+        round_at = EPOCH - timedelta(days=rng.randint(10, 900))
+        record["funding"] = {
+            "last_round": rng.choice(["seed", "series_a", "series_b", "series_c"]),
+            "last_round_at": round_at.date().isoformat(),
+            "total_usd": rng.randint(1, 200) * 1_000_000,
+        }
+    for field in ("employees", "country", "tech_stack", "annual_revenue_usd"):
+        if rng.random() < 0.08:
+            del record[field]
+    record["sources"] = {
+        field: {
+            "source": rng.choice(_SOURCES),
+            "confidence": round(rng.uniform(0.5, 1.0), 2),
+            "updated_at": (EPOCH - timedelta(days=rng.randint(0, 200))).isoformat(),
+        }
+        for field in ("industry", "employees", "country", "tech_stack")
+        if field in record
+    }
+    return record
+
+
+def companies(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+    rng = random.Random(seed + 1)
+    for domain in company_domains(count, seed):
+        yield company(domain, rng)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def events(
+    count: int,
+    domains: list[str],
+    seed: int = 11,
+    start: datetime = EPOCH,
+    mean_gap_s: float = 2.0,
+    zipf_s: float = 1.0,
+) -> Iterator[dict[str, Any]]:
+    """`count` events over `domains`, Zipf-distributed, in roughly time order."""
+    rng = random.Random(seed)
+    weights = [1.0 / (rank**zipf_s) for rank in range(1, len(domains) + 1)]
+    cumulative = list(itertools.accumulate(weights))
+    clock = start
+    produced = 0
+    while produced < count:
+        batch = min(4096, count - produced)
+        picks = rng.choices(domains, cum_weights=cumulative, k=batch)
+        for domain in picks:
+            produced += 1
+            clock += timedelta(seconds=rng.expovariate(1.0 / mean_gap_s))
+            at = clock
+            if rng.random() < 0.02:  # late arrival
+                at = clock - timedelta(minutes=rng.randint(1, 600))
+            yield _event(rng, produced, domain, at)
+
+
+def _event(rng: random.Random, serial: int, domain: str, at: datetime) -> dict[str, Any]:
+    roll = rng.random()
+    event_id = f"e-{serial:09d}-{rng.getrandbits(32):08x}"
+    if roll < 0.08:
+        user = rng.choice(["alex", "sam", "kim", "jo", "lee", "max"]) + str(rng.randint(1, 999))
+        mail_domain = rng.choice(_FREE_MAIL) if rng.random() < 0.15 else domain
+        return {
+            "event_id": event_id,
+            "type": "lead_created",
+            "occurred_at": _iso(at),
+            "lead_id": f"L-{serial}",
+            "email": f"{user}@{mail_domain}",
+            "title": rng.choice(_TITLES),
+            "full_name": f"{user.capitalize()} Example",
+            "source": rng.choice(["webform", "crm", "import"]),
+            "company_domain": None,
+        }
+    kind = "page_view" if roll < 0.95 else ("form_submit" if roll < 0.98 else "demo_request")
+    identified = rng.random() >= 0.12
+    return {
+        "event_id": event_id,
+        "type": kind,
+        "occurred_at": _iso(at),
+        "company_domain": ("www." + domain if rng.random() < 0.1 else domain)
+        if identified
+        else None,
+        "visitor_id": f"v-{rng.getrandbits(48):012x}",
+        "session_id": f"s-{rng.getrandbits(40):010x}",
+        "page_url": "https://scorer.example"
+        + rng.choices(_PAGES, _PAGE_WEIGHTS)[0]
+        + f"?utm_source={rng.choice(['google', 'linkedin', 'newsletter', 'direct'])}",
+        "referrer": rng.choice(["https://www.google.com/", "https://www.linkedin.com/", None]),
+        "ip": f"203.0.113.{rng.randint(1, 254)}",
+    }
