@@ -1,0 +1,74 @@
+"""Shared factories: ICPs, engines and events built from small dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from scorer.events import Event, decode_event
+from scorer.icp import ICPDocument, parse_icp
+from scorer.scoring import AccountState, Engine
+
+BASE_ICP: dict[str, Any] = {
+    "id": "saas",
+    "version": 1,
+    "fit": [
+        {"field": "industry", "in": ["software", "saas"], "weight": 3, "must_have": True},
+        {"field": "employees", "between": [50, 1000], "weight": 2},
+        {"field": "country", "in": ["US", "CA", "GB"]},
+    ],
+    "intent": {
+        "half_life": "7d",
+        "signals": [
+            {"type": "page_view", "points": 2},
+            {"type": "page_view", "path": "/pricing*", "points": 10},
+            {"type": "demo_request", "points": 40},
+            {"type": "lead_created", "points": 20},
+        ],
+    },
+    "personas": [{"name": "executive", "title_any": ["chief", "vp"], "points": 15}],
+    "weights": {"fit": 0.6, "intent": 0.4},
+    "tiers": {"A": 80, "B": 65, "C": 50},
+    "hot": {"min_total": 65, "min_fit": 60, "cooldown": "24h"},
+}
+
+
+def make_icp(**overrides: Any) -> ICPDocument:
+    return parse_icp({**BASE_ICP, **overrides})
+
+
+def make_event(
+    event_id: str = "e-1",
+    type: str = "page_view",
+    occurred_at: str = "2026-11-20T10:00:00Z",
+    domain: str | None = "acme.example",
+    **extra: Any,
+) -> Event:
+    doc: dict[str, Any] = {"event_id": event_id, "type": type, "occurred_at": occurred_at}
+    if type == "lead_created":
+        doc.update({"lead_id": "L-1", "email": f"pat@{domain or 'gmail.com'}"})
+    else:
+        doc["company_domain"] = domain
+    doc.update(extra)
+    return decode_event(orjson.dumps(doc))
+
+
+@pytest.fixture
+def icp_factory() -> Callable[..., ICPDocument]:
+    return make_icp
+
+
+@pytest.fixture
+def engine_factory() -> Callable[..., Engine]:
+    def build(*icps: ICPDocument) -> Engine:
+        return Engine(icps or (make_icp(),))
+
+    return build
+
+
+@pytest.fixture
+def state() -> AccountState:
+    return AccountState()

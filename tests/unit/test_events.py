@@ -1,0 +1,121 @@
+"""The fast event decoder: validation, account resolution, and agreement with the models."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from scorer.enrichment.domains import lead_account, normalise_domain
+from scorer.errors import InvalidInputError
+from scorer.events import decode_event
+from scorer.models import LeadEvent, VisitorEvent
+
+VISIT = {"event_id": "e1", "type": "page_view", "occurred_at": "2026-11-20T10:00:00+02:00"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe{}", "undecodable"),
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "schema"),
+        (orjson.dumps({**VISIT, "event_id": ""}), "schema"),
+        (orjson.dumps({k: v for k, v in VISIT.items() if k != "type"}), "schema"),
+        (orjson.dumps({**VISIT, "company_domain": 7}), "schema"),
+        (orjson.dumps({k: v for k, v in VISIT.items() if k != "occurred_at"}), "timestamp"),
+        (orjson.dumps({**VISIT, "occurred_at": "2026-11-20T10:00:00"}), "timestamp"),
+        (orjson.dumps({**VISIT, "occurred_at": "2026-11-20"}), "timestamp"),
+        (orjson.dumps({**VISIT, "occurred_at": "yesterday"}), "timestamp"),
+        (orjson.dumps({**VISIT, "type": "lead_created", "lead_id": "L"}), "schema"),
+        (orjson.dumps({**VISIT, "pad": "x" * 70_000}), "oversize"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_reason(raw: bytes, reason: str) -> None:
+    """Each class of bad input raises InvalidInputError with its DLQ reason."""
+    with pytest.raises(InvalidInputError) as caught:
+        decode_event(raw)
+    assert caught.value.reason == reason
+
+
+def test_error_messages_carry_no_payload_text() -> None:
+    """A rejected lead's email or other values never appear in the error message."""
+    raw = orjson.dumps(
+        {**VISIT, "type": "lead_created", "lead_id": 5, "email": "pat@secret.example"}
+    )
+    with pytest.raises(InvalidInputError) as caught:
+        decode_event(raw)
+    assert "secret" not in str(caught.value) and "lead_id" in str(caught.value)
+
+
+def test_domains_are_normalised() -> None:
+    """Lower case, no leading www., no trailing dot."""
+    assert normalise_domain(" WWW.Acme.Example. ") == "acme.example"
+    event = decode_event(orjson.dumps({**VISIT, "company_domain": "www.ACME.example."}))
+    assert event.account == "acme.example"
+
+
+def test_null_domain_is_unresolved_and_ip_is_dropped() -> None:
+    """An unidentified visitor has no account; the IP is not kept anywhere on the event."""
+    event = decode_event(orjson.dumps({**VISIT, "company_domain": None, "ip": "198.51.100.7"}))
+    assert event.account is None
+    assert "198.51.100.7" not in repr(event)
+
+
+@pytest.mark.parametrize(
+    ("company_domain", "email", "account"),
+    [
+        ("Acme.example", "pat@gmail.com", "acme.example"),
+        (None, "pat@Sub.Acme.example", "sub.acme.example"),
+        (None, "pat@gmail.com", None),
+        (None, "pat@OUTLOOK.com.", None),
+        ("", "pat@acme.example", "acme.example"),
+        (None, "not-an-email", None),
+    ],
+)
+def test_lead_account_resolution(
+    company_domain: str | None, email: str, account: str | None
+) -> None:
+    """company_domain wins, else the email's domain unless it is free mail."""
+    assert lead_account(company_domain, email) == account
+
+
+values = st.one_of(st.none(), st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), st.booleans())
+stamps = st.sampled_from(
+    ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.5+05:30", "2026-11-20T10:00:00", "x", ""]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "event_id": values,
+            "type": st.one_of(values, st.just("lead_created")),
+            "occurred_at": stamps,
+            "company_domain": values,
+            "page_url": values,
+            "lead_id": values,
+            "email": values,
+            "title": values,
+            "ip": values,
+        },
+    )
+)
+def test_decoder_agrees_with_the_models(doc: dict) -> None:
+    """The hand-written decoder accepts exactly what the pydantic documents accept."""
+    model = LeadEvent if doc.get("type") == "lead_created" else VisitorEvent
+    try:
+        model.model_validate_json(orjson.dumps(doc))
+        model_ok = True
+    except ValidationError:
+        model_ok = False
+    try:
+        decode_event(orjson.dumps(doc))
+        decoder_ok = True
+    except InvalidInputError:
+        decoder_ok = False
+    assert decoder_ok == model_ok
