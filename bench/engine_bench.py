@@ -1,0 +1,176 @@
+"""Engine micro-benchmark: `scorer score --emit alerts` against two baselines, one run.
+
+Arms, each pinned to one core (taskset) and repeated, reported as medians:
+  orjson-floor   parse every line with orjson and touch its domain: the least
+                 any Python scorer must do per event;
+  pydantic-naive the same engine fed by pydantic models per event (the obvious way);
+  scorer         the real command, end to end (loading 100k companies included).
+
+Data (generated once into bench/results/tmp/, deterministic): BENCH_ENGINE_EVENTS
+events (default 1,000,000) over 50,000 active domains (Zipf), 100,000 companies,
+the 2 sample ICPs. Results: bench/results/engine-latest.json and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from scorer import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+TMP = ROOT / "bench" / "results" / "tmp"
+RESULTS = ROOT / "bench" / "results"
+ICPS = [ROOT / "scorer" / "samples" / n for n in ("midmarket-saas.yaml", "enterprise-fintech.yaml")]
+EVENTS = int(os.environ.get("BENCH_ENGINE_EVENTS", "1000000"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+COMPANIES = 100_000
+ACTIVE_DOMAINS = 50_000
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_data() -> tuple[Path, Path]:
+    companies = TMP / f"companies-{COMPANIES}.jsonl"
+    events = TMP / f"events-{EVENTS}.jsonl"
+    TMP.mkdir(parents=True, exist_ok=True)
+    if not companies.exists() or not events.exists():
+        log(f"generating {COMPANIES:,} companies and {EVENTS:,} events (first run only)...")
+        domains = []
+        with companies.open("wb") as out:
+            for record in synthetic.companies(COMPANIES):
+                domains.append(record["domain"])
+                out.write(orjson.dumps(record) + b"\n")
+        with events.open("wb") as out:
+            for event in synthetic.events(EVENTS, domains[:ACTIVE_DOMAINS]):
+                out.write(orjson.dumps(event) + b"\n")
+    return companies, events
+
+
+def pinned(command: list[str]) -> list[str]:
+    return ["taskset", "-c", "0", *command] if shutil.which("taskset") else command
+
+
+def run_python(code: str, *args: str) -> float:
+    """Seconds a snippet reports for itself, in a fresh pinned interpreter."""
+    out = subprocess.run(
+        pinned([sys.executable, "-c", code, *args]), check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+FLOOR = """
+import sys, time, orjson
+start = time.perf_counter()
+seen = {}
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        doc = orjson.loads(line)
+        seen[doc.get("company_domain")] = doc.get("event_id")
+print(time.perf_counter() - start)
+"""
+
+NAIVE = """
+import sys, time, io
+from scorer.cli import load_companies
+from scorer.events import event_from_document
+from scorer.icp import load_icp
+from scorer.models import LeadEvent, VisitorEvent
+from scorer.scoring import AccountState, Engine, HOT_ACCOUNT, build_document
+import orjson
+start = time.perf_counter()
+companies = load_companies(sys.argv[2], False)
+engine = Engine([load_icp(p) for p in sys.argv[3:]])
+states = {}
+out = io.BytesIO()
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        doc = orjson.loads(line)
+        model = LeadEvent if doc.get("type") == "lead_created" else VisitorEvent
+        parsed = model.model_validate_json(line).model_dump(mode="json")  # the obvious way
+        event = event_from_document(doc)
+        if event.account is None:
+            continue
+        state = states.setdefault(event.account, AccountState())
+        for score in engine.apply(state, event, companies.get(event.account))[1]:
+            if score.alert:
+                out.write(orjson.dumps(build_document(score, HOT_ACCOUNT, 0.0)))
+print(time.perf_counter() - start)
+"""
+
+
+def scorer_seconds(companies: Path, events: Path) -> float:
+    icps = [a for p in ICPS for a in ("--icp", str(p))]
+    command = [
+        str(Path(sys.executable).parent / "scorer"),
+        "score",
+        "--quiet",
+        *icps,
+        "--firmographics",
+        str(companies),
+        str(events),
+    ]
+    start = time.perf_counter()
+    subprocess.run(pinned(command), check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    companies, events = make_data()
+    arms: dict[str, list[float]] = {"orjson-floor": [], "pydantic-naive": [], "scorer": []}
+    for round_ in range(1, REPEATS + 1):
+        log(f"round {round_}/{REPEATS}: orjson-floor...")
+        arms["orjson-floor"].append(run_python(FLOOR, str(events)))
+        log(f"round {round_}/{REPEATS}: pydantic-naive...")
+        arms["pydantic-naive"].append(
+            run_python(NAIVE, str(events), str(companies), *map(str, ICPS))
+        )
+        log(f"round {round_}/{REPEATS}: scorer...")
+        arms["scorer"].append(scorer_seconds(companies, events))
+    medians = {arm: statistics.median(times) for arm, times in arms.items()}
+    rates = {arm: EVENTS / seconds for arm, seconds in medians.items()}
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "events": EVENTS,
+        "companies": COMPANIES,
+        "icps": 2,
+        "repeats": REPEATS,
+        "seconds": arms,
+        "events_per_s": {arm: round(rate) for arm, rate in rates.items()},
+        "ratios": {
+            "scorer_vs_floor": round(rates["scorer"] / rates["orjson-floor"], 3),
+            "scorer_vs_naive": round(rates["scorer"] / rates["pydantic-naive"], 3),
+        },
+        "goal_events_per_s": 100_000,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "engine-latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = io.StringIO()
+    table.write(f"{'arm':16} {'median s':>9} {'events/s':>10}  (one core, {EVENTS:,} events)\n")
+    for arm in arms:
+        table.write(f"{arm:16} {medians[arm]:9.2f} {rates[arm]:10,.0f}\n")
+    table.write(
+        f"scorer / floor = {result['ratios']['scorer_vs_floor']}, "
+        f"scorer / naive = {result['ratios']['scorer_vs_naive']}\n"
+    )
+    print(table.getvalue(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
