@@ -109,6 +109,9 @@ class Engine:
     def forget_company(self, domain: str) -> None:
         self._fits.pop(domain, None)
 
+    def clear_company_cache(self) -> None:
+        self._fits.clear()
+
     def apply(
         self, state: AccountState, event: Event, company: Company | None
     ) -> tuple[str, list[Score]]:
@@ -116,11 +119,12 @@ class Engine:
         account = event.account
         assert account is not None, "unresolved events are counted, not applied"
         window = self.dedup_window
-        if event.event_id in state.seen:
-            return DUPLICATE, []
         at = event.at
+        # Expiry first: ids older than the horizon are then never consulted.
         if state.is_expired(at, window):
             return EXPIRED, []
+        if state.is_applied(event.event_id, at):
+            return DUPLICATE, []
         state.remember(event.event_id, at, window)
         scores = []
         is_lead = event.type == LEAD_CREATED

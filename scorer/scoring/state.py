@@ -1,29 +1,61 @@
 """Per-account state: the explicit value the stream layer keeps in a table.
 
-`AccountState` holds the ids of applied events (for idempotence) and, per ICP
-id, the intent accumulator, its clock and the last alert. It is serialised to
-compact JSON for the changelog.
+`AccountState` holds, per ICP id, the intent accumulator, its clock and the
+last alert, plus the account's clock (newest `occurred_at` applied) and the
+ids of applied events, for idempotence.
 
 The memory of applied event ids is bounded by an event-time window (default
-7 days, `SCORER_DEDUP_WINDOW`): ids of events older than the account's newest
-event minus the window are forgotten, and an event that old is ignored as
-`expired`, because it can no longer be told apart from a replay. Every applied
-event inside the window is remembered, so a replay is always recognised.
+7 days, `SCORER_DEDUP_WINDOW`). An event older than the account's clock minus
+the window is ignored as `expired`, because it can no longer be told apart
+from a replay; this check comes first, so ids older than that horizon are
+never consulted and may be forgotten at any time without changing a result.
+Every applied event inside the window is remembered, so a replay is always
+recognised.
 
 An event id is taken to name one event: a replay carries the same
-`occurred_at`. An id reused for an event at another time is a duplicate while
-it is remembered, and is forgotten by the first event's time.
+`occurred_at`. (The stream stores ids in buckets by `occurred_at`.)
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 DEFAULT_DEDUP_WINDOW = 7 * 86400.0
+
+
+class SeenIds(Protocol):
+    """Where an account's applied event ids are remembered."""
+
+    def contains(self, event_id: str, at: float) -> bool: ...
+
+    def add(self, event_id: str, at: float, horizon: float) -> None:
+        """Remember an id; ids of events before `horizon` may be forgotten."""
+
+
+class WindowedIds:
+    """Applied ids in memory, forgotten in insertion order once past the horizon."""
+
+    __slots__ = ("ids", "order")
+
+    def __init__(self, entries: Iterable[tuple[float, str]] = ()) -> None:
+        self.order: deque[tuple[float, str]] = deque(entries)
+        self.ids: set[str] = {event_id for _, event_id in self.order}
+
+    def contains(self, event_id: str, at: float) -> bool:
+        return event_id in self.ids
+
+    def add(self, event_id: str, at: float, horizon: float) -> None:
+        self.ids.add(event_id)
+        order = self.order
+        order.append((at, event_id))
+        # Oldest insertions first; a late insertion leaves once all before it have.
+        while order and order[0][0] < horizon:
+            self.ids.discard(order.popleft()[1])
 
 
 @dataclass(slots=True)
@@ -38,46 +70,52 @@ class IcpState:
 
 @dataclass(slots=True)
 class AccountState:
-    """All state of one account: applied event ids and per-ICP state."""
+    """All state of one account: per-ICP state, its clock and applied ids."""
 
     clock: float | None = None  # newest occurred_at applied, over all ICPs
-    seen: set[str] = field(default_factory=set)
-    order: deque[tuple[float, str]] = field(default_factory=deque)  # insertion order
+    last_event_id: str | None = None
     icps: dict[str, IcpState] = field(default_factory=dict)
-
-    def remember(self, event_id: str, at: float, window: float) -> None:
-        """Record an applied event and forget ids that fell out of the window."""
-        self.seen.add(event_id)
-        self.order.append((at, event_id))
-        if self.clock is None or at > self.clock:
-            self.clock = at
-        horizon = self.clock - window
-        order = self.order
-        # Oldest insertions first; a late insertion leaves once all before it have.
-        while order and order[0][0] < horizon:
-            self.seen.discard(order.popleft()[1])
+    seen: SeenIds = field(default_factory=WindowedIds)
 
     def is_expired(self, at: float, window: float) -> bool:
         return self.clock is not None and at < self.clock - window
 
+    def is_applied(self, event_id: str, at: float) -> bool:
+        # last_event_id also covers a write of this record that landed
+        # without the write of its id (see scorer.stream.state).
+        return event_id == self.last_event_id or self.seen.contains(event_id, at)
+
+    def remember(self, event_id: str, at: float, window: float) -> None:
+        """Record an applied event."""
+        if self.clock is None or at > self.clock:
+            self.clock = at
+        self.last_event_id = event_id
+        self.seen.add(event_id, at, self.clock - window)
+
+    def core(self) -> dict[str, Any]:
+        """Everything but the applied ids, as plain JSON values."""
+        return {
+            "clock": self.clock,
+            "last": self.last_event_id,
+            "icps": {k: [s.raw, s.clock, s.alert_at, s.alert_tier] for k, s in self.icps.items()},
+        }
+
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "clock": self.clock,
-                "seen": [[at, event_id] for at, event_id in self.order],
-                "icps": {
-                    key: [s.raw, s.clock, s.alert_at, s.alert_tier] for key, s in self.icps.items()
-                },
-            }
+        """The whole state (in-memory ids included), for tests and offline use."""
+        assert isinstance(self.seen, WindowedIds)
+        return orjson.dumps({**self.core(), "seen": [list(entry) for entry in self.seen.order]})
+
+    @classmethod
+    def from_core(cls, doc: dict[str, Any], seen: SeenIds) -> AccountState:
+        return cls(
+            clock=doc["clock"],
+            last_event_id=doc["last"],
+            icps={key: IcpState(*values) for key, values in doc["icps"].items()},
+            seen=seen,
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> AccountState:
         doc: dict[str, Any] = orjson.loads(raw)
-        order = deque((float(at), str(event_id)) for at, event_id in doc["seen"])
-        return cls(
-            clock=doc["clock"],
-            seen={event_id for _, event_id in order},
-            order=order,
-            icps={key: IcpState(*values) for key, values in doc["icps"].items()},
-        )
+        seen = WindowedIds([(float(at), str(event_id)) for at, event_id in doc["seen"]])
+        return cls.from_core(doc, seen)

@@ -210,7 +210,7 @@ def test_rule11_dedup_window_bounds_memory_and_expires_old_events() -> None:
     engine, state = Engine([make_icp()], dedup_window=3600), AccountState()
     engine.apply(state, make_event("a", occurred_at="2026-11-20T10:00:00Z"), ACME)
     engine.apply(state, make_event("b", occurred_at="2026-11-20T12:00:00Z"), ACME)
-    assert state.seen == {"b"}
+    assert state.seen.ids == {"b"}
     assert engine.apply(state, make_event("a", occurred_at="2026-11-20T10:00:00Z"), ACME) == (
         EXPIRED,
         [],
