@@ -135,6 +135,48 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_icp_publish(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from scorer.stream.publish import publish_icp
+
+    document = load_icp(args.file)
+    asyncio.run(publish_icp(Settings(), document))
+    print(f"{args.file}: published {document.id} v{document.version}")
+    return 0
+
+
+def cmd_firmographics_load(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from scorer.stream.publish import LoadProgress, load_firmographics
+
+    deletes = list(args.delete or [])
+    if args.file is None and not deletes:
+        raise UsageError("firmographics load needs a FILE, --delete DOMAIN, or both")
+    with contextlib.ExitStack() as stack:
+        records: Any = ()
+        progress = position = None
+        if args.file is not None:
+            stream = stack.enter_context(_open_binary(args.file))
+            records = read_companies(stream, is_csv(args.file))
+            size = os.fstat(stream.fileno()).st_size if args.file != "-" else None
+            progress = LoadProgress(sys.stderr, size)
+            position = stream.tell if args.file != "-" else None
+        sent, deleted, bad = asyncio.run(
+            load_firmographics(Settings(), records, deletes, progress=progress, position=position)
+        )
+    print(f"{sent:,} records loaded, {deleted:,} deleted, {bad:,} bad lines skipped")
+    return 1 if bad and args.strict else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from scorer.stream.worker import run_worker
+
+    return run_worker(Settings())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from scorer.demo import run_demo
 
@@ -170,10 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+")
     validate.set_defaults(run=cmd_icp_validate)
 
+    publish = icp.add_parser("publish", help="validate an ICP and publish it to icp-profiles")
+    publish.add_argument("file")
+    publish.set_defaults(run=cmd_icp_publish)
+
+    firmographics = commands.add_parser("firmographics", help="company records").add_subparsers(
+        dest="firmographics_command", required=True, metavar="ACTION"
+    )
+    load = firmographics.add_parser(
+        "load", help="publish company records (JSONL or .csv) to the firmographics topic"
+    )
+    load.add_argument(
+        "file", nargs="?", help="JSON lines or .csv; a line {domain, deleted: true} deletes"
+    )
+    load.add_argument("--delete", action="append", metavar="DOMAIN", help="write a tombstone")
+    load.add_argument("--strict", action="store_true", help="exit 1 if any line was bad")
+    load.set_defaults(run=cmd_firmographics_load)
+
     schemas = commands.add_parser("schemas", help="write the documents' JSON Schemas")
     schemas.add_argument("--out", default="schemas", help="folder (default: schemas)")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     schemas.set_defaults(run=cmd_schemas)
+
+    worker = commands.add_parser("worker", help="run a streaming worker (SCORER_* settings)")
+    worker.set_defaults(run=cmd_worker)
 
     demo = commands.add_parser("demo", help="show hot accounts arriving, on one machine")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long")

@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         4, ge=1, description="SCORER_TOPIC_PARTITIONS: for created topics"
     )
+    replication_factor: int = Field(
+        1, ge=1, description="SCORER_REPLICATION_FACTOR: for created topics"
+    )
+    session_timeout: float = Field(
+        10.0,
+        ge=6,
+        description="SCORER_SESSION_TIMEOUT: seconds before a dead worker's "
+        "partitions move (faust's default is 60)",
+    )
     visitor_topic: str = Field("visitor-events", description="SCORER_VISITOR_TOPIC")
     lead_topic: str = Field("lead-events", description="SCORER_LEAD_TOPIC")
     firmographics_topic: str = Field("firmographics", description="SCORER_FIRMOGRAPHICS_TOPIC")

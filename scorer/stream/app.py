@@ -1,0 +1,454 @@
+"""The faust app: agents that decode, enrich, score and publish.
+
+- `score` consumes visitor-events, lead-events and the re-key topic. An event
+  whose Kafka key is not its normalised account domain is first re-sent, keyed
+  by domain, to the re-key topic (so it lands on the partition, and worker,
+  that owns the account); the others are scored in place.
+- `firmographics` keeps the compacted firmographics topic in a table keyed by
+  domain, co-partitioned with the events (tombstones delete).
+- ICPs are read by every worker from the start of the compacted icp-profiles
+  topic, with a plain consumer outside the group; events wait until it has
+  been read to its end once.
+- Bad input goes to the DLQ with the original bytes; nothing raises out of an
+  agent for an input's sake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from functools import partial
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from scorer.config import Settings
+from scorer.enrichment.domains import normalise_domain
+from scorer.enrichment.firmographics import check_record
+from scorer.errors import InvalidICPError, InvalidInputError
+from scorer.events import decode_event
+from scorer.icp.loader import loads_icp
+from scorer.scoring.engine import DUPLICATE, INVALID, SCORED, UNRESOLVED, Engine
+from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
+from scorer.stream.dlq import dlq_headers
+from scorer.stream.kafka import Topics, client_options, partitions_of, ssl_context
+from scorer.stream.state import BUCKETS_PER_WINDOW, load_account, repair, store_account
+
+log = logging.getLogger("scorer.worker")
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+COMPANY_CACHE_LIMIT = 200_000
+SEND_BUFFER_MESSAGES = 10_000
+STALL_CHECK_SECONDS = 5.0
+STALL_CHECKS = 2  # consecutive checks before acting
+_MISSING = object()
+
+
+class ScorerApp:
+    """One worker's faust app, engine and caches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.engine = Engine(dedup_window=settings.dedup_window)
+        self.bucket_width = max(1.0, settings.dedup_window / BUCKETS_PER_WINDOW)
+        self.companies: dict[str, Any] = {}
+        self.counts: Counter[tuple[str, ...]] = Counter()
+        self.icps_ready = asyncio.Event()
+        self.started = time.monotonic()
+        self.stalled: dict[Any, int] = {}
+        # The next firmographics offset processed, per partition.
+        self.firmographics_next: dict[int, int] = {}
+        self.first_event_s: float | None = None
+        self.app = faust.App(
+            settings.app_id,
+            broker=settings.broker,
+            broker_credentials=_credentials(settings),
+            store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+            datadir=settings.data_dir,
+            web_port=settings.web_port,
+            web_enabled=True,
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.replication_factor,
+            key_serializer="raw",
+            value_serializer="raw",
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            table_standby_replicas=0,
+            # Startup speed: nothing to wait for on a single-purpose app.
+            stream_recovery_delay=0.0,
+            broker_commit_interval=1.0,
+            # A killed worker's partitions move after this; heartbeats run in
+            # faust's consumer thread, so scoring load does not delay them.
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+            autodiscover=False,
+        )
+        self._define()
+
+    # -- wiring -----------------------------------------------------------------
+
+    def _define(self) -> None:
+        app, topics, n = self.app, self.topics, self.settings.topic_partitions
+        self.events_topic = app.topic(topics.visitor, topics.lead, topics.rekey, **RAW)
+        self.firmographics_topic = app.topic(topics.firmographics, **RAW)
+        self.hot_topic = app.topic(topics.hot, **RAW)
+        self.scores_topic = app.topic(topics.scores, **RAW)
+        self.dlq_topic = app.topic(topics.dlq, **RAW)
+        self.rekey_topic = app.topic(topics.rekey, **RAW)
+        # bytes key and value types give raw serializers
+        self.accounts = app.Table(
+            "accounts", default=None, partitions=n, key_type=bytes, value_type=bytes
+        )
+        self.firmographics = app.Table(
+            "firmographics", default=None, partitions=n, key_type=bytes, value_type=bytes
+        )
+        app.agent(self.events_topic, name="score")(self._score_agent)
+        app.agent(self.firmographics_topic, name="firmographics")(self._firmographics_agent)
+        app.task(self._icp_loader)
+        app.timer(STALL_CHECK_SECONDS)(self._unstick_partitions)
+
+        # faust makes page handlers methods of a View: (view, request), so closures.
+        async def healthz(view: Any, request: Any) -> Any:
+            return view.text("ok\n")
+
+        async def readyz(view: Any, request: Any) -> Any:
+            if self.is_ready():
+                return view.text("ready\n")
+            return view.text("not ready\n", status=503)
+
+        app.page("/healthz")(healthz)
+        app.page("/readyz")(readyz)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+
+    async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        # Another worker may change these accounts' records while we do not own them.
+        self.companies.clear()
+        self.engine.clear_company_cache()
+        self.firmographics_next.clear()
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        mine = sorted({tp.partition for tp in assigned if tp.topic == self.topics.visitor})
+        log.info("scoring partitions %s", mine)
+
+    async def wait_for_firmographics(self) -> None:
+        """At startup, hold scoring until the firmographics backlog is in the table.
+
+        Both topics are read at once; without this, a backlog of events could be
+        scored before the company records loaded ahead of them. Done once,
+        before the stream is iterated (waiting inside the iteration stalled
+        faust's offset tracking). After a rebalance, faust restores the table
+        from its changelog before streams resume; only records the previous
+        owner had not yet applied can then arrive after the first events.
+        """
+        app = self.app
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        while not (
+            app.consumer is not None and app.consumer.assignment() and recovery.completed.is_set()
+        ):
+            await asyncio.sleep(0.05)
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == self.topics.firmographics]
+        ends = await app.consumer.highwaters(*tps) if tps else {}
+        warn_at = time.monotonic() + 10
+        while True:
+            behind = [
+                tp
+                for tp in tps
+                # faust's seek on assignment records the committed offsets here
+                if max(
+                    app.consumer._committed_offset.get(tp) or 0,  # type: ignore[attr-defined]
+                    self.firmographics_next.get(tp.partition, 0),
+                )
+                < (ends.get(tp) or 0)
+            ]
+            if not behind:
+                break
+            if time.monotonic() > warn_at:
+                warn_at += 10
+                log.warning(
+                    "waiting for firmographics on partitions %s",
+                    sorted(tp.partition for tp in behind),
+                )
+            await asyncio.sleep(0.05)
+        log.info("firmographics loaded up to the startup backlog (%d partitions)", len(tps))
+
+    async def _unstick_partitions(self) -> None:
+        """Work around a faust 0.15 bug: after a rebalance a partition can hold
+        acknowledged offsets that start past its committed offset (records it
+        dropped or had prefetched), and then it never commits again (faust #681,
+        faust-streaming #318). Seeking back to the committed offset re-reads the
+        gap; the idempotent state turns what was already applied into duplicates."""
+        consumer = self.app.consumer
+        if consumer is None or self.app.rebalancing:
+            return
+        inputs = (self.topics.visitor, self.topics.lead, self.topics.rekey)
+        acked_by_tp = consumer._acked  # type: ignore[attr-defined]
+        committed_by_tp = consumer._committed_offset  # type: ignore[attr-defined]
+        for tp in list(consumer.assignment()):
+            if tp.topic not in inputs:
+                continue
+            acked = acked_by_tp.get(tp)
+            committed = committed_by_tp.get(tp)
+            if acked and committed is not None and min(acked) - committed > 1:
+                self.stalled[tp] = self.stalled.get(tp, 0) + 1
+            else:
+                self.stalled.pop(tp, None)
+                continue
+            if self.stalled[tp] >= STALL_CHECKS:
+                log.warning(
+                    "%s[%d]: commits stuck at %d after a rebalance; re-reading from there",
+                    tp.topic,
+                    tp.partition,
+                    committed,
+                )
+                self.counts["stalls", tp.topic] += 1
+                self.stalled.pop(tp, None)
+                await consumer.seek(tp, committed)
+
+    # -- health -------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        app = self.app
+        assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        return assigned and recovered and not app.rebalancing and self.icps_ready.is_set()
+
+    # -- agents -------------------------------------------------------------------
+
+    async def _score_agent(self, stream: Any) -> None:
+        await self.icps_ready.wait()
+        await self.wait_for_firmographics()
+        # faust's send buffer holds 100 messages by default and then blocks to
+        # flush; the commit flushes anyway, so let it batch more.
+        self.app.producer.buffer.max_messages = SEND_BUFFER_MESSAGES
+        async for event in stream.events():
+            if self.first_event_s is None:
+                self.first_event_s = time.monotonic() - self.started
+                log.info("first event processed %.1f s after start", self.first_event_s)
+            try:
+                alerts = self.handle_event(event.message)
+                if alerts:
+                    await self.publish_alerts(*alerts)
+            except Exception:  # a bug must not stop the partition: dead-letter it
+                log.exception("scoring failed; record sent to the DLQ")
+                self.dead_letter(event.message, "internal_error", "see worker log")
+
+    def handle_event(self, message: Any) -> tuple[bytes, list[bytes], Any] | None:
+        """Score one record. Returns alerts still to publish, with the state write
+        that must follow them; everything else is sent (buffered) here."""
+        topics = self.topics
+        stream = "lead" if message.topic == topics.lead else "visitor"
+        raw = message.value
+        if raw is None:
+            self.dead_letter(message, "schema", "null value")
+            self.counts["events", stream, INVALID] += 1
+            return None
+        try:
+            event = decode_event(raw, self.settings.max_message_bytes)
+        except InvalidInputError as exc:
+            self.dead_letter(message, exc.reason, exc.detail)
+            self.counts["events", stream, INVALID] += 1
+            return None
+        account = event.account
+        if account is None:
+            self.counts["events", stream, UNRESOLVED] += 1
+            return None
+        key = account.encode()
+        if message.key != key and message.topic != topics.rekey:
+            self.rekey_topic.send_soon(key=key, value=raw, headers=list(message.headers or ()))
+            return None
+        state, ids = load_account(self.accounts, key, self.bucket_width)
+        outcome, scores = self.engine.apply(state, event, self.company(account, key))
+        self.counts["events", stream, outcome] += 1
+        now = time.time()
+        alerts = []
+        for score in scores:
+            if score.alert:
+                alerts.append(orjson.dumps(build_document(score, HOT_ACCOUNT, now)))
+                self.counts["alerts", score.icp.id, score.tier or ""] += 1
+            elif score.hot:
+                self.counts["suppressed", score.icp.id, "cooldown"] += 1
+        if self.settings.emit_scores:
+            for score in scores:
+                doc = build_document(score, ACCOUNT_SCORE, now)
+                self.scores_topic.send_soon(key=key, value=orjson.dumps(doc))
+        if outcome == SCORED or (
+            outcome == DUPLICATE
+            and repair(state, ids, event.event_id, event.at, self.engine.dedup_window)
+        ):
+            write = partial(store_account, self.accounts, key, state, ids)
+        else:
+            return None
+        if alerts:
+            return key, alerts, write
+        write()
+        return None
+
+    async def publish_alerts(self, key: bytes, alerts: list[bytes], write: Any) -> None:
+        """Alerts are acknowledged before the state that records them is written:
+        a crash in between re-sends an alert (same alert_id) but never loses one.
+        Alerts are ~1 % of events, so the round trip here is cheap."""
+        pending = [await self.hot_topic.send(key=key, value=doc) for doc in alerts]
+        await asyncio.gather(*pending)
+        # The state write reaches Kafka by the next commit (<= 1 s): a crash
+        # before then replays the event and re-sends its alert, same alert_id.
+        # (Awaiting app.producer.flush() here instead hangs the agent.)
+        write()
+
+    def company(self, account: str, key: bytes) -> Any:
+        company = self.companies.get(account, _MISSING)
+        if company is _MISSING:
+            raw = self.firmographics.get(key)
+            company = orjson.loads(raw) if raw is not None else None
+            if len(self.companies) >= COMPANY_CACHE_LIMIT:
+                self.companies.clear()
+                self.engine.clear_company_cache()
+            self.companies[account] = company
+            self.counts["lookups", "miss" if company is None else "hit"] += 1
+        else:
+            self.counts["lookups", "miss" if company is None else "hit"] += 1
+        return company
+
+    async def _firmographics_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            self.firmographics_next[message.partition] = message.offset + 1
+            try:
+                self.handle_company(message)
+            except Exception:
+                log.exception("firmographic update failed; record sent to the DLQ")
+                self.dead_letter(message, "internal_error", "see worker log")
+
+    def handle_company(self, message: Any) -> None:
+        key = message.key
+        try:
+            domain = normalise_domain(key.decode()) if key else ""
+        except UnicodeDecodeError:
+            domain = ""
+        if not domain or domain.encode() != key:
+            self.dead_letter(message, "schema", "key must be the normalised company domain")
+            return
+        if message.value is None:
+            self.firmographics.pop(key, None)
+        else:
+            try:
+                if len(message.value) > self.settings.max_message_bytes:
+                    raise InvalidInputError("oversize", f"{len(message.value)} bytes")
+                record = check_record(orjson.loads(message.value))
+            except orjson.JSONDecodeError:
+                self.dead_letter(message, "invalid_json", "not valid UTF-8 JSON")
+                return
+            except InvalidInputError as exc:
+                self.dead_letter(message, exc.reason, exc.detail)
+                return
+            if record["domain"] != domain:
+                self.dead_letter(message, "schema", "domain differs from the key")
+                return
+            self.firmographics[key] = orjson.dumps(record)
+        self.companies.pop(domain, None)
+        self.engine.forget_company(domain)
+
+    def dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        headers = dlq_headers(
+            reason,
+            detail,
+            message.topic,
+            message.partition,
+            message.offset,
+            list(message.headers or ()),
+        )
+        self.dlq_topic.send_soon(key=message.key, value=message.value, headers=headers)
+        self.counts["dlq", reason] += 1
+
+    # -- ICPs ---------------------------------------------------------------------
+
+    async def _icp_loader(self) -> None:
+        """Read icp-profiles from the beginning, then follow it, on every worker."""
+        topic = self.topics.icp
+        consumer = AIOKafkaConsumer(
+            **client_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = await partitions_of(consumer, topic)
+            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            ends = await consumer.end_offsets(assigned)
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        self.apply_icp_record(record)
+                if not self.icps_ready.is_set() and all(
+                    await asyncio.gather(
+                        *(self._caught_up(consumer, tp, ends[tp]) for tp in assigned)
+                    )
+                ):
+                    active = ", ".join(f"{i.id} v{i.version}" for i in self.engine.icps) or "none"
+                    log.info("ICPs loaded: %s", active)
+                    self.icps_ready.set()
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
+        return bool(await consumer.position(tp) >= end)
+
+    def apply_icp_record(self, record: Any) -> None:
+        icp_id = record.key.decode(errors="replace") if record.key else ""
+        if record.value is None:
+            if self.engine.remove_icp(icp_id):
+                log.info("ICP %s removed", icp_id)
+            return
+        try:
+            document = loads_icp(record.value, source=f"icp-profiles key {icp_id}")
+        except InvalidICPError as exc:
+            log.error("invalid ICP ignored: %s", exc)
+            self.icp_dead_letter(record, "invalid_icp", "; ".join(exc.problems))
+            return
+        if document.id != icp_id:
+            self.icp_dead_letter(record, "schema", "key must be the ICP id")
+            return
+        if self.engine.set_icp(document):
+            log.info("ICP %s v%d active", document.id, document.version)
+
+    def icp_dead_letter(self, record: Any, reason: str, detail: str) -> None:
+        headers = dlq_headers(
+            reason,
+            detail,
+            record.topic,
+            record.partition,
+            record.offset,
+            list(record.headers or ()),
+        )
+        self.dlq_topic.send_soon(key=record.key, value=record.value, headers=headers)
+        self.counts["dlq", reason] += 1
+
+
+def _credentials(settings: Settings) -> Any:
+    """faust's form of the SASL / TLS settings (None for plaintext)."""
+    protocol = settings.security_protocol
+    if protocol.startswith("SASL"):
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=ssl_context(settings),
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context(settings))
+    return None

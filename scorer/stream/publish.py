@@ -1,0 +1,122 @@
+"""`scorer icp publish` and `scorer firmographics load`: keyed, compacted writes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from scorer.config import Settings
+from scorer.enrichment.domains import normalise_domain
+from scorer.errors import InvalidInputError
+from scorer.icp.document import ICPDocument
+from scorer.stream.kafka import Topics, client_options, ensure_topics
+from scorer.timefmt import format_duration
+
+
+def producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+    )
+
+
+def icp_value(document: ICPDocument) -> bytes:
+    """The canonical JSON an ICP is published as (validated, defaults filled in)."""
+    data = document.model_dump(mode="json", by_alias=True)
+    # Durations go back to their written form so the value re-validates.
+    data["intent"]["half_life"] = format_duration(document.intent.half_life)
+    data["hot"]["cooldown"] = format_duration(document.hot.cooldown)
+    return orjson.dumps(data)
+
+
+async def publish_icp(settings: Settings, document: ICPDocument) -> None:
+    topics = Topics.from_settings(settings)
+    await ensure_topics(settings, topics)
+    client = producer(settings)
+    await client.start()
+    try:
+        await client.send_and_wait(topics.icp, key=document.id.encode(), value=icp_value(document))
+    finally:
+        await client.stop()
+
+
+async def delete_icp(settings: Settings, icp_id: str) -> None:
+    topics = Topics.from_settings(settings)
+    client = producer(settings)
+    await client.start()
+    try:
+        await client.send_and_wait(topics.icp, key=icp_id.encode(), value=None)
+    finally:
+        await client.stop()
+
+
+class LoadProgress:
+    """A progress line on stderr when it is a terminal."""
+
+    def __init__(self, stream: IO[str], total_bytes: int | None) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.total = total_bytes
+        self.started = self.last = time.monotonic()
+
+    def tick(self, records: int, position: int | None, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.5 and not force):
+            return
+        self.last = now
+        share = f"  {100 * position / self.total:5.1f} %" if self.total and position else ""
+        rate = records / max(now - self.started, 1e-9)
+        self.stream.write(f"\r{records:,} records  {rate:,.0f}/s{share}")
+        self.stream.flush()
+        if force:
+            self.stream.write("\n")
+
+
+async def load_firmographics(
+    settings: Settings,
+    records: Iterable[tuple[int, dict[str, Any] | InvalidInputError]],
+    deletes: Iterable[str] = (),
+    errors: IO[str] = sys.stderr,
+    progress: LoadProgress | None = None,
+    position: Any = None,
+) -> tuple[int, int, int]:
+    """Produce records keyed by domain; tombstones for deletes. (sent, deleted, bad)."""
+    topics = Topics.from_settings(settings)
+    await ensure_topics(settings, topics)
+    client = producer(settings)
+    await client.start()
+    sent = deleted = bad = 0
+    try:
+        for line, item in records:
+            if isinstance(item, InvalidInputError):
+                bad += 1
+                errors.write(f"line {line}: {item}\n")
+                continue
+            key = item["domain"].encode()
+            if item.get("deleted") is True and len(item) <= 2:
+                await client.send(topics.firmographics, key=key, value=None)
+                deleted += 1
+            else:
+                await client.send(topics.firmographics, key=key, value=orjson.dumps(item))
+                sent += 1
+            if progress is not None and not (sent + deleted) % 1024:
+                progress.tick(sent + deleted, position() if position else None)
+        for domain in deletes:
+            await client.send(
+                topics.firmographics, key=normalise_domain(domain).encode(), value=None
+            )
+            deleted += 1
+        await client.flush()
+    finally:
+        await client.stop()
+    if progress is not None:
+        progress.tick(sent + deleted, position() if position else None, force=True)
+    return sent, deleted, bad
