@@ -72,3 +72,23 @@ def engine_factory() -> Callable[..., Engine]:
 @pytest.fixture
 def state() -> AccountState:
     return AccountState()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real Kafka broker for the whole session (started here unless SCORER_TEST_BROKER)."""
+    from tests.kafka_harness import start_broker
+
+    started = start_broker(tmp_path_factory.mktemp("kafka"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def deployment(broker, tmp_path):  # type: ignore[no-untyped-def]
+    """An isolated deployment (own app id and topic prefix); its workers stop afterwards."""
+    from tests.kafka_harness import Deployment
+
+    deployed = Deployment(broker, tmp_path)
+    yield deployed
+    deployed.stop_all()

@@ -92,3 +92,12 @@ def test_unreadable_file(tmp_path: Path) -> None:
     """A missing file is an InvalidICPError naming the file, not a traceback."""
     with pytest.raises(InvalidICPError, match="cannot read"):
         load_icp(tmp_path / "missing.yaml")
+
+
+def test_published_form_revalidates_to_the_same_document() -> None:
+    """`scorer icp publish` writes canonical JSON that loads back to an equal ICP."""
+    from scorer.stream.publish import icp_value
+
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        document = load_icp(path)
+        assert loads_icp(icp_value(document)) == document

@@ -1,0 +1,87 @@
+"""Reading a deployment's committed progress and final table state back from Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from scorer.enrichment.firmographics import check_record
+from scorer.events import decode_event
+from scorer.icp import load_icp
+from scorer.scoring import AccountState, Engine
+from scorer.stream.kafka import partitions_of
+from scorer.stream.state import SEPARATOR
+from tests.integration.streaming import ICPS
+from tests.kafka_harness import Deployment
+
+
+async def wait_caught_up(deployment: Deployment, topic: str, timeout: float = 180) -> None:
+    """Until the group's committed offsets reach the end of every partition of `topic`."""
+    name = deployment.topic(topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=deployment.broker.bootstrap,
+        group_id=deployment.name,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for p in sorted(await partitions_of(consumer, name))]
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while True:
+            committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
+            if all(committed[tp] >= ends[tp] for tp in tps):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not caught up: committed {committed}, ends {ends}")
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+
+
+def table_state(changelog: list[Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """(account records by domain, applied event ids) from an accounts changelog."""
+    latest: dict[bytes, bytes | None] = {}
+    for record in changelog:
+        latest[record.key] = record.value
+    accounts, applied = {}, set()
+    for key, value in latest.items():
+        if value is None:
+            continue
+        if SEPARATOR in key:
+            applied.update(orjson.loads(value))
+        else:
+            accounts[key.decode()] = orjson.loads(value)
+    return accounts, applied
+
+
+def clean_pass(companies: Path, raws: list[bytes]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Account records (core) and alert ids of one uninterrupted pass, in order."""
+    records = {}
+    for line in companies.read_bytes().splitlines():
+        record = check_record(orjson.loads(line))
+        records[record["domain"]] = record
+    engine = Engine([load_icp(p) for p in ICPS])
+    states: dict[str, AccountState] = {}
+    alerts = []
+    from scorer.scoring import alert_id
+
+    for raw in raws:
+        event = decode_event(raw)
+        if event.account is None:
+            continue
+        state = states.setdefault(event.account, AccountState())
+        for score in engine.apply(state, event, records.get(event.account))[1]:
+            if score.alert:
+                alerts.append(alert_id(score.icp.id, event.account, event.event_id))
+    return {domain: s.core() for domain, s in states.items()}, alerts
+
+
+def duplicates(ids: list[str]) -> int:
+    return sum(n - 1 for n in Counter(ids).values())

@@ -1,0 +1,266 @@
+"""A real Kafka broker and real `scorer worker` processes for the tests.
+
+The session starts its own broker (deploy/local/kafka.sh on free ports, data in
+a temporary folder) unless SCORER_TEST_BROKER names one. A test that needs a
+broker and cannot get one fails: it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from scorer.stream.kafka import partitions_of
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = ROOT / "deploy" / "local" / "kafka.sh"
+SCORER = str(Path(sys.executable).parent / "scorer")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    env: dict[str, str] = field(default_factory=dict)
+    started_here: bool = False
+
+    def stop(self) -> None:
+        if self.started_here:
+            subprocess.run(
+                ["bash", str(KAFKA_SH), "down"],
+                env=self.env,
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
+
+
+def start_broker(data_dir: Path) -> Broker:
+    given = os.environ.get("SCORER_TEST_BROKER")
+    if given:
+        return Broker(given.split("://", 1)[-1])
+    port, controller = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller),
+        "KAFKA_DATA_DIR": str(data_dir),
+    }
+    result = subprocess.run(
+        ["bash", str(KAFKA_SH), "up"], env=env, capture_output=True, text=True, timeout=300
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"could not start the test broker:\n{result.stderr[-3000:]}")
+    return Broker(f"127.0.0.1:{port}", env, started_here=True)
+
+
+@dataclass
+class Deployment:
+    """One isolated scorer deployment on the shared broker: its own app id and topics."""
+
+    broker: Broker
+    tmp: Path
+    name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    workers: list[Worker] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}-"
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SCORER_BROKER": f"kafka://{self.broker.bootstrap}",
+            "SCORER_APP_ID": self.name,
+            "SCORER_TOPIC_PREFIX": self.prefix,
+            "SCORER_TOPIC_PARTITIONS": "4",
+            "SCORER_STORE": "memory",
+            "SCORER_LOG_LEVEL": "INFO",
+            **self.extra_env,
+            **extra,
+        }
+
+    def run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [SCORER, *map(str, args)], env=self.env(), capture_output=True, text=True, timeout=120
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"scorer {args} failed:\n{result.stderr[-3000:]}")
+        return result
+
+    def start_worker(self, **extra: str) -> Worker:
+        index = len(self.workers)
+        port = free_port()
+        log_path = self.tmp / f"{self.name}-worker{index}.log"
+        env = self.env(
+            SCORER_WEB_PORT=str(port),
+            SCORER_DATA_DIR=str(self.tmp / f"{self.name}-data{index}"),
+            **extra,
+        )
+        handle = open(log_path, "wb")  # noqa: SIM115 - closed in Worker.stop
+        process = subprocess.Popen(
+            [SCORER, "worker"],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = Worker(process, port, log_path, handle, time.monotonic())
+        self.workers.append(worker)
+        return worker
+
+    async def consume(self, name: str, **options: Any) -> list[Any]:
+        """Records of this deployment's topic `name` (see `consume`)."""
+        return await consume(self.broker.bootstrap, self.topic(name), **options)
+
+    async def documents(self, name: str, **options: Any) -> list[dict[str, Any]]:
+        return documents(await self.consume(name, **options))
+
+    async def produce(
+        self, records: Iterable[tuple[str, bytes | None, bytes | None]], **options: Any
+    ) -> int:
+        return await produce(self.broker.bootstrap, records, **options)
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    log_handle: Any
+    started: float
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Seconds from start until /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.log()}")
+            if self.status("/readyz") == 200:
+                return time.monotonic() - self.started
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def terminate(self, timeout: float = 30) -> float:
+        """SIGTERM; seconds until the process exited."""
+        start = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return time.monotonic() - start
+
+    def stop(self) -> None:
+        self.terminate()
+        self.log_handle.close()
+
+
+async def produce(
+    bootstrap: str,
+    records: Iterable[tuple[str, bytes | None, bytes | None]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> int:
+    """(topic, key, value) records, all acknowledged before returning."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    count = 0
+    try:
+        futures = []
+        for topic, key, value in records:
+            futures.append(await producer.send(topic, key=key, value=value, headers=headers))
+            count += 1
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return count
+
+
+async def consume(
+    bootstrap: str, topic: str, until: Any = None, timeout: float = 60, idle: float | None = None
+) -> list[Any]:
+    """Every record of a topic from the beginning, until `until(records)` holds,
+    `idle` seconds pass without a record, or `timeout` (then AssertionError)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = await partitions_of(consumer, topic, timeout)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        last = time.monotonic()
+        while True:
+            if until is not None and until(records):
+                return records
+            now = time.monotonic()
+            if idle is not None and now - last > idle:
+                return records
+            if now > deadline:
+                if until is None:
+                    return records
+                raise AssertionError(
+                    f"{topic}: condition not met in {timeout} s ({len(records)} records)"
+                )
+            batch = await consumer.getmany(timeout_ms=200)
+            for items in batch.values():
+                records.extend(items)
+                last = time.monotonic()
+    finally:
+        await consumer.stop()
+
+
+def documents(records: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records]
