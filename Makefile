@@ -34,8 +34,8 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix scorer tests bench
 	$(BIN)/ruff format scorer tests bench
 
-demo: setup ## show hot accounts arriving live (DEMO_SECONDS=N to stop by itself)
-	$(BIN)/scorer demo
+demo: setup ## start Kafka, show hot accounts arriving live (DEMO_SECONDS=N stops by itself)
+	@bash deploy/local/demo.sh $(BIN)/scorer
 
 kafka-up: ## start the local Kafka broker on KAFKA_PORT (default 9092)
 	bash deploy/local/kafka.sh up

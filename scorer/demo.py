@@ -1,69 +1,212 @@
 """`scorer demo`: hot accounts arriving live, on one machine.
 
-Scores synthetic traffic over a bundled sample of companies and the sample
-ICPs with the real engine, at a modest pace, and prints each alert with its
-tier and top reasons, until Ctrl-C or DEMO_SECONDS.
+Against the broker in SCORER_BROKER (`make demo` starts a local one first): it
+publishes the sample ICPs, loads a few thousand synthetic companies, starts a
+worker, streams synthetic visitor and lead traffic at a modest rate and prints
+each hot-account alert with its tier and top reasons, until Ctrl-C or
+DEMO_SECONDS; then it stops the worker it started. Each run uses fresh topics
+(prefix demo-<time>-) so earlier runs do not leak in.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
+import signal
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from scorer import synthetic
+from scorer.config import Settings
 from scorer.display import format_alert
 from scorer.events import event_from_document
 from scorer.icp.loader import loads_icp
-from scorer.scoring import HOT_ACCOUNT, AccountState, Engine, build_document
+from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of
+from scorer.stream.publish import icp_value, producer
 
 SAMPLE_COMPANIES = 3000
-EVENTS_PER_SECOND = 400
+EVENTS_PER_SECOND = 100
+SAMPLES = ("midmarket-saas.yaml", "enterprise-fintech.yaml")
 
 
-def sample_icps() -> list[str]:
-    folder = resources.files("scorer") / "samples"
-    return [
-        folder.joinpath(name).read_text()
-        for name in ("midmarket-saas.yaml", "enterprise-fintech.yaml")
-    ]
+def say(message: str) -> None:
+    print(f"demo: {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def run_demo(args: argparse.Namespace) -> int:
     seconds = (
-        args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS", "0"))
+        args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS") or 0)
     )
-    engine = Engine(loads_icp(text) for text in sample_icps())
-    companies = {c["domain"]: c for c in synthetic.companies(SAMPLE_COMPANIES)}
-    domains = list(companies)
-    colour = sys.stdout.isatty()
-    print(
-        f"demo: {len(companies):,} companies, ICPs {', '.join(i.id for i in engine.icps)}; "
-        f"{EVENTS_PER_SECOND} events/s; Ctrl-C to stop",
-        flush=True,
+    run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "app_id": f"icp-demo-{run}",
+            "topic_prefix": f"demo-{run}-",
+            "store": "memory",
+            "web_port": free_port(),
+        }
     )
-    states: dict[str, AccountState] = {}
-    started = time.monotonic()
-    count = alerts = 0
+    workdir = Path(base.data_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"demo-worker-{run}.log"
+    say(f"broker {settings.broker}, topics demo-{run}-*")
     try:
-        for doc in synthetic.events(10**9, domains, seed=int(time.time())):
-            count += 1
-            event = event_from_document(doc)
-            if event.account is not None:
-                state = states.setdefault(event.account, AccountState())
-                for score in engine.apply(state, event, companies.get(event.account))[1]:
-                    if score.alert:
-                        alerts += 1
-                        print(format_alert(build_document(score, HOT_ACCOUNT, time.time()), colour))
-            elapsed = time.monotonic() - started
-            if seconds and elapsed >= seconds:
-                break
-            ahead = count / EVENTS_PER_SECOND - elapsed
-            if ahead > 0:
-                time.sleep(ahead)
+        companies = asyncio.run(prepare(settings))
+    except Exception as exc:  # the broker is the usual suspect: say so plainly
+        say(f"cannot reach Kafka at {settings.broker} ({exc}); `make kafka-up` starts one")
+        return 1
+    env = {**os.environ, **worker_env(settings)}
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "scorer.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ready = wait_ready(settings.web_port, worker, timeout=90)
+        say(
+            f"worker ready in {ready:.1f} s (log: {log_path}); streaming {EVENTS_PER_SECOND} "
+            f"events/s over {len(companies):,} companies. Ctrl-C stops."
+        )
+        asyncio.run(stream(settings, companies, seconds))
     except KeyboardInterrupt:
         pass
-    print(f"demo: {count:,} events, {alerts:,} alerts in {time.monotonic() - started:.0f} s")
+    except TimeoutError as exc:
+        say(f"{exc}; see {log_path}")
+        return 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        say("worker stopped")
     return 0
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        "SCORER_BROKER": settings.broker,
+        "SCORER_APP_ID": settings.app_id,
+        "SCORER_TOPIC_PREFIX": settings.topic_prefix,
+        "SCORER_STORE": "memory",
+        "SCORER_WEB_PORT": str(settings.web_port),
+        "SCORER_LOG_LEVEL": "WARNING",
+    }
+
+
+async def prepare(settings: Settings) -> list[str]:
+    """Topics, sample ICPs and companies; returns the company domains."""
+    topics = Topics.from_settings(settings)
+    await ensure_topics(settings, topics)
+    client = producer(settings)
+    await client.start()
+    domains = []
+    try:
+        folder = resources.files("scorer") / "samples"
+        for name in SAMPLES:
+            document = loads_icp(folder.joinpath(name).read_text(), source=name)
+            await client.send(topics.icp, key=document.id.encode(), value=icp_value(document))
+            say(f"published ICP {document.id} v{document.version}")
+        for record in synthetic.companies(SAMPLE_COMPANIES):
+            domains.append(record["domain"])
+            await client.send(
+                topics.firmographics, key=record["domain"].encode(), value=orjson.dumps(record)
+            )
+        await client.flush()
+        say(f"loaded {len(domains):,} synthetic companies")
+    finally:
+        await client.stop()
+    return domains
+
+
+def wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if worker.poll() is not None:
+            raise TimeoutError(f"the worker exited with status {worker.returncode}")
+        url = f"http://127.0.0.1:{port}/readyz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"the worker was not ready after {timeout:.0f} s")
+
+
+async def stream(settings: Settings, domains: list[str], seconds: float) -> None:
+    topics = Topics.from_settings(settings)
+    tasks = [
+        asyncio.create_task(traffic(settings, topics, domains)),
+        asyncio.create_task(show_alerts(settings, topics)),
+    ]
+    try:
+        if seconds:
+            await asyncio.sleep(seconds)
+        else:
+            await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def traffic(settings: Settings, topics: Topics, domains: list[str]) -> None:
+    """Synthetic visits and leads, keyed by account, with event time = now."""
+    client = producer(settings)
+    await client.start()
+    try:
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        events = synthetic.events(
+            10**9,
+            domains[: len(domains) // 2],
+            seed=int(time.time()),
+            start=now,
+            mean_gap_s=1.0 / EVENTS_PER_SECOND,
+        )
+        for count, doc in enumerate(events, start=1):
+            topic = topics.lead if doc["type"] == "lead_created" else topics.visitor
+            account = event_from_document(doc).account
+            await client.send(
+                topic, key=account.encode() if account else None, value=orjson.dumps(doc)
+            )
+            ahead = count / EVENTS_PER_SECOND - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    finally:
+        await client.stop()
+
+
+async def show_alerts(settings: Settings, topics: Topics) -> None:
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    colour = sys.stdout.isatty()
+    try:
+        parts = await partitions_of(consumer, topics.hot)
+        consumer.assign([TopicPartition(topics.hot, p) for p in sorted(parts)])
+        async for record in consumer:
+            print(format_alert(orjson.loads(record.value), colour), flush=True)
+    finally:
+        await consumer.stop()
