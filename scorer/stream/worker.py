@@ -18,7 +18,8 @@ def run_worker(settings: Settings) -> int:
     # faust runs on the thread's current loop: create the topics on that loop too.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    created = loop.run_until_complete(ensure_topics(settings, Topics.from_settings(settings)))
+    topics = Topics.from_settings(settings)
+    created = loop.run_until_complete(ensure_topics(settings, topics))
     scorer = ScorerApp(settings)
     worker = faust.Worker(scorer.app, loglevel=settings.log_level, loop=loop, override_logging=True)
     if created:

