@@ -143,7 +143,7 @@ class Deployment:
 
     async def produce(
         self, records: Iterable[tuple[str, bytes | None, bytes | None]], **options: Any
-    ) -> int:
+    ) -> list[tuple[int, int]]:
         return await produce(self.broker.bootstrap, records, **options)
 
     def stop_all(self) -> None:
@@ -207,8 +207,8 @@ async def produce(
     bootstrap: str,
     records: Iterable[tuple[str, bytes | None, bytes | None]],
     headers: list[tuple[str, bytes]] | None = None,
-) -> int:
-    """(topic, key, value) records, all acknowledged before returning."""
+) -> list[tuple[int, int]]:
+    """(topic, key, value) records, all acknowledged; their (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
     count = 0
@@ -218,10 +218,11 @@ async def produce(
             futures.append(await producer.send(topic, key=key, value=value, headers=headers))
             count += 1
         await producer.flush()
-        await asyncio.gather(*futures)
+        metadata = await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return count
+    assert count == len(metadata)
+    return [(m.partition, m.offset) for m in metadata]
 
 
 async def consume(

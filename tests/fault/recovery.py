@@ -61,8 +61,10 @@ def table_state(changelog: list[Any]) -> tuple[dict[str, dict[str, Any]], set[st
     return accounts, applied
 
 
-def clean_pass(companies: Path, raws: list[bytes]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Account records (core) and alert ids of one uninterrupted pass, in order."""
+def clean_pass(
+    companies: Path, raws: list[bytes]
+) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
+    """Account records (core) and (domain, alert id) of one uninterrupted pass."""
     records = {}
     for line in companies.read_bytes().splitlines():
         record = check_record(orjson.loads(line))
@@ -79,7 +81,9 @@ def clean_pass(companies: Path, raws: list[bytes]) -> tuple[dict[str, dict[str, 
         state = states.setdefault(event.account, AccountState())
         for score in engine.apply(state, event, records.get(event.account))[1]:
             if score.alert:
-                alerts.append(alert_id(score.icp.id, event.account, event.event_id))
+                alerts.append(
+                    (event.account, alert_id(score.icp.id, event.account, event.event_id))
+                )
     return {domain: s.core() for domain, s in states.items()}, alerts
 
 
