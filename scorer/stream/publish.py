@@ -48,16 +48,6 @@ async def publish_icp(settings: Settings, document: ICPDocument) -> None:
         await client.stop()
 
 
-async def delete_icp(settings: Settings, icp_id: str) -> None:
-    topics = Topics.from_settings(settings)
-    client = producer(settings)
-    await client.start()
-    try:
-        await client.send_and_wait(topics.icp, key=icp_id.encode(), value=None)
-    finally:
-        await client.stop()
-
-
 class LoadProgress:
     """A progress line on stderr when it is a terminal."""
 
