@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     dedup_window: float = Field(
         7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
     )
-    log_format: Literal["text", "json"] = Field("text", description="SCORER_LOG_FORMAT")
     log_level: str = Field("INFO", description="SCORER_LOG_LEVEL")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="SCORER_SECURITY_PROTOCOL"
