@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -34,10 +34,17 @@ from scorer.events import decode_event
 from scorer.icp.loader import loads_icp
 from scorer.scoring.engine import DUPLICATE, INVALID, SCORED, UNRESOLVED, Engine
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
+from scorer.scoring.state import AccountState
 from scorer.stream import faust_fixes
 from scorer.stream.dlq import dlq_headers
 from scorer.stream.kafka import Topics, client_options, partitions_of, ssl_context
-from scorer.stream.state import BUCKETS_PER_WINDOW, load_account, repair, store_account
+from scorer.stream.state import (
+    BUCKETS_PER_WINDOW,
+    BucketedIds,
+    load_account,
+    repair,
+    store_account,
+)
 
 log = logging.getLogger("scorer.worker")
 RAW: dict[str, Any] = {
@@ -52,6 +59,16 @@ STALL_CHECK_SECONDS = 5.0
 STALL_CHECKS = 2  # consecutive checks before acting
 REREAD_EVERY_SECONDS = 2.0
 _MISSING = object()
+
+
+@dataclass(slots=True)
+class PendingAlerts:
+    """Alerts of one event, and the state write that must follow their acks."""
+
+    key: bytes
+    alerts: list[bytes]
+    state: AccountState
+    ids: BucketedIds
 
 
 class ScorerApp:
@@ -121,7 +138,7 @@ class ScorerApp:
         app.agent(self.events_topic, name="score")(self._score_agent)
         app.agent(self.firmographics_topic, name="firmographics")(self._firmographics_agent)
         app.task(self._icp_loader)
-        app.timer(STALL_CHECK_SECONDS)(self._unstick_partitions)
+        app.timer(STALL_CHECK_SECONDS)(self._find_stalled_partitions)
         app.timer(1.0)(self._reread_missing)
 
         # faust makes page handlers methods of a View: (view, request), so closures.
@@ -244,12 +261,13 @@ class ScorerApp:
                 self.counts["rereads", tp.topic] += 1
                 await consumer.seek(tp, start)
 
-    async def _unstick_partitions(self) -> None:
+    async def _find_stalled_partitions(self) -> None:
         """Work around a faust 0.15 bug: after a rebalance a partition can hold
         acknowledged offsets that start past its committed offset (records it
         dropped or had prefetched), and then it never commits again (faust #681,
-        faust-streaming #318). Seeking back to the committed offset re-reads the
-        gap; the idempotent state turns what was already applied into duplicates."""
+        faust-streaming #318). The gap is handed to `_reread_missing`, like any
+        skipped range; the idempotent state turns re-applied records into
+        duplicates."""
         consumer = self.app.consumer
         if consumer is None or self.app.rebalancing:
             return
@@ -261,12 +279,11 @@ class ScorerApp:
                 continue
             acked = acked_by_tp.get(tp)
             committed = committed_by_tp.get(tp)
-            if acked and committed is not None and min(acked) - committed > 1:
-                self.stalled[tp] = self.stalled.get(tp, 0) + 1
-            else:
+            if not (acked and committed is not None and min(acked) - committed > 1):
                 self.stalled.pop(tp, None)
                 continue
-            if self.stalled[tp] >= STALL_CHECKS:
+            self.stalled[tp] = self.stalled.get(tp, 0) + 1
+            if self.stalled[tp] >= STALL_CHECKS and tp not in self.missing:
                 log.warning(
                     "%s[%d]: commits stuck at %d after a rebalance; re-reading from there",
                     tp.topic,
@@ -275,7 +292,7 @@ class ScorerApp:
                 )
                 self.counts["stalls", tp.topic] += 1
                 self.stalled.pop(tp, None)
-                await consumer.seek(tp, committed)
+                self.missing[tp] = (committed, min(acked))
 
     # -- health -------------------------------------------------------------------
 
@@ -299,14 +316,14 @@ class ScorerApp:
                 self.first_event_s = time.monotonic() - self.started
                 log.info("first event processed %.1f s after start", self.first_event_s)
             try:
-                alerts = self.handle_event(event.message)
-                if alerts:
-                    await self.publish_alerts(*alerts)
+                pending = self.handle_event(event.message)
+                if pending is not None:
+                    await self.publish_alerts(pending)
             except Exception:  # a bug must not stop the partition: dead-letter it
                 log.exception("scoring failed; record sent to the DLQ")
                 self.dead_letter(event.message, "internal_error", "see worker log")
 
-    def handle_event(self, message: Any) -> tuple[bytes, list[bytes], Any] | None:
+    def handle_event(self, message: Any) -> PendingAlerts | None:
         """Score one record. Returns alerts still to publish, with the state write
         that must follow them; everything else is sent (buffered) here."""
         topics = self.topics
@@ -345,28 +362,29 @@ class ScorerApp:
             for score in scores:
                 doc = build_document(score, ACCOUNT_SCORE, now)
                 self.scores_topic.send_soon(key=key, value=orjson.dumps(doc))
-        if outcome == SCORED or (
-            outcome == DUPLICATE
-            and repair(state, ids, event.event_id, event.at, self.engine.dedup_window)
+        if not (
+            outcome == SCORED
+            or (
+                outcome == DUPLICATE
+                and repair(state, ids, event.event_id, event.at, self.engine.dedup_window)
+            )
         ):
-            write = partial(store_account, self.accounts, key, state, ids)
-        else:
             return None
         if alerts:
-            return key, alerts, write
-        write()
+            return PendingAlerts(key, alerts, state, ids)
+        store_account(self.accounts, key, state, ids)
         return None
 
-    async def publish_alerts(self, key: bytes, alerts: list[bytes], write: Any) -> None:
+    async def publish_alerts(self, pending: PendingAlerts) -> None:
         """Alerts are acknowledged before the state that records them is written:
         a crash in between re-sends an alert (same alert_id) but never loses one.
         Alerts are ~1 % of events, so the round trip here is cheap."""
-        pending = [await self.hot_topic.send(key=key, value=doc) for doc in alerts]
-        await asyncio.gather(*pending)
+        sent = [await self.hot_topic.send(key=pending.key, value=doc) for doc in pending.alerts]
+        await asyncio.gather(*sent)
         # The state write reaches Kafka by the next commit (<= 1 s): a crash
         # before then replays the event and re-sends its alert, same alert_id.
         # (Awaiting app.producer.flush() here instead hangs the agent.)
-        write()
+        store_account(self.accounts, pending.key, pending.state, pending.ids)
 
     def company(self, account: str, key: bytes) -> Any:
         company = self.companies.get(account, _MISSING)
@@ -377,9 +395,7 @@ class ScorerApp:
                 self.companies.clear()
                 self.engine.clear_company_cache()
             self.companies[account] = company
-            self.counts["lookups", "miss" if company is None else "hit"] += 1
-        else:
-            self.counts["lookups", "miss" if company is None else "hit"] += 1
+        self.counts["lookups", "miss" if company is None else "hit"] += 1
         return company
 
     async def _firmographics_agent(self, stream: Any) -> None:
