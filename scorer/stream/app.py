@@ -11,6 +11,9 @@
   been read to its end once.
 - Bad input goes to the DLQ with the original bytes; nothing raises out of an
   agent for an input's sake.
+- Offsets are committed from the worker's own record of finished records
+  (`offsets.OffsetTracker`), and ranges faust skipped are read again with a
+  plain consumer (`_reread`): nothing is committed that was not processed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from scorer.scoring.state import AccountState
 from scorer.stream import faust_fixes
 from scorer.stream.dlq import dlq_headers
 from scorer.stream.kafka import Topics, client_options, partitions_of, ssl_context
+from scorer.stream.offsets import OffsetTracker
 from scorer.stream.state import (
     BUCKETS_PER_WINDOW,
     BucketedIds,
@@ -55,9 +59,10 @@ RAW: dict[str, Any] = {
 }
 COMPANY_CACHE_LIMIT = 200_000
 SEND_BUFFER_MESSAGES = 2_000
-STALL_CHECK_SECONDS = 5.0
-STALL_CHECKS = 2  # consecutive checks before acting
-REREAD_EVERY_SECONDS = 2.0
+IDLE_CHECK_SECONDS = 5.0
+IDLE_SECONDS = 10.0  # records waiting this long on a partition that does not move
+REREAD_EVERY_SECONDS = 1.0
+REREAD_PATIENCE_SECONDS = 60.0
 _MISSING = object()
 
 
@@ -83,14 +88,13 @@ class ScorerApp:
         self.companies: dict[str, Any] = {}
         self.counts: Counter[tuple[str, ...]] = Counter()
         self.icps_ready = asyncio.Event()
+        self.scoring_open = asyncio.Event()  # set once the startup backlog is loaded
         self.started = time.monotonic()
-        self.stalled: dict[Any, int] = {}
-        # Next input offset expected per partition, and skipped ranges to re-read.
-        self.next_offset: dict[Any, int] = {}
-        self.missing: dict[Any, tuple[int, int]] = {}  # [start, end) per partition
-        self.sought_at: dict[Any, float] = {}
-        # The next firmographics offset processed, per partition.
-        self.firmographics_next: dict[int, int] = {}
+        self.assigned_at = self.started
+        self.offsets = OffsetTracker()
+        # One record at a time: the agent and the re-reader must not interleave
+        # the load and store of an account around an awaited alert.
+        self.lock = asyncio.Lock()
         self.first_event_s: float | None = None
         self.app = faust.App(
             settings.app_id,
@@ -116,6 +120,11 @@ class ScorerApp:
             broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
             autodiscover=False,
         )
+        # Read by faust_fixes: commits of these topics come from self.offsets.
+        self.app.scorer_offsets = self.offsets  # type: ignore[attr-defined]
+        self.app.scorer_topics = frozenset(  # type: ignore[attr-defined]
+            (self.topics.visitor, self.topics.lead, self.topics.rekey, self.topics.firmographics)
+        )
         self._define()
 
     # -- wiring -----------------------------------------------------------------
@@ -138,8 +147,8 @@ class ScorerApp:
         app.agent(self.events_topic, name="score")(self._score_agent)
         app.agent(self.firmographics_topic, name="firmographics")(self._firmographics_agent)
         app.task(self._icp_loader)
-        app.timer(STALL_CHECK_SECONDS)(self._find_stalled_partitions)
-        app.timer(1.0)(self._reread_missing)
+        app.task(self._reread)
+        app.timer(IDLE_CHECK_SECONDS)(self._find_idle_partitions)
 
         # faust makes page handlers methods of a View: (view, request), so closures.
         async def healthz(view: Any, request: Any) -> Any:
@@ -159,11 +168,10 @@ class ScorerApp:
         # Another worker may change these accounts' records while we do not own them.
         self.companies.clear()
         self.engine.clear_company_cache()
-        self.firmographics_next.clear()
-        self.next_offset.clear()
-        self.missing.clear()
+        self.offsets.forget()
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self.assigned_at = time.monotonic()
         mine = sorted({tp.partition for tp in assigned if tp.topic == self.topics.visitor})
         log.info("scoring partitions %s", mine)
 
@@ -191,11 +199,7 @@ class ScorerApp:
                 tp
                 for tp in tps
                 # faust's seek on assignment records the committed offsets here
-                if max(
-                    app.consumer._committed_offset.get(tp) or 0,  # type: ignore[attr-defined]
-                    self.firmographics_next.get(tp.partition, 0),
-                )
-                < (ends.get(tp) or 0)
+                if self.progress(tp) < (ends.get(tp) or 0)
             ]
             if not behind:
                 break
@@ -208,91 +212,118 @@ class ScorerApp:
             await asyncio.sleep(0.05)
         log.info("firmographics loaded up to the startup backlog (%d partitions)", len(tps))
 
-    def note_gap(self, message: Any) -> None:
-        """Track input offsets per partition and remember ranges that were skipped.
+    def committed(self, tp: Any) -> int:
+        """The committed offset faust read at assignment (0 if none)."""
+        consumer = self.app.consumer
+        committed = consumer._committed_offset.get(tp) if consumer is not None else None  # type: ignore[attr-defined]
+        return int(committed or 0)
 
-        faust 0.15 can start a newly assigned partition past its committed
-        offset, or skip records after a rebalance, and then commit past them
-        (seen in tests/fault). A skipped range is recorded here and re-read by
-        `_reread_missing` until its records have come through; re-reading is
-        harmless because state updates are idempotent.
-        """
-        tp = message.tp
-        offset = message.offset
-        missing = self.missing.get(tp)
-        if missing is not None and offset >= missing[0]:
-            if offset >= missing[1]:
-                del self.missing[tp]
-            else:
-                self.missing[tp] = (offset + 1, missing[1])
-        expected = self.next_offset.get(tp)
-        if expected is None:  # first record since the assignment
-            committed = self.app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
-            expected = committed if committed else offset
-        if offset > expected:
+    def progress(self, tp: Any) -> int:
+        """The offset up to which every record of `tp` is finished."""
+        point = self.offsets.commit_point(tp)
+        return self.committed(tp) if point is None else point
+
+    def begin(self, tp: Any, offset: int) -> None:
+        """Before a record from the stream: note a range faust skipped."""
+        skipped = self.offsets.begin(tp, offset, self.committed(tp))
+        if skipped is not None:
             log.warning(
                 "%s[%d]: offsets %d..%d were skipped; re-reading them",
                 tp.topic,
                 tp.partition,
-                expected,
-                offset - 1,
+                skipped[0],
+                skipped[1] - 1,
             )
             self.counts["gaps", tp.topic] += 1
-            start, end = expected, offset
-            if tp in self.missing:
-                start, end = min(start, self.missing[tp][0]), max(end, self.missing[tp][1])
-            self.missing[tp] = (start, end)
-        if offset >= expected:
-            self.next_offset[tp] = offset + 1
 
-    async def _reread_missing(self) -> None:
-        """Seek back to skipped ranges (from a timer, once the stream has moved on)."""
+    def owns(self, tp: Any) -> bool:
         consumer = self.app.consumer
-        if consumer is None or self.app.rebalancing or not self.missing:
-            return
-        now = time.monotonic()
-        assigned = consumer.assignment()
-        for tp, (start, _end) in list(self.missing.items()):
-            if tp not in assigned:
-                del self.missing[tp]
-                continue
-            if now - self.sought_at.get(tp, 0.0) >= REREAD_EVERY_SECONDS:
-                self.sought_at[tp] = now
-                self.counts["rereads", tp.topic] += 1
-                await consumer.seek(tp, start)
+        return consumer is not None and not self.app.rebalancing and tp in consumer.assignment()
 
-    async def _find_stalled_partitions(self) -> None:
-        """Work around a faust 0.15 bug: after a rebalance a partition can hold
-        acknowledged offsets that start past its committed offset (records it
-        dropped or had prefetched), and then it never commits again (faust #681,
-        faust-streaming #318). The gap is handed to `_reread_missing`, like any
-        skipped range; the idempotent state turns re-applied records into
-        duplicates."""
+    async def _find_idle_partitions(self) -> None:
+        """Records that wait on a partition that has not moved for IDLE_SECONDS
+        are handed to the re-reader: faust can drop prefetched records on a
+        rebalance without a later record showing the gap."""
         consumer = self.app.consumer
         if consumer is None or self.app.rebalancing:
             return
-        inputs = (self.topics.visitor, self.topics.lead, self.topics.rekey)
-        acked_by_tp = consumer._acked  # type: ignore[attr-defined]
-        committed_by_tp = consumer._committed_offset  # type: ignore[attr-defined]
+        now = time.monotonic()
         for tp in list(consumer.assignment()):
-            if tp.topic not in inputs:
+            if tp.topic not in self.app.scorer_topics or tp in self.offsets.missing:  # type: ignore[attr-defined]
                 continue
-            acked = acked_by_tp.get(tp)
-            committed = committed_by_tp.get(tp)
-            if not (acked and committed is not None and min(acked) - committed > 1):
-                self.stalled.pop(tp, None)
+            if tp.topic != self.topics.firmographics and not self.scoring_open.is_set():
                 continue
-            self.stalled[tp] = self.stalled.get(tp, 0) + 1
-            if self.stalled[tp] >= STALL_CHECKS and tp not in self.missing:
+            high = consumer.highwater(tp)
+            done = self.progress(tp)
+            moved = max(self.offsets.moved_at.get(tp, 0.0), self.assigned_at)
+            if high is not None and high > done and now - moved >= IDLE_SECONDS:
                 log.warning(
-                    "%s[%d]: commits stuck at %d after a rebalance; re-reading from there",
+                    "%s[%d]: offsets %d..%d waiting for %.0f s; re-reading them",
                     tp.topic,
                     tp.partition,
-                    committed,
+                    done,
+                    high - 1,
+                    now - moved,
                 )
                 self.counts["stalls", tp.topic] += 1
-                self.stalled.pop(tp, None)
-                self.missing[tp] = (committed, min(acked))
+                self.offsets.add_missing(tp, done, high)
+
+    async def _reread(self) -> None:
+        """Read skipped ranges again with a plain consumer outside the group."""
+        consumer = AIOKafkaConsumer(
+            **client_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            while True:
+                await asyncio.sleep(REREAD_EVERY_SECONDS)
+                for tp, (start, end) in list(self.offsets.missing.items()):
+                    if tp.topic != self.topics.firmographics and not self.scoring_open.is_set():
+                        continue
+                    if not self.owns(tp):
+                        continue
+                    await self._reread_range(consumer, tp, start, end)
+        finally:
+            await consumer.stop()
+
+    async def _reread_range(
+        self, consumer: AIOKafkaConsumer, tp: Any, start: int, end: int
+    ) -> None:
+        ktp = TopicPartition(tp.topic, tp.partition)
+        consumer.assign([ktp])
+        consumer.seek(ktp, start)
+        self.counts["rereads", tp.topic] += 1
+        log.info("%s[%d]: re-reading offsets %d..%d", tp.topic, tp.partition, start, end - 1)
+        deadline = time.monotonic() + REREAD_PATIENCE_SECONDS
+        while await consumer.position(ktp) < end:
+            if time.monotonic() > deadline:
+                log.warning(
+                    "%s[%d]: re-read stopped at %d; retrying",
+                    tp.topic,
+                    tp.partition,
+                    await consumer.position(ktp),
+                )
+                return
+            batch = (await consumer.getmany(ktp, timeout_ms=500, max_records=500)).get(ktp, [])
+            for record in batch:
+                if record.offset >= end:
+                    break
+                if not self.owns(tp):
+                    return
+                if tp.topic == self.topics.firmographics:
+                    self.process_company(record, tp)
+                else:
+                    await self.process_event(record, tp)
+                self.offsets.recovered(tp, record.offset + 1)
+        if self.owns(tp):
+            self.offsets.recovered(tp, end)
+            # faust commits only partitions with an entry here; the stream may
+            # not have delivered anything on this one since the assignment.
+            self.app.consumer._acked[tp]  # type: ignore[union-attr]
+            log.info("%s[%d]: offsets %d..%d re-read", tp.topic, tp.partition, start, end - 1)
 
     # -- health -------------------------------------------------------------------
 
@@ -310,18 +341,27 @@ class ScorerApp:
         # faust's send buffer holds 100 messages by default and then blocks to
         # flush; the commit flushes anyway, so let it batch more.
         self.app.producer.buffer.max_messages = SEND_BUFFER_MESSAGES
+        self.scoring_open.set()
         async for event in stream.events():
-            self.note_gap(event.message)
+            message = event.message
+            tp = message.tp
+            self.begin(tp, message.offset)
+            await self.process_event(message, tp)
             if self.first_event_s is None:
                 self.first_event_s = time.monotonic() - self.started
                 log.info("first event processed %.1f s after start", self.first_event_s)
+
+    async def process_event(self, message: Any, tp: Any) -> None:
+        """Score one record from the stream or the re-reader, then mark it finished."""
+        async with self.lock:
             try:
-                pending = self.handle_event(event.message)
+                pending = self.handle_event(message)
                 if pending is not None:
                     await self.publish_alerts(pending)
             except Exception:  # a bug must not stop the partition: dead-letter it
                 log.exception("scoring failed; record sent to the DLQ")
-                self.dead_letter(event.message, "internal_error", "see worker log")
+                self.dead_letter(message, "internal_error", "see worker log")
+            self.offsets.finish(tp, message.offset, time.monotonic())
 
     def handle_event(self, message: Any) -> PendingAlerts | None:
         """Score one record. Returns alerts still to publish, with the state write
@@ -401,12 +441,16 @@ class ScorerApp:
     async def _firmographics_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            self.firmographics_next[message.partition] = message.offset + 1
-            try:
-                self.handle_company(message)
-            except Exception:
-                log.exception("firmographic update failed; record sent to the DLQ")
-                self.dead_letter(message, "internal_error", "see worker log")
+            self.begin(message.tp, message.offset)
+            self.process_company(message, message.tp)
+
+    def process_company(self, message: Any, tp: Any) -> None:
+        try:
+            self.handle_company(message)
+        except Exception:
+            log.exception("firmographic update failed; record sent to the DLQ")
+            self.dead_letter(message, "internal_error", "see worker log")
+        self.offsets.finish(tp, message.offset, time.monotonic())
 
     def handle_company(self, message: Any) -> None:
         key = message.key

@@ -16,6 +16,12 @@ tests/fault still guards against (see README, "Known limitation").
    later commits can then skip them (upstream faust #216, #221,
    faust-streaming #318). Here, instead of being dropped, the partition is
    sought back to the first such record, so it is fetched again.
+
+3. The commit offset of the scorer's own input topics comes from the worker's
+   `OffsetTracker` (set as `app.scorer_offsets`, for the topics in
+   `app.scorer_topics`), not from faust's acknowledgements, which can run past
+   records that never reached the agent. faust's acknowledgement lists for
+   those partitions are cleared at each commit so they do not grow.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 
 _applied = False
+_faust_new_offset = Consumer._new_offset
 
 
 async def _flush_until_empty(self: ProducerBuffer) -> None:
@@ -64,9 +71,20 @@ async def _getmany_without_drops(self: Any, timeout: float) -> AsyncIterator[tup
             await self.seek(tp, offset)
 
 
+def _tracked_new_offset(self: Any, tp: Any) -> int | None:
+    tracker = getattr(self.app, "scorer_offsets", None)
+    if tracker is None or tp.topic not in self.app.scorer_topics:
+        return _faust_new_offset(self, tp)
+    self._acked[tp].clear()
+    self._acked_index[tp].clear()
+    self._gap.pop(tp, None)
+    return tracker.commit_point(tp)  # type: ignore[no-any-return]
+
+
 def apply() -> None:
     global _applied
     if not _applied:
         ProducerBuffer.flush = _flush_until_empty  # type: ignore[method-assign]
         Consumer.getmany = _getmany_without_drops  # type: ignore[method-assign]
+        Consumer._new_offset = _tracked_new_offset  # type: ignore[method-assign]
         _applied = True
