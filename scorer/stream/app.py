@@ -322,7 +322,7 @@ class ScorerApp:
             self.offsets.recovered(tp, end)
             # faust commits only partitions with an entry here; the stream may
             # not have delivered anything on this one since the assignment.
-            self.app.consumer._acked[tp]  # type: ignore[union-attr]
+            self.app.consumer._acked[tp]  # type: ignore[attr-defined]
             log.info("%s[%d]: offsets %d..%d re-read", tp.topic, tp.partition, start, end - 1)
 
     # -- health -------------------------------------------------------------------
