@@ -56,9 +56,10 @@ class Broker:
             )
 
 
-def start_broker(data_dir: Path) -> Broker:
+def start_broker(data_dir: Path, own: bool = False) -> Broker:
+    """The session's broker; `own=True` always starts a private one (to stop it)."""
     given = os.environ.get("SCORER_TEST_BROKER")
-    if given:
+    if given and not own:
         return Broker(given.split("://", 1)[-1])
     port, controller = free_port(), free_port()
     env = {
@@ -167,6 +168,11 @@ class Worker:
             return exc.code
         except OSError:
             return 0
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            body: bytes = r.read()
+            return body
 
     def wait_ready(self, timeout: float = 60) -> float:
         """Seconds from start until /readyz answers 200."""

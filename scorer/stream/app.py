@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.config import Settings
 from scorer.enrichment.domains import normalise_domain
@@ -41,6 +41,7 @@ from scorer.scoring.state import AccountState
 from scorer.stream import faust_fixes
 from scorer.stream.dlq import dlq_headers
 from scorer.stream.kafka import Topics, client_options, partitions_of, ssl_context
+from scorer.stream.metrics import Metrics
 from scorer.stream.offsets import OffsetTracker
 from scorer.stream.state import (
     BUCKETS_PER_WINDOW,
@@ -74,19 +75,20 @@ class PendingAlerts:
     alerts: list[bytes]
     state: AccountState
     ids: BucketedIds
+    produced_at: float  # input record timestamp, seconds
 
 
 class ScorerApp:
     """One worker's faust app, engine and caches."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         faust_fixes.apply()
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self.engine = Engine(dedup_window=settings.dedup_window)
         self.bucket_width = max(1.0, settings.dedup_window / BUCKETS_PER_WINDOW)
         self.companies: dict[str, Any] = {}
-        self.counts: Counter[tuple[str, ...]] = Counter()
+        self.metrics = metrics if metrics is not None else Metrics()
         self.icps_ready = asyncio.Event()
         self.scoring_open = asyncio.Event()  # set once the startup backlog is loaded
         self.started = time.monotonic()
@@ -125,6 +127,9 @@ class ScorerApp:
         self.app.scorer_topics = frozenset(  # type: ignore[attr-defined]
             (self.topics.visitor, self.topics.lead, self.topics.rekey, self.topics.firmographics)
         )
+        for topic in self.app.scorer_topics:  # type: ignore[attr-defined]
+            self.metrics.gaps_total.labels(topic)
+            self.metrics.rereads_total.labels(topic)
         self._define()
 
     # -- wiring -----------------------------------------------------------------
@@ -159,8 +164,14 @@ class ScorerApp:
                 return view.text("ready\n")
             return view.text("not ready\n", status=503)
 
+        async def metrics(view: Any, request: Any) -> Any:
+            body = generate_latest(self.metrics.registry)
+            return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
         app.page("/healthz")(healthz)
         app.page("/readyz")(readyz)
+        app.page("/metrics")(metrics)
+        self.metrics.watch(self.lag, self.is_ready)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
@@ -234,7 +245,7 @@ class ScorerApp:
                 skipped[0],
                 skipped[1] - 1,
             )
-            self.counts["gaps", tp.topic] += 1
+            self.metrics.gaps_total.labels(tp.topic).inc()
 
     def owns(self, tp: Any) -> bool:
         consumer = self.app.consumer
@@ -265,7 +276,6 @@ class ScorerApp:
                     high - 1,
                     now - moved,
                 )
-                self.counts["stalls", tp.topic] += 1
                 self.offsets.add_missing(tp, done, high)
 
     async def _reread(self) -> None:
@@ -295,7 +305,7 @@ class ScorerApp:
         ktp = TopicPartition(tp.topic, tp.partition)
         consumer.assign([ktp])
         consumer.seek(ktp, start)
-        self.counts["rereads", tp.topic] += 1
+        self.metrics.rereads_total.labels(tp.topic).inc()
         log.info("%s[%d]: re-reading offsets %d..%d", tp.topic, tp.partition, start, end - 1)
         deadline = time.monotonic() + REREAD_PATIENCE_SECONDS
         while await consumer.position(ktp) < end:
@@ -316,7 +326,7 @@ class ScorerApp:
                 if tp.topic == self.topics.firmographics:
                     self.process_company(record, tp)
                 else:
-                    await self.process_event(record, tp)
+                    await self.process_event(record, tp, record.timestamp / 1000.0)
                 self.offsets.recovered(tp, record.offset + 1)
         if self.owns(tp):
             self.offsets.recovered(tp, end)
@@ -326,6 +336,19 @@ class ScorerApp:
             log.info("%s[%d]: offsets %d..%d re-read", tp.topic, tp.partition, start, end - 1)
 
     # -- health -------------------------------------------------------------------
+
+    def lag(self) -> list[tuple[tuple[str, int], int]]:
+        """Records behind the end of each assigned partition this worker reads."""
+        consumer = self.app.consumer
+        if consumer is None:
+            return []
+        behind = []
+        for tp in sorted(consumer.assignment()):
+            if tp.topic in self.app.scorer_topics:  # type: ignore[attr-defined]
+                high = consumer.highwater(tp)
+                if high is not None and high >= 0:
+                    behind.append(((tp.topic, tp.partition), max(0, high - self.progress(tp))))
+        return behind
 
     def is_ready(self) -> bool:
         app = self.app
@@ -346,16 +369,16 @@ class ScorerApp:
             message = event.message
             tp = message.tp
             self.begin(tp, message.offset)
-            await self.process_event(message, tp)
+            await self.process_event(message, tp, message.timestamp)
             if self.first_event_s is None:
                 self.first_event_s = time.monotonic() - self.started
                 log.info("first event processed %.1f s after start", self.first_event_s)
 
-    async def process_event(self, message: Any, tp: Any) -> None:
+    async def process_event(self, message: Any, tp: Any, produced_at: float) -> None:
         """Score one record from the stream or the re-reader, then mark it finished."""
         async with self.lock:
             try:
-                pending = self.handle_event(message)
+                pending = self.handle_event(message, produced_at)
                 if pending is not None:
                     await self.publish_alerts(pending)
             except Exception:  # a bug must not stop the partition: dead-letter it
@@ -363,25 +386,26 @@ class ScorerApp:
                 self.dead_letter(message, "internal_error", "see worker log")
             self.offsets.finish(tp, message.offset, time.monotonic())
 
-    def handle_event(self, message: Any) -> PendingAlerts | None:
-        """Score one record. Returns alerts still to publish, with the state write
-        that must follow them; everything else is sent (buffered) here."""
+    def handle_event(self, message: Any, produced_at: float) -> PendingAlerts | None:
+        """Score one record (its Kafka timestamp `produced_at`, in seconds). Returns
+        alerts still to publish, with the state write that must follow them;
+        everything else is sent (buffered) here."""
         topics = self.topics
         stream = "lead" if message.topic == topics.lead else "visitor"
         raw = message.value
         if raw is None:
             self.dead_letter(message, "schema", "null value")
-            self.counts["events", stream, INVALID] += 1
+            self.metrics.event[stream, INVALID].inc()
             return None
         try:
             event = decode_event(raw, self.settings.max_message_bytes)
         except InvalidInputError as exc:
             self.dead_letter(message, exc.reason, exc.detail)
-            self.counts["events", stream, INVALID] += 1
+            self.metrics.event[stream, INVALID].inc()
             return None
         account = event.account
         if account is None:
-            self.counts["events", stream, UNRESOLVED] += 1
+            self.metrics.event[stream, UNRESOLVED].inc()
             return None
         key = account.encode()
         if message.key != key and message.topic != topics.rekey:
@@ -389,15 +413,17 @@ class ScorerApp:
             return None
         state, ids = load_account(self.accounts, key, self.bucket_width)
         outcome, scores = self.engine.apply(state, event, self.company(account, key))
-        self.counts["events", stream, outcome] += 1
+        self.metrics.event[stream, outcome].inc()
         now = time.time()
+        if outcome == SCORED:
+            self.metrics.observe_ingest(now - produced_at)
         alerts = []
         for score in scores:
             if score.alert:
                 alerts.append(orjson.dumps(build_document(score, HOT_ACCOUNT, now)))
-                self.counts["alerts", score.icp.id, score.tier or ""] += 1
+                self.metrics.alert(score.icp.id, score.tier or "")
             elif score.hot:
-                self.counts["suppressed", score.icp.id, "cooldown"] += 1
+                self.metrics.suppressed(score.icp.id, "cooldown")
         if self.settings.emit_scores:
             for score in scores:
                 doc = build_document(score, ACCOUNT_SCORE, now)
@@ -411,7 +437,7 @@ class ScorerApp:
         ):
             return None
         if alerts:
-            return PendingAlerts(key, alerts, state, ids)
+            return PendingAlerts(key, alerts, state, ids, produced_at)
         store_account(self.accounts, key, state, ids)
         return None
 
@@ -421,6 +447,9 @@ class ScorerApp:
         Alerts are ~1 % of events, so the round trip here is cheap."""
         sent = [await self.hot_topic.send(key=pending.key, value=doc) for doc in pending.alerts]
         await asyncio.gather(*sent)
+        latency = time.time() - pending.produced_at
+        for _ in sent:
+            self.metrics.end_to_end.observe(latency)
         # The state write reaches Kafka by the next commit (<= 1 s): a crash
         # before then replays the event and re-sends its alert, same alert_id.
         # (Awaiting app.producer.flush() here instead hangs the agent.)
@@ -435,7 +464,7 @@ class ScorerApp:
                 self.companies.clear()
                 self.engine.clear_company_cache()
             self.companies[account] = company
-        self.counts["lookups", "miss" if company is None else "hit"] += 1
+        self.metrics.lookup["miss" if company is None else "hit"].inc()
         return company
 
     async def _firmographics_agent(self, stream: Any) -> None:
@@ -493,7 +522,7 @@ class ScorerApp:
             list(message.headers or ()),
         )
         self.dlq_topic.send_soon(key=message.key, value=message.value, headers=headers)
-        self.counts["dlq", reason] += 1
+        self.metrics.dlq(reason)
 
     # -- ICPs ---------------------------------------------------------------------
 
@@ -550,6 +579,7 @@ class ScorerApp:
             return
         if self.engine.set_icp(document):
             log.info("ICP %s v%d active", document.id, document.version)
+            self.metrics.icp_active(document.id, document.tiers)
 
 
 def _credentials(settings: Settings) -> Any:
