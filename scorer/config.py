@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
     )
     log_level: str = Field("INFO", description="SCORER_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="SCORER_LOG_FORMAT: json = one JSON object per line"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="SCORER_SECURITY_PROTOCOL"
     )
