@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format demo kafka-up kafka-down bench schemas clean
+.PHONY: help setup tools test lint format demo kafka-up kafka-down bench schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the package with its dev extras
 
-test: setup ## run the test suite (starts its own Kafka broker)
+tools: ## install promtool and prometheus for the tests if missing (Debian package)
+	@bash deploy/local/tools.sh
+
+test: setup tools ## run the test suite (starts its own Kafka broker)
 	$(BIN)/pytest
 
 lint: setup ## ruff, formatting and mypy --strict

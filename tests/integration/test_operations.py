@@ -1,0 +1,220 @@
+"""What an SRE relies on: /metrics (promtool-clean), health, the Grafana panels
+against a real Prometheus scraping a live worker, the alert rules loaded there,
+JSON logs without payload text, and a SIGTERM that drains, commits and exits
+within 10 s (also when the broker is gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from scorer.stream.metrics import package_version
+from tests.fault.recovery import wait_caught_up
+from tests.integration.streaming import event_records, sample, setup_deployment
+from tests.kafka_harness import Deployment, free_port, start_broker
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "icp-scorer.json"
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+EMAIL = "jane.doe@example.com"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(
+            f"{name} not found: install Debian's prometheus package (`make tools` does)"
+        )
+    return path
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def total(metrics: dict[str, Any], name: str, **labels: str) -> float:
+    return sum(
+        v for got, v in metrics.get(name, []) if all(got.get(k) == x for k, x in labels.items())
+    )
+
+
+class Prometheus:
+    """A real Prometheus server scraping one worker every second, with our rules."""
+
+    def __init__(self, tmp: Path, target_port: int) -> None:
+        self.port = free_port()
+        shutil.copy(RULES, tmp / "alerts.yml")
+        config = tmp / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "rule_files: [alerts.yml]\n"
+            "scrape_configs:\n"
+            "  - job_name: icp-scorer\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
+        )
+        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop
+        self.process = subprocess.Popen(
+            [
+                tool("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = orjson.loads(response.read())
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.api("query", query=expr)["result"]
+        return result
+
+    def wait_up(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if any(r["value"][1] == "1" for r in self.query('up{job="icp-scorer"}')):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("Prometheus never scraped the worker")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def bad_records(deployment: Deployment) -> list[tuple[str, bytes, bytes]]:
+    lead = {"type": "lead_created", "event_id": "bad-1", "email": EMAIL}  # no occurred_at
+    return [
+        (deployment.topic("visitor-events"), b"x", b"{not json " + EMAIL.encode()),
+        (deployment.topic("lead-events"), b"example.com", orjson.dumps(lead)),
+    ]
+
+
+async def test_metrics_dashboard_logs_and_sigterm(deployment: Deployment, tmp_path: Path) -> None:
+    companies, events = sample(tmp_path, 300, 2000, seed=21)
+    setup_deployment(deployment, companies)
+    worker = deployment.start_worker(SCORER_LOG_FORMAT="json")
+    worker.wait_ready()
+    assert worker.status("/healthz") == 200
+    prometheus = Prometheus(tmp_path, worker.port)
+    try:
+        prometheus.wait_up()
+        records = event_records(deployment, events) + bad_records(deployment)
+        await deployment.produce(records)
+        deadline = time.monotonic() + 120
+        while total(samples(worker.get("/metrics").decode()), "scorer_events_total") < len(records):
+            assert time.monotonic() < deadline, "worker did not count every event"
+            await asyncio.sleep(0.5)
+        exposition = worker.get("/metrics")
+
+        # The live exposition is clean by Prometheus's own linter.
+        lint = subprocess.run(
+            [tool("promtool"), "check", "metrics"], input=exposition, capture_output=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+
+        m = samples(exposition.decode())
+        assert total(m, "scorer_events_total") == len(records)
+        assert total(m, "scorer_events_total", outcome="invalid") == 2
+        assert total(m, "scorer_dlq_total", reason="invalid_json") == 1
+        assert total(m, "scorer_dlq_total", reason="timestamp") == 1  # no occurred_at
+        scored = total(m, "scorer_events_total", outcome="scored")
+        assert scored > 0
+        assert total(m, "scorer_ingest_to_score_seconds_count") == scored
+        alerts = await deployment.documents("hot-accounts", idle=2, timeout=30)
+        assert total(m, "scorer_alerts_total") == len(alerts) > 0
+        assert total(m, "scorer_end_to_end_seconds_count") == len(alerts)
+        applied = sum(
+            total(m, "scorer_events_total", outcome=o) for o in ("scored", "duplicate", "expired")
+        )
+        assert total(m, "scorer_firmographic_lookups_total") == applied
+        assert total(m, "scorer_firmographic_lookups_total", result="hit") > 0
+        lag = m["scorer_consumer_lag"]
+        visitor = deployment.topic("visitor-events")
+        assert sorted(int(la["partition"]) for la, _ in lag if la["topic"] == visitor) == [
+            0,
+            1,
+            2,
+            3,
+        ]
+        assert all(v == 0 for _, v in lag)
+        assert m["scorer_build_info"] == [({"version": package_version()}, 1.0)]
+        assert total(m, "scorer_ready") == 1
+        assert not any(
+            "domain" in labels or "account" in labels for s in m.values() for labels, _ in s
+        )
+
+        # Every dashboard panel's query answers from a Prometheus scraping the worker.
+        await asyncio.sleep(3)  # a few more scrapes after the last event
+        dashboard = json.loads(DASHBOARD.read_text())
+        for panel in dashboard["panels"]:
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m")
+                result = prometheus.query(expr)
+                values = [float(r["value"][1]) for r in result]
+                assert any(math.isfinite(v) for v in values), (panel["title"], expr, result)
+        rules = prometheus.api("rules")["groups"][0]["rules"]
+        assert len(rules) == 7 and all(r["health"] == "ok" for r in rules), rules
+    finally:
+        prometheus.stop()
+
+    # SIGTERM drains, commits and exits within 10 s.
+    elapsed = worker.terminate(timeout=30)
+    assert worker.process.returncode == 0, worker.log()
+    assert elapsed < 10, f"shutdown took {elapsed:.1f} s"
+    print(f"SIGTERM to exit: {elapsed:.2f} s")
+    for topic in ("visitor-events", "lead-events"):
+        await wait_caught_up(deployment, topic, timeout=5)
+
+    # Logs: one JSON object per line, no payload text.
+    text = worker.log_path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        entry = orjson.loads(line)
+        assert {"ts", "level", "logger", "message"} <= entry.keys(), line
+    assert EMAIL not in text and "not json" not in text
+
+
+def test_sigterm_exits_when_the_broker_is_gone(tmp_path: Path) -> None:
+    """faust retries a lost broker for ever; the worker still exits within 10 s."""
+    broker = start_broker(tmp_path / "kafka", own=True)
+    deployment = Deployment(broker, tmp_path)
+    try:
+        worker = deployment.start_worker()
+        worker.wait_ready(timeout=90)
+        broker.stop()
+        time.sleep(2)
+        elapsed = worker.terminate(timeout=30)
+        print(f"SIGTERM to exit with the broker gone: {elapsed:.2f} s")
+        assert elapsed < 10, worker.log()
+        assert worker.process.returncode in (0, 3), worker.log()
+    finally:
+        deployment.stop_all()
+        broker.stop()
