@@ -97,6 +97,12 @@ class ScorerApp:
         # One record at a time: the agent and the re-reader must not interleave
         # the load and store of an account around an awaited alert.
         self.lock = asyncio.Lock()
+        self.rereader: AIOKafkaConsumer | None = None  # a plain consumer, outside the group
+        self.reread_lock = asyncio.Lock()
+        # Partitions revoked and not assigned again: records of these still in
+        # hand are dropped, not applied (their next owner resumes from the
+        # committed offset, which is before them).
+        self.fenced: set[Any] = set()
         self.first_event_s: float | None = None
         self.app = faust.App(
             settings.app_id,
@@ -176,6 +182,13 @@ class ScorerApp:
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        # No write for a revoked partition may reach its changelog after the next
+        # owner has restored the table: fence the partitions, let the record in
+        # flight finish, and send what it queued.
+        self.fenced.update(revoked)
+        async with self.lock:
+            pass
+        await self.app.producer.flush()
         # Another worker may change these accounts' records while we do not own them.
         self.companies.clear()
         self.engine.clear_company_cache()
@@ -183,6 +196,7 @@ class ScorerApp:
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         self.assigned_at = time.monotonic()
+        self.fenced.difference_update(assigned)
         mine = sorted({tp.partition for tp in assigned if tp.topic == self.topics.visitor})
         log.info("scoring partitions %s", mine)
 
@@ -234,8 +248,9 @@ class ScorerApp:
         point = self.offsets.commit_point(tp)
         return self.committed(tp) if point is None else point
 
-    def begin(self, tp: Any, offset: int) -> None:
-        """Before a record from the stream: note a range faust skipped."""
+    async def begin(self, tp: Any, offset: int) -> None:
+        """Before a record from the stream: if faust skipped records before it,
+        read them first, so each partition is still applied in offset order."""
         skipped = self.offsets.begin(tp, offset, self.committed(tp))
         if skipped is not None:
             log.warning(
@@ -246,6 +261,7 @@ class ScorerApp:
                 skipped[1] - 1,
             )
             self.metrics.gaps_total.labels(tp.topic).inc()
+            await self.reread(tp)
 
     def owns(self, tp: Any) -> bool:
         consumer = self.app.consumer
@@ -279,25 +295,34 @@ class ScorerApp:
                 self.offsets.add_missing(tp, done, high)
 
     async def _reread(self) -> None:
-        """Read skipped ranges again with a plain consumer outside the group."""
-        consumer = AIOKafkaConsumer(
-            **client_options(self.settings),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
+        """Re-read, from a timer, ranges still missing (a re-read that gave up,
+        records found waiting by `_find_idle_partitions`)."""
         try:
             while True:
                 await asyncio.sleep(REREAD_EVERY_SECONDS)
-                for tp, (start, end) in list(self.offsets.missing.items()):
+                for tp in list(self.offsets.missing):
                     if tp.topic != self.topics.firmographics and not self.scoring_open.is_set():
                         continue
-                    if not self.owns(tp):
-                        continue
-                    await self._reread_range(consumer, tp, start, end)
+                    await self.reread(tp)
         finally:
-            await consumer.stop()
+            if self.rereader is not None:
+                await self.rereader.stop()
+
+    async def reread(self, tp: Any) -> None:
+        """Read `tp`'s missing range with the plain consumer, if this worker owns it."""
+        async with self.reread_lock:
+            if tp not in self.offsets.missing or not self.owns(tp):
+                return
+            if self.rereader is None:
+                self.rereader = AIOKafkaConsumer(
+                    **client_options(self.settings),
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                )
+                await self.rereader.start()
+            start, end = self.offsets.missing[tp]
+            await self._reread_range(self.rereader, tp, start, end)
 
     async def _reread_range(
         self, consumer: AIOKafkaConsumer, tp: Any, start: int, end: int
@@ -368,7 +393,7 @@ class ScorerApp:
         async for event in stream.events():
             message = event.message
             tp = message.tp
-            self.begin(tp, message.offset)
+            await self.begin(tp, message.offset)
             await self.process_event(message, tp, message.timestamp)
             if self.first_event_s is None:
                 self.first_event_s = time.monotonic() - self.started
@@ -377,6 +402,8 @@ class ScorerApp:
     async def process_event(self, message: Any, tp: Any, produced_at: float) -> None:
         """Score one record from the stream or the re-reader, then mark it finished."""
         async with self.lock:
+            if tp in self.fenced:
+                return
             try:
                 pending = self.handle_event(message, produced_at)
                 if pending is not None:
@@ -470,10 +497,12 @@ class ScorerApp:
     async def _firmographics_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            self.begin(message.tp, message.offset)
+            await self.begin(message.tp, message.offset)
             self.process_company(message, message.tp)
 
     def process_company(self, message: Any, tp: Any) -> None:
+        if tp in self.fenced:
+            return
         try:
             self.handle_company(message)
         except Exception:
