@@ -4,11 +4,11 @@
   whose Kafka key is not its normalised account domain is first re-sent, keyed
   by domain, to the re-key topic (so it lands on the partition, and worker,
   that owns the account); the others are scored in place.
-- `firmographics` keeps the compacted firmographics topic in a table keyed by
-  domain, co-partitioned with the events (tombstones delete).
-- ICPs are read by every worker from the start of the compacted icp-profiles
-  topic, with a plain consumer outside the group; events wait until it has
-  been read to its end once.
+- The compacted firmographics and icp-profiles topics are read whole by every
+  worker, from the start, with plain consumers outside the group, and then
+  followed (null values delete). Companies are kept in memory as their JSON
+  bytes (about 0.5 KB each) and decoded when first needed. Scoring waits until
+  both have been read to their end once.
 - Bad input goes to the DLQ with the original bytes; nothing raises out of an
   agent for an input's sake.
 - Offsets are committed from the worker's own record of finished records
@@ -90,6 +90,8 @@ class ScorerApp:
         self.companies: dict[str, Any] = {}
         self.metrics = metrics if metrics is not None else Metrics()
         self.icps_ready = asyncio.Event()
+        self.firmographics_ready = asyncio.Event()
+        self.firmographics: dict[bytes, bytes] = {}  # domain -> checked record, JSON
         self.scoring_open = asyncio.Event()  # set once the startup backlog is loaded
         self.started = time.monotonic()
         self.assigned_at = self.started
@@ -118,6 +120,9 @@ class ScorerApp:
             value_serializer="raw",
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            # faust's default linger is 0: one produce request per changelog write.
+            producer_linger=0.005,
+            producer_max_batch_size=256 * 1024,
             table_standby_replicas=0,
             # Startup speed: nothing to wait for on a single-purpose app.
             stream_recovery_delay=0.0,
@@ -131,7 +136,7 @@ class ScorerApp:
         # Read by faust_fixes: commits of these topics come from self.offsets.
         self.app.scorer_offsets = self.offsets  # type: ignore[attr-defined]
         self.app.scorer_topics = frozenset(  # type: ignore[attr-defined]
-            (self.topics.visitor, self.topics.lead, self.topics.rekey, self.topics.firmographics)
+            (self.topics.visitor, self.topics.lead, self.topics.rekey)
         )
         for topic in self.app.scorer_topics:  # type: ignore[attr-defined]
             self.metrics.gaps_total.labels(topic)
@@ -143,7 +148,6 @@ class ScorerApp:
     def _define(self) -> None:
         app, topics, n = self.app, self.topics, self.settings.topic_partitions
         self.events_topic = app.topic(topics.visitor, topics.lead, topics.rekey, **RAW)
-        self.firmographics_topic = app.topic(topics.firmographics, **RAW)
         self.hot_topic = app.topic(topics.hot, **RAW)
         self.scores_topic = app.topic(topics.scores, **RAW)
         self.dlq_topic = app.topic(topics.dlq, **RAW)
@@ -152,12 +156,9 @@ class ScorerApp:
         self.accounts = app.Table(
             "accounts", default=None, partitions=n, key_type=bytes, value_type=bytes
         )
-        self.firmographics = app.Table(
-            "firmographics", default=None, partitions=n, key_type=bytes, value_type=bytes
-        )
         app.agent(self.events_topic, name="score")(self._score_agent)
-        app.agent(self.firmographics_topic, name="firmographics")(self._firmographics_agent)
         app.task(self._icp_loader)
+        app.task(self._firmographics_loader)
         app.task(self._reread)
         app.timer(IDLE_CHECK_SECONDS)(self._find_idle_partitions)
 
@@ -200,43 +201,6 @@ class ScorerApp:
         mine = sorted({tp.partition for tp in assigned if tp.topic == self.topics.visitor})
         log.info("scoring partitions %s", mine)
 
-    async def wait_for_firmographics(self) -> None:
-        """At startup, hold scoring until the firmographics backlog is in the table.
-
-        Both topics are read at once; without this, a backlog of events could be
-        scored before the company records loaded ahead of them. Done once,
-        before the stream is iterated (waiting inside the iteration stalled
-        faust's offset tracking). After a rebalance, faust restores the table
-        from its changelog before streams resume; only records the previous
-        owner had not yet applied can then arrive after the first events.
-        """
-        app = self.app
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
-        while not (
-            app.consumer is not None and app.consumer.assignment() and recovery.completed.is_set()
-        ):
-            await asyncio.sleep(0.05)
-        tps = [tp for tp in app.consumer.assignment() if tp.topic == self.topics.firmographics]
-        ends = await app.consumer.highwaters(*tps) if tps else {}
-        warn_at = time.monotonic() + 10
-        while True:
-            behind = [
-                tp
-                for tp in tps
-                # faust's seek on assignment records the committed offsets here
-                if self.progress(tp) < (ends.get(tp) or 0)
-            ]
-            if not behind:
-                break
-            if time.monotonic() > warn_at:
-                warn_at += 10
-                log.warning(
-                    "waiting for firmographics on partitions %s",
-                    sorted(tp.partition for tp in behind),
-                )
-            await asyncio.sleep(0.05)
-        log.info("firmographics loaded up to the startup backlog (%d partitions)", len(tps))
-
     def committed(self, tp: Any) -> int:
         """The committed offset faust read at assignment (0 if none)."""
         consumer = self.app.consumer
@@ -278,7 +242,7 @@ class ScorerApp:
         for tp in list(consumer.assignment()):
             if tp.topic not in self.app.scorer_topics or tp in self.offsets.missing:  # type: ignore[attr-defined]
                 continue
-            if tp.topic != self.topics.firmographics and not self.scoring_open.is_set():
+            if not self.scoring_open.is_set():
                 continue
             high = consumer.highwater(tp)
             done = self.progress(tp)
@@ -301,9 +265,8 @@ class ScorerApp:
             while True:
                 await asyncio.sleep(REREAD_EVERY_SECONDS)
                 for tp in list(self.offsets.missing):
-                    if tp.topic != self.topics.firmographics and not self.scoring_open.is_set():
-                        continue
-                    await self.reread(tp)
+                    if self.scoring_open.is_set():
+                        await self.reread(tp)
         finally:
             if self.rereader is not None:
                 await self.rereader.stop()
@@ -348,10 +311,7 @@ class ScorerApp:
                     break
                 if not self.owns(tp):
                     return
-                if tp.topic == self.topics.firmographics:
-                    self.process_company(record, tp)
-                else:
-                    await self.process_event(record, tp, record.timestamp / 1000.0)
+                await self.process_event(record, tp, record.timestamp / 1000.0)
                 self.offsets.recovered(tp, record.offset + 1)
         if self.owns(tp):
             self.offsets.recovered(tp, end)
@@ -379,13 +339,14 @@ class ScorerApp:
         app = self.app
         assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        return assigned and recovered and not app.rebalancing and self.icps_ready.is_set()
+        loaded = self.icps_ready.is_set() and self.firmographics_ready.is_set()
+        return assigned and recovered and loaded and not app.rebalancing
 
     # -- agents -------------------------------------------------------------------
 
     async def _score_agent(self, stream: Any) -> None:
         await self.icps_ready.wait()
-        await self.wait_for_firmographics()
+        await self.firmographics_ready.wait()
         # faust's send buffer holds 100 messages by default and then blocks to
         # flush; the commit flushes anyway, so let it batch more.
         self.app.producer.buffer.max_messages = SEND_BUFFER_MESSAGES
@@ -494,21 +455,12 @@ class ScorerApp:
         self.metrics.lookup["miss" if company is None else "hit"].inc()
         return company
 
-    async def _firmographics_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            await self.begin(message.tp, message.offset)
-            self.process_company(message, message.tp)
-
-    def process_company(self, message: Any, tp: Any) -> None:
-        if tp in self.fenced:
-            return
+    def apply_company_record(self, message: Any) -> None:
         try:
             self.handle_company(message)
         except Exception:
             log.exception("firmographic update failed; record sent to the DLQ")
             self.dead_letter(message, "internal_error", "see worker log")
-        self.offsets.finish(tp, message.offset, time.monotonic())
 
     def handle_company(self, message: Any) -> None:
         key = message.key
@@ -557,12 +509,23 @@ class ScorerApp:
 
     async def _icp_loader(self) -> None:
         """Read icp-profiles from the beginning, then follow it, on every worker."""
-        topic = self.topics.icp
+        await self._follow(self.topics.icp, self.apply_icp_record, self.icps_ready)
+
+    async def _firmographics_loader(self) -> None:
+        """Read firmographics from the beginning, then follow it, on every worker."""
+        await self._follow(
+            self.topics.firmographics, self.apply_company_record, self.firmographics_ready
+        )
+
+    async def _follow(self, topic: str, apply: Any, ready: asyncio.Event) -> None:
+        """Every partition of a compacted topic, with a plain consumer outside the
+        group: `ready` is set once the records there at startup are applied."""
         consumer = AIOKafkaConsumer(
             **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
         try:
@@ -571,19 +534,24 @@ class ScorerApp:
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
             ends = await consumer.end_offsets(assigned)
+            started = time.monotonic()
+            count = 0
             while True:
-                batches = await consumer.getmany(timeout_ms=500)
+                batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for records in batches.values():
                     for record in records:
-                        self.apply_icp_record(record)
-                if not self.icps_ready.is_set() and all(
+                        apply(record)
+                    count += len(records)
+                    await asyncio.sleep(0)  # let health checks answer during a big backlog
+                if not ready.is_set() and all(
                     await asyncio.gather(
                         *(self._caught_up(consumer, tp, ends[tp]) for tp in assigned)
                     )
                 ):
-                    active = ", ".join(f"{i.id} v{i.version}" for i in self.engine.icps) or "none"
-                    log.info("ICPs loaded: %s", active)
-                    self.icps_ready.set()
+                    log.info(
+                        "%s: %d records read in %.1f s", topic, count, time.monotonic() - started
+                    )
+                    ready.set()
         finally:
             await consumer.stop()
 
