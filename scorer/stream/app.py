@@ -35,7 +35,7 @@ from scorer.enrichment.firmographics import check_record
 from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.events import decode_event
 from scorer.icp.loader import loads_icp
-from scorer.scoring.engine import DUPLICATE, INVALID, SCORED, UNRESOLVED, Engine
+from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.scoring.state import AccountState
 from scorer.stream import faust_fixes
@@ -47,7 +47,6 @@ from scorer.stream.state import (
     BUCKETS_PER_WINDOW,
     BucketedIds,
     load_account,
-    repair,
     store_account,
 )
 
@@ -59,6 +58,7 @@ RAW: dict[str, Any] = {
     "value_serializer": "raw",
 }
 COMPANY_CACHE_LIMIT = 200_000
+ACCOUNT_CACHE_LIMIT = 50_000  # accounts kept in memory between write-backs
 SEND_BUFFER_MESSAGES = 2_000
 IDLE_CHECK_SECONDS = 5.0
 IDLE_SECONDS = 10.0  # records waiting this long on a partition that does not move
@@ -69,12 +69,11 @@ _MISSING = object()
 
 @dataclass(slots=True)
 class PendingAlerts:
-    """Alerts of one event, and the state write that must follow their acks."""
+    """Alerts of one event: its account's state may be written back once they are acked."""
 
     key: bytes
     alerts: list[bytes]
-    state: AccountState
-    ids: BucketedIds
+    tp: Any
     produced_at: float  # input record timestamp, seconds
 
 
@@ -88,6 +87,11 @@ class ScorerApp:
         self.engine = Engine(dedup_window=settings.dedup_window)
         self.bucket_width = max(1.0, settings.dedup_window / BUCKETS_PER_WINDOW)
         self.companies: dict[str, Any] = {}
+        # Accounts in memory, and those changed since the last write-back (with
+        # the partition they belong to). Written back before every offset commit
+        # and before partitions are revoked: one record per account, not per event.
+        self.account_cache: dict[bytes, tuple[AccountState, BucketedIds]] = {}
+        self.dirty: dict[bytes, Any] = {}
         self.metrics = metrics if metrics is not None else Metrics()
         self.icps_ready = asyncio.Event()
         self.firmographics_ready = asyncio.Event()
@@ -135,6 +139,8 @@ class ScorerApp:
         )
         # Read by faust_fixes: commits of these topics come from self.offsets.
         self.app.scorer_offsets = self.offsets  # type: ignore[attr-defined]
+        self.app.scorer_before_commit = self.write_back  # type: ignore[attr-defined]
+        self.app.scorer_before_revoke = self.before_revoke  # type: ignore[attr-defined]
         self.app.scorer_topics = frozenset(  # type: ignore[attr-defined]
             (self.topics.visitor, self.topics.lead, self.topics.rekey)
         )
@@ -182,17 +188,31 @@ class ScorerApp:
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
-    async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
-        # No write for a revoked partition may reach its changelog after the next
-        # owner has restored the table: fence the partitions, let the record in
-        # flight finish, and send what it queued.
+    async def before_revoke(self, revoked: Any) -> None:
+        """Before faust gives partitions up: no write for a revoked partition may
+        reach its changelog after the next owner restored the table. Fence the
+        partitions, let the record in flight finish, write back what changed
+        (faust then flushes the producer and commits), and forget the accounts:
+        another worker may change them while this one does not own them."""
         self.fenced.update(revoked)
         async with self.lock:
             pass
-        await self.app.producer.flush()
-        # Another worker may change these accounts' records while we do not own them.
-        self.companies.clear()
-        self.engine.clear_company_cache()
+        self.write_back()
+        self.account_cache.clear()
+
+    def write_back(self) -> None:
+        """Changed accounts into the table (record, then id buckets): called at the
+        start of every offset commit, so the commit covers only written state."""
+        if self.offsets.frozen or not self.dirty:
+            return
+        cache, table = self.account_cache, self.accounts
+        for key, tp in self.dirty.items():
+            state, ids = cache[key]
+            with faust_fixes.in_partition(tp):
+                store_account(table, key, state, ids)
+        self.dirty.clear()
+
+    async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
         self.offsets.forget()
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -290,6 +310,12 @@ class ScorerApp:
     async def _reread_range(
         self, consumer: AIOKafkaConsumer, tp: Any, start: int, end: int
     ) -> None:
+        with faust_fixes.in_partition(tp):  # the table, as if inside the stream
+            await self._reread_records(consumer, tp, start, end)
+
+    async def _reread_records(
+        self, consumer: AIOKafkaConsumer, tp: Any, start: int, end: int
+    ) -> None:
         ktp = TopicPartition(tp.topic, tp.partition)
         consumer.assign([ktp])
         consumer.seek(ktp, start)
@@ -366,15 +392,25 @@ class ScorerApp:
             if tp in self.fenced:
                 return
             try:
-                pending = self.handle_event(message, produced_at)
-                if pending is not None:
-                    await self.publish_alerts(pending)
+                pending = self.handle_event(message, tp, produced_at)
             except Exception:  # a bug must not stop the partition: dead-letter it
                 log.exception("scoring failed; record sent to the DLQ")
                 self.dead_letter(message, "internal_error", "see worker log")
+                pending = None
+            if pending is not None:
+                try:
+                    await self.publish_alerts(pending)
+                except Exception as exc:
+                    # The account's state in memory says "alerted": never write it
+                    # back or commit past it. Stop; the next start replays from the
+                    # last commit and sends the alert again.
+                    log.exception("an alert was not acknowledged; stopping without a commit")
+                    self.offsets.frozen = True
+                    await self.app.crash(exc)
+                    return
             self.offsets.finish(tp, message.offset, time.monotonic())
 
-    def handle_event(self, message: Any, produced_at: float) -> PendingAlerts | None:
+    def handle_event(self, message: Any, tp: Any, produced_at: float) -> PendingAlerts | None:
         """Score one record (its Kafka timestamp `produced_at`, in seconds). Returns
         alerts still to publish, with the state write that must follow them;
         everything else is sent (buffered) here."""
@@ -399,7 +435,15 @@ class ScorerApp:
         if message.key != key and message.topic != topics.rekey:
             self.rekey_topic.send_soon(key=key, value=raw, headers=list(message.headers or ()))
             return None
-        state, ids = load_account(self.accounts, key, self.bucket_width)
+        entry = self.account_cache.get(key)
+        if entry is None:
+            if len(self.account_cache) >= ACCOUNT_CACHE_LIMIT:
+                self.write_back()
+                self.account_cache.clear()
+            entry = self.account_cache[key] = load_account(self.accounts, key, self.bucket_width)
+            if entry[1].changed:  # ids repaired after a torn write-back
+                self.dirty[key] = tp
+        state = entry[0]
         outcome, scores = self.engine.apply(state, event, self.company(account, key))
         self.metrics.event[stream, outcome].inc()
         now = time.time()
@@ -416,32 +460,25 @@ class ScorerApp:
             for score in scores:
                 doc = build_document(score, ACCOUNT_SCORE, now)
                 self.scores_topic.send_soon(key=key, value=orjson.dumps(doc))
-        if not (
-            outcome == SCORED
-            or (
-                outcome == DUPLICATE
-                and repair(state, ids, event.event_id, event.at, self.engine.dedup_window)
-            )
-        ):
+        if outcome != SCORED:
             return None
         if alerts:
-            return PendingAlerts(key, alerts, state, ids, produced_at)
-        store_account(self.accounts, key, state, ids)
+            return PendingAlerts(key, alerts, tp, produced_at)
+        self.dirty[key] = tp
         return None
 
     async def publish_alerts(self, pending: PendingAlerts) -> None:
-        """Alerts are acknowledged before the state that records them is written:
-        a crash in between re-sends an alert (same alert_id) but never loses one.
-        Alerts are ~1 % of events, so the round trip here is cheap."""
+        """Alerts are acknowledged before the state that records them can be
+        written back: a crash in between re-sends an alert (same alert_id) but
+        never loses one. Alerts are ~1 % of events, so the round trip is cheap."""
         sent = [await self.hot_topic.send(key=pending.key, value=doc) for doc in pending.alerts]
         await asyncio.gather(*sent)
         latency = time.time() - pending.produced_at
         for _ in sent:
             self.metrics.end_to_end.observe(latency)
-        # The state write reaches Kafka by the next commit (<= 1 s): a crash
-        # before then replays the event and re-sends its alert, same alert_id.
-        # (Awaiting app.producer.flush() here instead hangs the agent.)
-        store_account(self.accounts, pending.key, pending.state, pending.ids)
+        # Written back at the next commit (<= 1 s): a crash before then replays
+        # the event and re-sends its alert, same alert_id.
+        self.dirty[pending.key] = pending.tp
 
     def company(self, account: str, key: bytes) -> Any:
         company = self.companies.get(account, _MISSING)

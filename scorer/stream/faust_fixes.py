@@ -22,18 +22,31 @@ tests/fault still guards against (see README, "Known limitation").
    `app.scorer_topics`), not from faust's acknowledgements, which can run past
    records that never reached the agent. faust's acknowledgement lists for
    those partitions are cleared at each commit so they do not grow.
+
+4. Hooks for the worker's write-back of account state: `app.scorer_before_commit()`
+   runs at the start of every offset commit (before faust flushes the producer
+   and commits), and `await app.scorer_before_revoke(revoked)` before faust
+   revokes partitions (before its tables give them up). `in_partition(tp)` lets
+   that write-back, and the re-reader, write a table outside stream iteration,
+   on the partition faust would have used.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from faust.app.base import App
+from faust.streams import _current_event
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 
 _applied = False
 _faust_new_offset = Consumer._new_offset
+_faust_commit_tps = Consumer._commit_tps
+_faust_on_partitions_revoked = App._on_partitions_revoked
 
 
 async def _flush_until_empty(self: ProducerBuffer) -> None:
@@ -81,10 +94,53 @@ def _tracked_new_offset(self: Any, tp: Any) -> int | None:
     return tracker.commit_point(tp)  # type: ignore[no-any-return]
 
 
+async def _commit_tps_after_write_back(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+    hook = getattr(self.app, "scorer_before_commit", None)
+    if hook is not None:
+        hook()  # synchronous: nothing runs between it and the offsets faust picks
+    return await _faust_commit_tps(self, tps, start_new_transaction)
+
+
+async def _revoke_after_write_back(self: Any, revoked: Any) -> None:
+    hook = getattr(self, "scorer_before_revoke", None)
+    if hook is not None and not self.should_stop:
+        await hook(revoked)
+    await _faust_on_partitions_revoked(self, revoked)
+
+
+class _Message:
+    __slots__ = ("partition", "timestamp", "topic")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.timestamp = 0.0
+
+
+class _Event:
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
+
+
+@contextmanager
+def in_partition(tp: Any) -> Iterator[None]:
+    """Table reads and writes inside go to `tp`'s partition, as inside the stream."""
+    event = _Event(tp.topic, tp.partition)
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
 def apply() -> None:
     global _applied
     if not _applied:
         ProducerBuffer.flush = _flush_until_empty  # type: ignore[method-assign]
         Consumer.getmany = _getmany_without_drops  # type: ignore[method-assign]
         Consumer._new_offset = _tracked_new_offset  # type: ignore[method-assign]
+        Consumer._commit_tps = _commit_tps_after_write_back  # type: ignore[method-assign]
+        App._on_partitions_revoked = _revoke_after_write_back  # type: ignore[method-assign]
         _applied = True

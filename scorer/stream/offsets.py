@@ -26,6 +26,7 @@ class OffsetTracker:
     done: dict[Any, int] = field(default_factory=dict)
     missing: dict[Any, tuple[int, int]] = field(default_factory=dict)
     moved_at: dict[Any, float] = field(default_factory=dict)
+    frozen: bool = False  # set when state in memory can no longer be trusted: no commits
 
     def begin(self, tp: Any, offset: int, start: int) -> tuple[int, int] | None:
         """Before a record is processed: returns the range it skipped, if any.
@@ -64,6 +65,8 @@ class OffsetTracker:
 
     def commit_point(self, tp: Any) -> int | None:
         """The offset that may be committed: nothing before it is unfinished."""
+        if self.frozen:
+            return None
         done = self.done.get(tp)
         if done is None:
             return None

@@ -1,17 +1,21 @@
 """Account state in a changelog-backed table, written so that replays are exact.
 
 One table holds, per account (key = domain):
-- the account record: clock, last applied event id, per-ICP intent and alert
-  state, and the list of live id buckets (small, rewritten per event);
+- the account record: clock, per-ICP intent and alert state, the list of live
+  id buckets, and `recent`: the ids applied since the record was last written
+  (with their occurred_at);
 - applied event ids in buckets by `occurred_at` (key = domain + bucket number),
   each a short JSON list. A bucket is deleted once all its events are older
   than the dedup horizon (see `scorer.scoring.state`).
 
-Both writes of an event go to the same changelog partition, in order: the
-record first, then its bucket. A `kill -9` loses a suffix of that partition,
-so at worst the record of the account's last event survives without its
-bucket entry; the record's `last` id then still marks the event as applied
-(and `repair` puts the id back). Writes are therefore never double-counted
+The worker keeps accounts in memory and writes the changed ones back before
+each offset commit (one record per account, not per event). A write-back goes
+to the account's changelog partition in order: the record first, then its
+buckets. A `kill -9` loses a suffix of that partition, so at worst a record
+survives without some of the bucket writes that followed it; its `recent` ids
+then still mark those events as applied, and loading the record puts them back
+in their buckets. A record is only replaced by a later write-back, which comes
+after the buckets of the earlier one. Writes are therefore never double-counted
 nor lost on replay: the idempotence faust's plain tables do not give.
 """
 
@@ -35,21 +39,31 @@ def bucket_key(account: bytes, bucket: int) -> bytes:
 class BucketedIds:
     """`SeenIds` over a table: ids grouped by occurred_at into time buckets.
 
-    Writes are staged by `add` and applied by `flush`, after the account
-    record has been written.
+    Changes are kept in memory and written by `store_account` (record, then
+    `flush`): the changed buckets, and deletions of dead ones.
     """
 
-    __slots__ = ("_loaded", "_pending", "account", "live", "table", "width")
+    __slots__ = ("_dead", "_dirty", "_loaded", "account", "added", "live", "table", "width")
 
     def __init__(
-        self, table: MutableMapping[bytes, bytes], account: bytes, live: list[int], width: float
+        self,
+        table: MutableMapping[bytes, bytes],
+        account: bytes,
+        live: list[int],
+        width: float,
+        recent: list[list[Any]] | None = None,
     ) -> None:
         self.table = table
         self.account = account
         self.live = live
         self.width = width
         self._loaded: dict[int, list[str]] = {}
-        self._pending: tuple[int, list[int]] | None = None
+        self._dirty: set[int] = set()
+        self._dead: set[int] = set()
+        self.added: list[list[Any]] = []  # [event_id, occurred_at] since the last write
+        for event_id, at in recent or ():
+            if not self.contains(event_id, at):  # its bucket write was lost: put it back
+                self._put(event_id, at)
 
     def _bucket(self, number: int) -> list[str]:
         ids = self._loaded.get(number)
@@ -59,32 +73,41 @@ class BucketedIds:
             self._loaded[number] = ids
         return ids
 
+    def _put(self, event_id: str, at: float) -> None:
+        number = int(at // self.width)
+        self._bucket(number).append(event_id)
+        if number not in self.live:
+            self.live.append(number)
+        self._dirty.add(number)
+        self.added.append([event_id, at])
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._dirty or self._dead)
+
     def contains(self, event_id: str, at: float) -> bool:
         number = int(at // self.width)
         return number in self.live and event_id in self._bucket(number)
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
-        number = int(at // self.width)
-        self._bucket(number).append(event_id)
-        if number not in self.live:
-            self.live.append(number)
+        self._put(event_id, at)
         # Buckets whose every event is before the horizon can go.
         width = self.width
-        dead = [b for b in self.live if (b + 1) * width <= horizon]
-        for b in dead:
+        for b in [b for b in self.live if (b + 1) * width <= horizon]:
             self.live.remove(b)
-        self._pending = (number, dead)
+            self._loaded.pop(b, None)
+            self._dirty.discard(b)
+            self._dead.add(b)
 
     def flush(self) -> None:
-        """Write the staged bucket and delete dead ones (after the record)."""
-        if self._pending is None:
-            return
-        number, dead = self._pending
-        self._pending = None
-        if number in self.live:
+        """Write the changed buckets and delete dead ones (after the record)."""
+        for number in self._dirty:
             self.table[bucket_key(self.account, number)] = orjson.dumps(self._loaded[number])
-        for b in dead:
-            self.table.pop(bucket_key(self.account, b), None)
+        for number in self._dead:
+            self.table.pop(bucket_key(self.account, number), None)
+        self._dirty.clear()
+        self._dead.clear()
+        self.added.clear()
 
 
 def load_account(
@@ -96,22 +119,13 @@ def load_account(
         ids = BucketedIds(table, account, [], width)
         return AccountState(seen=ids), ids
     doc: dict[str, Any] = orjson.loads(raw)
-    ids = BucketedIds(table, account, doc["buckets"], width)
+    ids = BucketedIds(table, account, doc["buckets"], width, doc.get("recent"))
     return AccountState.from_core(doc, ids), ids
 
 
 def store_account(
     table: MutableMapping[bytes, bytes], account: bytes, state: AccountState, ids: BucketedIds
 ) -> None:
-    """Write the record, then the id bucket: the order replays rely on."""
-    table[account] = orjson.dumps({**state.core(), "buckets": ids.live})
+    """Write the record (with the ids added since the last write), then the buckets."""
+    table[account] = orjson.dumps({**state.core(), "buckets": ids.live, "recent": ids.added})
     ids.flush()
-
-
-def repair(state: AccountState, ids: BucketedIds, event_id: str, at: float, window: float) -> bool:
-    """Put back the id of a record whose bucket write was lost; True if it did."""
-    if state.last_event_id != event_id or ids.contains(event_id, at):
-        return False
-    assert state.clock is not None
-    ids.add(event_id, at, state.clock - window)
-    return True

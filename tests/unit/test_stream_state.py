@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scorer.scoring import DUPLICATE, SCORED, Engine
-from scorer.stream.state import bucket_key, load_account, repair, store_account
+from scorer.stream.state import bucket_key, load_account, store_account
 from tests.conftest import make_event, make_icp
 
 ACME = {"domain": "acme.example", "industry": "saas", "employees": 100, "country": "US"}
@@ -37,18 +37,37 @@ def test_record_is_written_before_its_id_bucket() -> None:
     assert table.log[0] == KEY and table.log[1].startswith(KEY + b"\x1f")
 
 
-def test_torn_write_is_still_recognised_and_repaired() -> None:
-    """A record whose bucket write was lost still marks its event applied; repair restores it."""
+def test_torn_write_back_is_still_recognised_and_repaired() -> None:
+    """Several events written back at once; the crash keeps the record and loses the
+    bucket writes after it. The record's `recent` ids still mark every one of them
+    applied, and loading puts them back in their buckets."""
+    table, engine = RecordingTable(), Engine([make_icp()])
+    state, ids = load_account(table, KEY, width=3600)
+    for event_id, at in (("a", "2026-11-20T10:00:00Z"), ("b", "2026-11-20T11:30:00Z")):
+        assert engine.apply(state, make_event(event_id, occurred_at=at), ACME)[0] == SCORED
+    store_account(table, KEY, state, ids)
+    assert table.log[0] == KEY and len(table.log) == 3  # record, then two buckets
+    record_only = RecordingTable()
+    record_only[KEY] = table[KEY]  # the crash lost both bucket writes
+    state, ids = load_account(record_only, KEY, width=3600)
+    assert ids.changed
+    for event_id, at in (("a", "2026-11-20T10:00:00Z"), ("b", "2026-11-20T11:30:00Z")):
+        assert engine.apply(state, make_event(event_id, occurred_at=at), ACME)[0] == DUPLICATE
+    store_account(record_only, KEY, state, ids)
+    for key in table:
+        if key != KEY:
+            assert record_only[key] == table[key]  # the buckets are back
+    state, ids = load_account(record_only, KEY, width=3600)
+    assert not ids.changed  # nothing left to repair
+
+
+def test_a_write_back_without_changes_writes_only_the_record() -> None:
     table, engine = RecordingTable(), Engine([make_icp()])
     apply(table, engine, "a", "2026-11-20T10:00:00Z")
-    record_only = RecordingTable()
-    record_only[KEY] = table[KEY]  # the crash lost the bucket write
-    state, ids = load_account(record_only, KEY, width=3600)
-    event = make_event("a", occurred_at="2026-11-20T10:00:00Z")
-    assert engine.apply(state, event, ACME)[0] == DUPLICATE
-    assert repair(state, ids, "a", event.at, engine.dedup_window)
-    store_account(record_only, KEY, state, ids)
-    assert dict(record_only) == dict(table)
+    state, ids = load_account(table, KEY, width=3600)
+    assert not ids.changed and ids.added == []
+    store_account(table, KEY, state, ids)
+    assert table.log[-1] == KEY
 
 
 def test_old_buckets_are_deleted_past_the_horizon() -> None:
