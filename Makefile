@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools test lint format demo kafka-up kafka-down bench schemas clean
+.PHONY: help setup tools test lint format demo kafka-up kafka-down bench bench-engine schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,7 +46,10 @@ kafka-up: ## start the local Kafka broker on KAFKA_PORT (default 9092)
 kafka-down: ## stop the local Kafka broker
 	bash deploy/local/kafka.sh down
 
-bench: setup ## run the benchmarks (never part of `make test`)
+bench: setup ## streaming benchmark: ceiling, floor and scorer arms on a local broker (~25 min)
+	@bash deploy/local/with-kafka.sh $(BIN)/python bench/stream_bench.py
+
+bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
 	$(BIN)/python bench/engine_bench.py
 
 schemas: setup ## regenerate schemas/ from scorer/models.py

@@ -1,18 +1,4 @@
 #!/usr/bin/env bash
-# `make demo`: start the local broker unless one already runs, run `scorer demo`,
-# and stop the broker again if this script started it (also on Ctrl-C).
-set -uo pipefail
-SCORER=${1:-scorer}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-started=0
-if [ -z "${SCORER_BROKER:-}" ]; then
-  if ! bash "$HERE/kafka.sh" status >/dev/null 2>&1; then
-    bash "$HERE/kafka.sh" up || exit 1
-    started=1
-  fi
-  export SCORER_BROKER="kafka://127.0.0.1:${KAFKA_PORT:-9092}"
-fi
-stop() { [ "$started" = 1 ] && bash "$HERE/kafka.sh" down; }
-trap stop EXIT
-trap 'exit 130' INT TERM
-"$SCORER" demo
+# `make demo`: `scorer demo` with a local broker (started and stopped here unless
+# one already runs).
+exec bash "$(dirname "${BASH_SOURCE[0]}")/with-kafka.sh" "${1:-scorer}" demo

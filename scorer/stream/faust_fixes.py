@@ -1,9 +1,10 @@
 """Fixes for faust-streaming 0.15.3 behaviour the scorer's guarantees depend on.
 
-Each fix is small and applied once by `apply()`. Both close code paths read in
-faust's source that can lose records or state; tests/fault (kill -9, two-worker
-takeover) runs with them. Neither was shown to be the cause of the loss that
-tests/fault still guards against (see README, "Known limitation").
+Each fix is small and applied once by `apply()`. 1 and 2 close code paths read
+in faust's source that can lose records or state; 3 makes commits follow the
+worker's own record of finished offsets, which is what stopped the losses
+tests/fault used to see (README, "Delivery guarantees"); 4 supports the
+write-back of account state.
 
 1. `ProducerBuffer.flush()` is what the consumer awaits before committing
    offsets. Upstream it returns as soon as 0.1 s passes without a message

@@ -57,7 +57,10 @@ def table_state(changelog: list[Any]) -> tuple[dict[str, dict[str, Any]], set[st
         if SEPARATOR in key:
             applied.update(orjson.loads(value))
         else:
-            accounts[key.decode()] = orjson.loads(value)
+            record = orjson.loads(value)
+            # ids whose bucket write a kill -9 may have lost (repaired on load)
+            applied.update(event_id for event_id, _ in record.get("recent", []))
+            accounts[key.decode()] = record
     return accounts, applied
 
 

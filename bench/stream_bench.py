@@ -1,0 +1,612 @@
+"""Streaming benchmark: ceiling, floor and scorer arms on one broker, in one run.
+
+Arms, run one after the other over the same input topics (each its own group):
+  ceiling  raw aiokafka consume -> produce passthrough (bench/arms/ceiling.py);
+  floor    a naive faust agent: faust.Record, `await send` per event, default
+           settings, the same join and engine (bench/arms/naive_faust.py);
+  scorer   `scorer worker` as shipped (RocksDB store, default settings).
+
+Drain throughput: events are all in the topics before an arm starts; its rate
+is read from the group's committed offsets, between 5 % and 95 % of the input
+(or, for an arm that would take longer than BENCH_ARM_SECONDS, over that many
+seconds from its first commit). Then, on the scorer only: paced load at 50 % and
+80 % of its own drain rate for BENCH_PACED_SECONDS each, with the latency of
+every alert from its input record's timestamp to its output record's; the
+worker's peak RSS; time to the first event; and, with one event for each of
+the 100,000 companies applied (100,000 accounts of state), the time from a
+restart to /readyz, on the same RocksDB volume (warm) and on an empty one
+(cold: the table rebuilt from its changelog).
+
+Environment: BENCH_EVENTS (1,000,000), BENCH_ARM_SECONDS (120),
+BENCH_PACED_SECONDS (30), BENCH_PROFILE=1 (py-spy on the scorer while it
+drains), BENCH_QUICK=1 (the scorer's drain only, no results file: for
+tuning), BENCH_SCORER_WRAP (a command to run the worker under, e.g. a
+profiler), SCORER_BROKER (else the local broker `make bench` starts).
+Writes bench/results/latest.json and bench/results/<date>-stream.json, and a
+table on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from scorer import synthetic
+from scorer.config import Settings
+from scorer.events import event_from_document
+from scorer.stream.kafka import Topics, ensure_topics
+from scorer.stream.state import SEPARATOR
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TMP = RESULTS / "tmp"
+BIN = Path(sys.executable).parent
+ICPS = [ROOT / "scorer" / "samples" / n for n in ("midmarket-saas.yaml", "enterprise-fintech.yaml")]
+EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
+ARM_SECONDS = float(os.environ.get("BENCH_ARM_SECONDS", "120"))
+PACED_SECONDS = float(os.environ.get("BENCH_PACED_SECONDS", "30"))
+PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+QUICK = os.environ.get("BENCH_QUICK") == "1"  # the scorer's drain only, for tuning
+BROKER = os.environ.get("SCORER_BROKER", "kafka://127.0.0.1:9092")
+BOOTSTRAP = BROKER.split("://", 1)[-1]
+COMPANIES = 100_000
+ACTIVE_DOMAINS = 50_000
+PARTITIONS = 4
+PAD = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- data --------------------------------------------------------------------------
+
+
+def padded(event: dict[str, Any]) -> bytes:
+    """300-400 bytes of JSON: pad smaller events with a user agent (ignored by the scorer)."""
+    raw = orjson.dumps(event)
+    if len(raw) < 300:
+        event = {**event, "user_agent": PAD[: max(20, 330 - len(raw))]}
+        raw = orjson.dumps(event)
+    return raw
+
+
+def make_data() -> tuple[Path, list[str], Path]:
+    companies = TMP / f"companies-{COMPANIES}.jsonl"
+    events = TMP / f"stream-events-{EVENTS}.jsonl"
+    TMP.mkdir(parents=True, exist_ok=True)
+    domains = [r["domain"] for r in synthetic.companies(COMPANIES)]
+    if not companies.exists():
+        with companies.open("wb") as out:
+            for record in synthetic.companies(COMPANIES):
+                out.write(orjson.dumps(record) + b"\n")
+    if not events.exists():
+        log(f"generating {EVENTS:,} events (first run only)")
+        with events.open("wb") as out:
+            for event in synthetic.events(EVENTS, domains[:ACTIVE_DOMAINS]):
+                out.write(padded(event) + b"\n")
+    return companies, domains, events
+
+
+def record_for(prefix: str, raw: bytes) -> tuple[str, bytes | None]:
+    doc = orjson.loads(raw)
+    account = event_from_document(doc).account
+    topic = "lead-events" if doc["type"] == "lead_created" else "visitor-events"
+    return prefix + topic, account.encode() if account else None
+
+
+# -- Kafka helpers ---------------------------------------------------------------------
+
+
+async def produce_file(prefix: str, path: Path) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=512 * 1024, acks="all"
+    )
+    await producer.start()
+    count = 0
+    try:
+        pending = []
+        with path.open("rb") as lines:
+            for raw in lines:
+                raw = raw.rstrip(b"\n")
+                topic, key = record_for(prefix, raw)
+                pending.append(await producer.send(topic, raw, key=key))
+                count += 1
+                if len(pending) >= 20_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    if count % 200_000 == 0:
+                        log(f"  produced {count:,}")
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return count
+
+
+async def produce_paced(prefix: str, events: list[bytes], rate: float) -> dict[str, float]:
+    """Send at `rate` events/s; returns each event id's record timestamp (s)."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=2, acks="all")
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    tick = 0.01
+    per_tick = rate * tick
+    try:
+        start = time.monotonic()
+        pending = []
+        done = 0.0
+        index = 0
+        while index < len(events):
+            done += per_tick
+            while index < min(len(events), int(done)):
+                raw = events[index]
+                topic, key = record_for(prefix, raw)
+                now = time.time()
+                event_id = orjson.loads(raw)["event_id"]
+                sent_at[event_id] = now
+                pending.append(
+                    await producer.send(topic, raw, key=key, timestamp_ms=int(now * 1000))
+                )
+                index += 1
+            target = start + (index / rate)
+            delay = target - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(pending) > 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        behind = time.monotonic() - start - len(events) / rate
+        if behind > 1:
+            log(f"  the producer fell {behind:.1f} s behind its pace")
+    finally:
+        await producer.stop()
+    return sent_at
+
+
+async def committed_total(group: str, tps: list[TopicPartition]) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
+    await consumer.start()
+    try:
+        return sum([(await consumer.committed(tp)) or 0 for tp in tps])
+    finally:
+        await consumer.stop()
+
+
+async def end_total(tps: list[TopicPartition]) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    await consumer.start()
+    try:
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def create_topics(names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def delete_run_topics(prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def alerts_with_latency(topic: str, sent_at: dict[str, float]) -> list[float]:
+    """Milliseconds from input record to output record, for alerts of `sent_at`'s events."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    latencies = []
+    try:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 3:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if batches:
+                idle_since = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    trigger = orjson.loads(record.value)["trigger"]["event_id"]
+                    if trigger in sent_at:
+                        latencies.append(record.timestamp - sent_at[trigger] * 1000)
+    finally:
+        await consumer.stop()
+    return latencies
+
+
+# -- arms ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Drain:
+    events_per_s: float
+    first_progress_s: float
+    seconds: float
+    processed: int
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+
+async def measure_drain(
+    process: subprocess.Popen[bytes], group: str, tps: list[TopicPartition], total: int
+) -> Drain:
+    started = time.monotonic()
+    samples: list[tuple[float, int]] = []
+    first = None
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"arm exited with {process.returncode}")
+        now = time.monotonic()
+        done = await committed_total(group, tps)
+        samples.append((now, done))
+        if first is None and done > 0:
+            first = now
+            log(f"  first commit {now - started:.1f} s after start")
+        if done >= total or (first is not None and now - first > ARM_SECONDS):
+            break
+        if len(samples) % 20 == 0:
+            log(f"  {done:,}/{total:,} committed")
+        await asyncio.sleep(0.5)
+    assert first is not None
+    lo, hi = 0.05 * total, 0.95 * total
+    window = [(t, n) for t, n in samples if lo <= n <= hi] if done >= total else []
+    if len(window) < 2:  # capped, or too few samples: from the first commit to the end
+        window = [(t, n) for t, n in samples if t >= first]
+    (t0, n0), (t1, n1) = window[0], window[-1]
+    rate = (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
+    return Drain(rate, first - started, samples[-1][0] - started, done)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> float:
+    start = time.monotonic()
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return time.monotonic() - start
+
+
+def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    handle = log_path.open("wb")
+    return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set size of a process, MB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 600) -> float:
+    start_at = time.monotonic()
+    while time.monotonic() - start_at < timeout:
+        if process.poll() is not None:
+            raise RuntimeError("worker exited before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - start_at
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("worker not ready in time")
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 20:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "n": len(values)}
+    q = statistics.quantiles(values, n=100)
+    return {
+        "p50": round(q[49], 1),
+        "p95": round(q[94], 1),
+        "p99": round(q[98], 1),
+        "n": len(values),
+    }
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+async def run() -> dict[str, Any]:
+    companies_path, domains, events_path = make_data()
+    prefix = f"bench{int(time.time())}-"
+    settings = Settings(broker=BROKER, topic_prefix=prefix, topic_partitions=PARTITIONS)
+    topics = Topics.from_settings(settings)
+    await ensure_topics(settings, topics)
+    await create_topics([f"{prefix}ceiling-out", f"{prefix}naive-scores"])
+    env = {
+        **os.environ,
+        "SCORER_BROKER": BROKER,
+        "SCORER_TOPIC_PREFIX": prefix,
+        "SCORER_TOPIC_PARTITIONS": str(PARTITIONS),
+    }
+    scorer = str(BIN / "scorer")
+    try:
+        log("publishing 2 ICPs and loading 100,000 companies")
+        for icp in ICPS:
+            subprocess.run([scorer, "icp", "publish", str(icp)], env=env, check=True)
+        subprocess.run(
+            [scorer, "firmographics", "load", str(companies_path)],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        log(f"producing {EVENTS:,} events")
+        t = time.monotonic()
+        produced = await produce_file(prefix, events_path)
+        log(f"  {produced:,} in {time.monotonic() - t:.1f} s")
+        inputs = [f"{prefix}visitor-events", f"{prefix}lead-events"]
+        tps = [TopicPartition(name, p) for name in inputs for p in range(PARTITIONS)]
+        total = await end_total(tps)
+        result: dict[str, Any] = {"arms": {}}
+
+        if not QUICK:
+            log("arm: ceiling (aiokafka passthrough)")
+            process = start(
+                [sys.executable, str(ROOT / "bench/arms/ceiling.py"), BOOTSTRAP,
+                 f"{prefix}ceiling", f"{prefix}ceiling-out", *inputs],
+                env, TMP / "ceiling.log",
+            )  # fmt: skip
+            drain = await measure_drain(process, f"{prefix}ceiling", tps, total)
+            stop(process)
+            result["arms"]["ceiling"] = arm_result(drain)
+            log(f"  ceiling: {drain.events_per_s:,.0f} events/s")
+
+            log("arm: floor (naive faust agent)")
+            web = str(free_port())
+            process = start(
+                [sys.executable, str(ROOT / "bench/arms/naive_faust.py"), "worker",
+                 "--web-port", web, "--loglevel", "warn"],
+                {**env, "BENCH_BROKER": BROKER, "BENCH_PREFIX": prefix,
+                 "BENCH_GROUP": f"{prefix}naive", "BENCH_DATA": str(TMP / "naive-data")},
+                TMP / "floor.log",
+            )  # fmt: skip
+            drain = await measure_drain(process, f"{prefix}naive", tps, total)
+            stop(process)
+            result["arms"]["floor"] = arm_result(drain)
+            log(f"  floor: {drain.events_per_s:,.0f} events/s")
+
+        log("arm: scorer (scorer worker as shipped)")
+        port = free_port()
+        data_dir = TMP / "scorer-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        worker_env = {
+            **env,
+            "SCORER_APP_ID": f"{prefix}scorer",
+            "SCORER_WEB_PORT": str(port),
+            "SCORER_DATA_DIR": str(data_dir),
+            "SCORER_LOG_LEVEL": "WARNING",
+        }
+        worker_log = TMP / "scorer.log"
+        wrap = os.environ.get("BENCH_SCORER_WRAP", "").split()  # e.g. a profiler
+        process = start(
+            [*wrap, scorer, "worker"], {**worker_env, "SCORER_LOG_LEVEL": "INFO"}, worker_log
+        )
+        profiler = None
+        if PROFILE and shutil.which("py-spy"):
+            profiler = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(process.pid), "--duration", "40",
+                 "--rate", "200", "--format", "raw", "--output", str(TMP / "scorer-profile.txt"),
+                 "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        drain = await measure_drain(process, f"{prefix}scorer", tps, total)
+        result["arms"]["scorer"] = arm_result(drain)
+        match = re.search(r"first event processed ([\d.]+) s", worker_log.read_text())
+        result["first_event_s"] = float(match[1]) if match else None
+        log(f"  scorer: {drain.events_per_s:,.0f} events/s")
+        if profiler is not None:
+            profiler.wait()
+        if QUICK:
+            stop(process)
+            return result
+
+        # Paced load: fresh events, later in event time (cooldowns have passed).
+        last = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=2.0 * EVENTS)
+        rate = drain.events_per_s
+        result["latency_ms"] = {}
+        for share, seed in ((0.5, 101), (0.8, 102)):
+            count = int(rate * share * PACED_SECONDS)
+            last += timedelta(days=3)
+            paced = [
+                padded(e)
+                for e in synthetic.events(count, domains[:ACTIVE_DOMAINS], seed=seed, start=last)
+            ]
+            last += timedelta(seconds=2.0 * count)
+            log(f"paced load: {share:.0%} of {rate:,.0f}/s = {rate * share:,.0f}/s for "
+                f"{PACED_SECONDS:.0f} s")  # fmt: skip
+            sent_at = await produce_paced(prefix, paced, rate * share)
+            await wait_drained(process, f"{prefix}scorer", tps)
+            latencies = await alerts_with_latency(f"{prefix}hot-accounts", sent_at)
+            result["latency_ms"][f"{int(share * 100)}pct"] = {
+                **percentiles(latencies),
+                "events_per_s": round(rate * share),
+            }
+            log(f"  {result['latency_ms'][f'{int(share * 100)}pct']}")
+
+        # 100,000 accounts of state: one event for every company.
+        log("state: one event for each of the 100,000 companies")
+        last += timedelta(days=3)
+        one_each = [
+            padded({"event_id": f"s-{i:06d}", "type": "page_view", "company_domain": d,
+                    "occurred_at": (last + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                    "visitor_id": f"v-{i}", "page_url": "https://scorer.example/pricing"})
+            for i, d in enumerate(domains)
+        ]  # fmt: skip
+        await produce_paced(prefix, one_each, rate=max(1000.0, rate * 0.8))
+        await wait_drained(process, f"{prefix}scorer", tps)
+        result["rss_mb"] = round(rss_mb(process.pid)[1])
+        result["state_accounts"] = await accounts_in_changelog(f"{prefix}scorer-accounts-changelog")
+        result["shutdown_s"] = round(stop(process), 2)
+
+        log("restart on the same RocksDB volume")
+        process = start([scorer, "worker"], worker_env, TMP / "scorer-restart.log")
+        result["restart_ready_s"] = round(wait_ready(port, process), 2)
+        stop(process)
+        log("restart on an empty volume (table rebuilt from the changelog)")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        process = start([scorer, "worker"], worker_env, TMP / "scorer-cold.log")
+        result["cold_restore_ready_s"] = round(wait_ready(port, process), 2)
+        stop(process)
+        return result
+    finally:
+        await delete_run_topics(prefix)
+
+
+async def accounts_in_changelog(topic: str) -> int:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    keys = set()
+    try:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 3:
+            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            if batches:
+                idle_since = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    if record.key and SEPARATOR not in record.key:  # accounts, not id buckets
+                        keys.add(record.key)
+    finally:
+        await consumer.stop()
+    return len(keys)
+
+
+async def wait_drained(
+    process: subprocess.Popen[bytes], group: str, tps: list[TopicPartition]
+) -> None:
+    end = await end_total(tps)
+    deadline = time.monotonic() + 600
+    while await committed_total(group, tps) < end:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the scorer did not drain its input")
+        await asyncio.sleep(0.5)
+
+
+def arm_result(drain: Drain) -> dict[str, Any]:
+    return {
+        "events_per_s": round(drain.events_per_s),
+        "first_commit_s": round(drain.first_progress_s, 1),
+        "processed": drain.processed,
+        "seconds": round(drain.seconds, 1),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} cores, {cpu}, {memory} GiB, Python {platform.python_version()}"
+
+
+def report(result: dict[str, Any]) -> str:
+    arms = result["arms"]
+    ceiling, floor, scorer = (arms[a]["events_per_s"] for a in ("ceiling", "floor", "scorer"))
+    p50 = result["latency_ms"]["50pct"]
+    goals = {
+        "scorer >= 0.5 x ceiling": (scorer / ceiling, scorer / ceiling >= 0.5),
+        "scorer >= 5 x floor": (scorer / floor, scorer / floor >= 5),
+        "p99 end to end <= 100 ms at 50 % load": (p50["p99"], p50["p99"] <= 100),
+        "RSS <= 1.5 GB": (result["rss_mb"], result["rss_mb"] <= 1536),
+    }
+    result["goals"] = {k: {"value": round(v, 2), "met": met} for k, (v, met) in goals.items()}
+    lines = [
+        f"{'arm':<10}{'events/s':>12}{'first commit s':>16}",
+        *(
+            f"{a:<10}{arms[a]['events_per_s']:>12,}{arms[a]['first_commit_s']:>16}"
+            for a in ("ceiling", "floor", "scorer")
+        ),
+        "",
+        f"{'load':<10}{'events/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'alerts':>8}",
+        *(
+            f"{k:<10}{v['events_per_s']:>10,}{v['p50']:>9}{v['p95']:>9}{v['p99']:>9}{v['n']:>8}"
+            for k, v in result["latency_ms"].items()
+        ),
+        "",
+        f"scorer: first event {result['first_event_s']} s after start, peak RSS "
+        f"{result['rss_mb']} MB, {result['state_accounts']:,} accounts of state,",
+        f"  ready {result['restart_ready_s']} s after a restart (warm RocksDB), "
+        f"{result['cold_restore_ready_s']} s on an empty volume; SIGTERM to exit "
+        f"{result['shutdown_s']} s",
+        "",
+        *(
+            f"{'met    ' if g['met'] else 'NOT MET'} {k}: {g['value']}"
+            for k, g in result["goals"].items()
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    started = time.monotonic()
+    result = asyncio.run(run())
+    if QUICK:
+        print(json.dumps(result, indent=2))
+        return 0
+    document = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "events": EVENTS,
+        **result,
+    }
+    table = report(document)
+    document["wall_s"] = round(time.monotonic() - started)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2) + "\n"
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-stream.json").write_text(text)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
