@@ -8,20 +8,22 @@ Arms, run one after the other over the same input topics (each its own group):
 
 Drain throughput: events are all in the topics before an arm starts; its rate
 is read from the group's committed offsets, between 5 % and 95 % of the input
-(or, for an arm that would take longer than BENCH_ARM_SECONDS, over that many
-seconds from its first commit). Then, on the scorer only: paced load at 50 % and
-80 % of its own drain rate for BENCH_PACED_SECONDS each, with the latency of
-every alert from its input record's timestamp to its output record's; the
-worker's peak RSS; time to the first event; and, with one event for each of
-the 100,000 companies applied (100,000 accounts of state), the time from a
-restart to /readyz, on the same RocksDB volume (warm) and on an empty one
-(cold: the table rebuilt from its changelog).
+(or, for a ceiling or floor arm that would take longer than BENCH_ARM_SECONDS,
+over that many seconds from its first commit; the scorer always drains it
+all). Then, on the scorer only: paced load at 50 % and 80 % of its own drain
+rate for BENCH_PACED_SECONDS each, with the latency of every alert from its
+input record's timestamp to its output record's; the worker's peak RSS; time
+to the first event; and, with one event for each of the 100,000 companies
+applied (100,000 accounts of state), the time from a restart to /readyz, on
+the same RocksDB volume (warm) and on an empty one (cold: the table rebuilt
+from its changelog).
 
 Environment: BENCH_EVENTS (1,000,000), BENCH_ARM_SECONDS (120),
 BENCH_PACED_SECONDS (30), BENCH_PROFILE=1 (py-spy on the scorer while it
 drains), BENCH_QUICK=1 (the scorer's drain only, no results file: for
-tuning), BENCH_SCORER_WRAP (a command to run the worker under, e.g. a
-profiler), SCORER_BROKER (else the local broker `make bench` starts).
+tuning; BENCH_QUICK=latency adds the paced phases), BENCH_SCORER_WRAP (a
+command to run the worker under, e.g. a profiler), SCORER_BROKER (else the
+local broker `make bench` starts).
 Writes bench/results/latest.json and bench/results/<date>-stream.json, and a
 table on stdout; progress goes to stderr.
 """
@@ -41,6 +43,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,7 +69,7 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 ARM_SECONDS = float(os.environ.get("BENCH_ARM_SECONDS", "120"))
 PACED_SECONDS = float(os.environ.get("BENCH_PACED_SECONDS", "30"))
 PROFILE = os.environ.get("BENCH_PROFILE") == "1"
-QUICK = os.environ.get("BENCH_QUICK") == "1"  # the scorer's drain only, for tuning
+QUICK = os.environ.get("BENCH_QUICK", "")  # "1": the scorer's drain only; "latency": and paced
 BROKER = os.environ.get("SCORER_BROKER", "kafka://127.0.0.1:9092")
 BOOTSTRAP = BROKER.split("://", 1)[-1]
 COMPANIES = 100_000
@@ -182,64 +186,61 @@ async def produce_paced(prefix: str, events: list[bytes], rate: float) -> dict[s
     return sent_at
 
 
-async def committed_total(group: str, tps: list[TopicPartition]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
-    await consumer.start()
+@asynccontextmanager
+async def started(client: Any) -> AsyncIterator[Any]:
+    """An aiokafka consumer or admin client, started and stopped."""
+    await client.start()
     try:
-        return sum([(await consumer.committed(tp)) or 0 for tp in tps])
+        yield client
     finally:
-        await consumer.stop()
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+
+
+async def committed_total(group: str, tps: list[TopicPartition]) -> int:
+    async with started(AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)) as c:
+        return sum([(await c.committed(tp)) or 0 for tp in tps])
 
 
 async def end_total(tps: list[TopicPartition]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
-    await consumer.start()
-    try:
+    async with started(AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)) as consumer:
         return sum((await consumer.end_offsets(tps)).values())
-    finally:
-        await consumer.stop()
 
 
 async def create_topics(names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
+    async with started(AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)) as admin:
         await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    finally:
-        await admin.close()
 
 
 async def delete_run_topics(prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
+    async with started(AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)) as admin:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]
         if names:
             await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
-async def alerts_with_latency(topic: str, sent_at: dict[str, float]) -> list[float]:
-    """Milliseconds from input record to output record, for alerts of `sent_at`'s events."""
+async def read_topic(topic: str) -> AsyncIterator[Any]:
+    """Every record of `topic` from the start, until none arrives for 3 s."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None
     )
-    await consumer.start()
-    latencies = []
-    try:
+    async with started(consumer):
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 3:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
             if batches:
                 idle_since = time.monotonic()
             for records in batches.values():
                 for record in records:
-                    trigger = orjson.loads(record.value)["trigger"]["event_id"]
-                    if trigger in sent_at:
-                        latencies.append(record.timestamp - sent_at[trigger] * 1000)
-    finally:
-        await consumer.stop()
+                    yield record
+
+
+async def alerts_with_latency(topic: str, sent_at: dict[str, float]) -> list[float]:
+    """Milliseconds from input record to output record, for alerts of `sent_at`'s events."""
+    latencies = []
+    async for record in read_topic(topic):
+        trigger = orjson.loads(record.value)["trigger"]["event_id"]
+        if trigger in sent_at:
+            latencies.append(record.timestamp - sent_at[trigger] * 1000)
     return latencies
 
 
@@ -256,7 +257,11 @@ class Drain:
 
 
 async def measure_drain(
-    process: subprocess.Popen[bytes], group: str, tps: list[TopicPartition], total: int
+    process: subprocess.Popen[bytes],
+    group: str,
+    tps: list[TopicPartition],
+    total: int,
+    cap: float = ARM_SECONDS,
 ) -> Drain:
     started = time.monotonic()
     samples: list[tuple[float, int]] = []
@@ -270,7 +275,7 @@ async def measure_drain(
         if first is None and done > 0:
             first = now
             log(f"  first commit {now - started:.1f} s after start")
-        if done >= total or (first is not None and now - first > ARM_SECONDS):
+        if done >= total or (first is not None and now - first > cap):
             break
         if len(samples) % 20 == 0:
             log(f"  {done:,}/{total:,} committed")
@@ -374,30 +379,27 @@ async def run() -> dict[str, Any]:
         result: dict[str, Any] = {"arms": {}}
 
         if not QUICK:
-            log("arm: ceiling (aiokafka passthrough)")
-            process = start(
-                [sys.executable, str(ROOT / "bench/arms/ceiling.py"), BOOTSTRAP,
-                 f"{prefix}ceiling", f"{prefix}ceiling-out", *inputs],
-                env, TMP / "ceiling.log",
-            )  # fmt: skip
-            drain = await measure_drain(process, f"{prefix}ceiling", tps, total)
-            stop(process)
-            result["arms"]["ceiling"] = arm_result(drain)
-            log(f"  ceiling: {drain.events_per_s:,.0f} events/s")
-
-            log("arm: floor (naive faust agent)")
-            web = str(free_port())
-            process = start(
-                [sys.executable, str(ROOT / "bench/arms/naive_faust.py"), "worker",
-                 "--web-port", web, "--loglevel", "warn"],
-                {**env, "BENCH_BROKER": BROKER, "BENCH_PREFIX": prefix,
-                 "BENCH_GROUP": f"{prefix}naive", "BENCH_DATA": str(TMP / "naive-data")},
-                TMP / "floor.log",
-            )  # fmt: skip
-            drain = await measure_drain(process, f"{prefix}naive", tps, total)
-            stop(process)
-            result["arms"]["floor"] = arm_result(drain)
-            log(f"  floor: {drain.events_per_s:,.0f} events/s")
+            arms = {
+                "ceiling": (
+                    [sys.executable, str(ROOT / "bench/arms/ceiling.py"), BOOTSTRAP,
+                     f"{prefix}ceiling", f"{prefix}ceiling-out", *inputs],
+                    env, f"{prefix}ceiling",
+                ),
+                "floor": (
+                    [sys.executable, str(ROOT / "bench/arms/naive_faust.py"), "worker",
+                     "--web-port", str(free_port()), "--loglevel", "warn"],
+                    {**env, "BENCH_BROKER": BROKER, "BENCH_PREFIX": prefix,
+                     "BENCH_GROUP": f"{prefix}naive", "BENCH_DATA": str(TMP / "naive-data")},
+                    f"{prefix}naive",
+                ),
+            }  # fmt: skip
+            for name, (command, arm_env, group) in arms.items():
+                log(f"arm: {name}")
+                process = start(command, arm_env, TMP / f"{name}.log")
+                drain = await measure_drain(process, group, tps, total)
+                stop(process)
+                result["arms"][name] = arm_result(drain)
+                log(f"  {name}: {drain.events_per_s:,.0f} events/s")
 
         log("arm: scorer (scorer worker as shipped)")
         port = free_port()
@@ -423,14 +425,15 @@ async def run() -> dict[str, Any]:
                  "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        drain = await measure_drain(process, f"{prefix}scorer", tps, total)
+        # The scorer drains all of it (latency is measured after, on an empty queue).
+        drain = await measure_drain(process, f"{prefix}scorer", tps, total, cap=3600)
         result["arms"]["scorer"] = arm_result(drain)
         match = re.search(r"first event processed ([\d.]+) s", worker_log.read_text())
         result["first_event_s"] = float(match[1]) if match else None
         log(f"  scorer: {drain.events_per_s:,.0f} events/s")
         if profiler is not None:
             profiler.wait()
-        if QUICK:
+        if QUICK == "1":
             stop(process)
             return result
 
@@ -456,6 +459,10 @@ async def run() -> dict[str, Any]:
                 "events_per_s": round(rate * share),
             }
             log(f"  {result['latency_ms'][f'{int(share * 100)}pct']}")
+
+        if QUICK:
+            stop(process)
+            return result
 
         # 100,000 accounts of state: one event for every company.
         log("state: one event for each of the 100,000 companies")
@@ -487,23 +494,10 @@ async def run() -> dict[str, Any]:
 
 
 async def accounts_in_changelog(topic: str) -> int:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
     keys = set()
-    try:
-        idle_since = time.monotonic()
-        while time.monotonic() - idle_since < 3:
-            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            if batches:
-                idle_since = time.monotonic()
-            for records in batches.values():
-                for record in records:
-                    if record.key and SEPARATOR not in record.key:  # accounts, not id buckets
-                        keys.add(record.key)
-    finally:
-        await consumer.stop()
+    async for record in read_topic(topic):
+        if record.key and SEPARATOR not in record.key:  # accounts, not id buckets
+            keys.add(record.key)
     return len(keys)
 
 

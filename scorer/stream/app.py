@@ -59,6 +59,7 @@ RAW: dict[str, Any] = {
 }
 COMPANY_CACHE_LIMIT = 200_000
 ACCOUNT_CACHE_LIMIT = 50_000  # accounts kept in memory between write-backs
+WRITE_BACK_SECONDS = 0.2
 SEND_BUFFER_MESSAGES = 2_000
 IDLE_CHECK_SECONDS = 5.0
 IDLE_SECONDS = 10.0  # records waiting this long on a partition that does not move
@@ -139,7 +140,7 @@ class ScorerApp:
         )
         # Read by faust_fixes: commits of these topics come from self.offsets.
         self.app.scorer_offsets = self.offsets  # type: ignore[attr-defined]
-        self.app.scorer_before_commit = self.write_back  # type: ignore[attr-defined]
+        self.app.scorer_before_commit = self.before_commit  # type: ignore[attr-defined]
         self.app.scorer_before_revoke = self.before_revoke  # type: ignore[attr-defined]
         self.app.scorer_topics = frozenset(  # type: ignore[attr-defined]
             (self.topics.visitor, self.topics.lead, self.topics.rekey)
@@ -167,6 +168,7 @@ class ScorerApp:
         app.task(self._firmographics_loader)
         app.task(self._reread)
         app.timer(IDLE_CHECK_SECONDS)(self._find_idle_partitions)
+        app.timer(WRITE_BACK_SECONDS)(self._write_back_often)
 
         # faust makes page handlers methods of a View: (view, request), so closures.
         async def healthz(view: Any, request: Any) -> Any:
@@ -196,13 +198,25 @@ class ScorerApp:
         another worker may change them while this one does not own them."""
         self.fenced.update(revoked)
         async with self.lock:
-            pass
-        self.write_back()
+            self.write_back()
         self.account_cache.clear()
 
+    async def before_commit(self) -> None:
+        """At the start of every offset commit, so it covers only written state.
+        Under the lock: an account whose alert is still unacknowledged must not
+        be written (its state in memory already says alerted)."""
+        async with self.lock:
+            self.write_back()
+
+    async def _write_back_often(self) -> None:
+        """Between commits too, so a commit does not send a second's worth of
+        changelog at once while alerts wait behind it."""
+        async with self.lock:
+            self.write_back()
+
     def write_back(self) -> None:
-        """Changed accounts into the table (record, then id buckets): called at the
-        start of every offset commit, so the commit covers only written state."""
+        """Changed accounts into the table (record, then id buckets). Callers hold
+        the lock, or are inside the processing of a record."""
         if self.offsets.frozen or not self.dirty:
             return
         cache, table = self.account_cache, self.accounts
@@ -235,6 +249,9 @@ class ScorerApp:
     async def begin(self, tp: Any, offset: int) -> None:
         """Before a record from the stream: if faust skipped records before it,
         read them first, so each partition is still applied in offset order."""
+        expected = self.offsets.done.get(tp)
+        if expected is not None and offset <= expected:
+            return  # the usual case, without the committed-offset lookup
         skipped = self.offsets.begin(tp, offset, self.committed(tp))
         if skipped is not None:
             log.warning(

@@ -24,7 +24,7 @@ write-back of account state.
    records that never reached the agent. faust's acknowledgement lists for
    those partitions are cleared at each commit so they do not grow.
 
-4. Hooks for the worker's write-back of account state: `app.scorer_before_commit()`
+4. Hooks for the worker's write-back of account state: `await app.scorer_before_commit()`
    runs at the start of every offset commit (before faust flushes the producer
    and commits), and `await app.scorer_before_revoke(revoked)` before faust
    revokes partitions (before its tables give them up). `in_partition(tp)` lets
@@ -98,7 +98,8 @@ def _tracked_new_offset(self: Any, tp: Any) -> int | None:
 async def _commit_tps_after_write_back(self: Any, tps: Any, start_new_transaction: bool) -> bool:
     hook = getattr(self.app, "scorer_before_commit", None)
     if hook is not None:
-        hook()  # synchronous: nothing runs between it and the offsets faust picks
+        await hook()
+    # No await between the hook's end and the offsets faust picks next.
     return await _faust_commit_tps(self, tps, start_new_transaction)
 
 
