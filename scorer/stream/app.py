@@ -97,7 +97,6 @@ class ScorerApp:
         self.icps_ready = asyncio.Event()
         self.firmographics_ready = asyncio.Event()
         self.firmographics: dict[bytes, bytes] = {}  # domain -> checked record, JSON
-        self.scoring_open = asyncio.Event()  # set once the startup backlog is loaded
         self.started = time.monotonic()
         self.assigned_at = self.started
         self.offsets = OffsetTracker()
@@ -138,14 +137,11 @@ class ScorerApp:
             broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
             autodiscover=False,
         )
-        # Read by faust_fixes: commits of these topics come from self.offsets.
-        self.app.scorer_offsets = self.offsets  # type: ignore[attr-defined]
-        self.app.scorer_before_commit = self.before_commit  # type: ignore[attr-defined]
-        self.app.scorer_before_revoke = self.before_revoke  # type: ignore[attr-defined]
-        self.app.scorer_topics = frozenset(  # type: ignore[attr-defined]
-            (self.topics.visitor, self.topics.lead, self.topics.rekey)
-        )
-        for topic in self.app.scorer_topics:  # type: ignore[attr-defined]
+        # The topics whose commits come from self.offsets (faust_fixes reads
+        # `app.scorer` for them and for the write-back hooks).
+        self.input_topics = frozenset((self.topics.visitor, self.topics.lead, self.topics.rekey))
+        self.app.scorer = self  # type: ignore[attr-defined]
+        for topic in self.input_topics:
             self.metrics.gaps_total.labels(topic)
             self.metrics.rereads_total.labels(topic)
         self._define()
@@ -168,7 +164,7 @@ class ScorerApp:
         app.task(self._firmographics_loader)
         app.task(self._reread)
         app.timer(IDLE_CHECK_SECONDS)(self._find_idle_partitions)
-        app.timer(WRITE_BACK_SECONDS)(self._write_back_often)
+        app.timer(WRITE_BACK_SECONDS, name="write_back")(self.before_commit)
 
         # faust makes page handlers methods of a View: (view, request), so closures.
         async def healthz(view: Any, request: Any) -> Any:
@@ -202,15 +198,11 @@ class ScorerApp:
         self.account_cache.clear()
 
     async def before_commit(self) -> None:
-        """At the start of every offset commit, so it covers only written state.
-        Under the lock: an account whose alert is still unacknowledged must not
-        be written (its state in memory already says alerted)."""
-        async with self.lock:
-            self.write_back()
-
-    async def _write_back_often(self) -> None:
-        """Between commits too, so a commit does not send a second's worth of
-        changelog at once while alerts wait behind it."""
+        """At the start of every offset commit, so it covers only written state,
+        and every WRITE_BACK_SECONDS, so a commit does not send a second's worth
+        of changelog at once while alerts wait behind it. Under the lock: an
+        account whose alert is still unacknowledged must not be written (its
+        state in memory already says alerted)."""
         async with self.lock:
             self.write_back()
 
@@ -273,13 +265,11 @@ class ScorerApp:
         are handed to the re-reader: faust can drop prefetched records on a
         rebalance without a later record showing the gap."""
         consumer = self.app.consumer
-        if consumer is None or self.app.rebalancing:
+        if consumer is None or self.app.rebalancing or not self.loaded():
             return
         now = time.monotonic()
         for tp in list(consumer.assignment()):
-            if tp.topic not in self.app.scorer_topics or tp in self.offsets.missing:  # type: ignore[attr-defined]
-                continue
-            if not self.scoring_open.is_set():
+            if tp.topic not in self.input_topics or tp in self.offsets.missing:
                 continue
             high = consumer.highwater(tp)
             done = self.progress(tp)
@@ -301,8 +291,8 @@ class ScorerApp:
         try:
             while True:
                 await asyncio.sleep(REREAD_EVERY_SECONDS)
-                for tp in list(self.offsets.missing):
-                    if self.scoring_open.is_set():
+                if self.loaded():
+                    for tp in list(self.offsets.missing):
                         await self.reread(tp)
         finally:
             if self.rereader is not None:
@@ -327,12 +317,6 @@ class ScorerApp:
     async def _reread_range(
         self, consumer: AIOKafkaConsumer, tp: Any, start: int, end: int
     ) -> None:
-        with faust_fixes.in_partition(tp):  # the table, as if inside the stream
-            await self._reread_records(consumer, tp, start, end)
-
-    async def _reread_records(
-        self, consumer: AIOKafkaConsumer, tp: Any, start: int, end: int
-    ) -> None:
         ktp = TopicPartition(tp.topic, tp.partition)
         consumer.assign([ktp])
         consumer.seek(ktp, start)
@@ -354,7 +338,8 @@ class ScorerApp:
                     break
                 if not self.owns(tp):
                     return
-                await self.process_event(record, tp, record.timestamp / 1000.0)
+                with faust_fixes.in_partition(tp):  # the table, as if inside the stream
+                    await self.process_event(record, tp, record.timestamp / 1000.0)
                 self.offsets.recovered(tp, record.offset + 1)
         if self.owns(tp):
             self.offsets.recovered(tp, end)
@@ -372,7 +357,7 @@ class ScorerApp:
             return []
         behind = []
         for tp in sorted(consumer.assignment()):
-            if tp.topic in self.app.scorer_topics:  # type: ignore[attr-defined]
+            if tp.topic in self.input_topics:
                 high = consumer.highwater(tp)
                 if high is not None and high >= 0:
                     behind.append(((tp.topic, tp.partition), max(0, high - self.progress(tp))))
@@ -382,10 +367,13 @@ class ScorerApp:
         app = self.app
         assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        loaded = self.icps_ready.is_set() and self.firmographics_ready.is_set()
-        return assigned and recovered and loaded and not app.rebalancing
+        return assigned and recovered and self.loaded() and not app.rebalancing
 
     # -- agents -------------------------------------------------------------------
+
+    def loaded(self) -> bool:
+        """ICPs and firmographics have been read to their end once."""
+        return self.icps_ready.is_set() and self.firmographics_ready.is_set()
 
     async def _score_agent(self, stream: Any) -> None:
         await self.icps_ready.wait()
@@ -393,7 +381,6 @@ class ScorerApp:
         # faust's send buffer holds 100 messages by default and then blocks to
         # flush; the commit flushes anyway, so let it batch more.
         self.app.producer.buffer.max_messages = SEND_BUFFER_MESSAGES
-        self.scoring_open.set()
         async for event in stream.events():
             message = event.message
             tp = message.tp
@@ -493,7 +480,7 @@ class ScorerApp:
         latency = time.time() - pending.produced_at
         for _ in sent:
             self.metrics.end_to_end.observe(latency)
-        # Written back at the next commit (<= 1 s): a crash before then replays
+        # Written back within WRITE_BACK_SECONDS: a crash before then replays
         # the event and re-sends its alert, same alert_id.
         self.dirty[pending.key] = pending.tp
 

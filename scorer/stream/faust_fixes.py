@@ -19,14 +19,14 @@ write-back of account state.
    sought back to the first such record, so it is fetched again.
 
 3. The commit offset of the scorer's own input topics comes from the worker's
-   `OffsetTracker` (set as `app.scorer_offsets`, for the topics in
-   `app.scorer_topics`), not from faust's acknowledgements, which can run past
+   `OffsetTracker` (`app.scorer.offsets`, for the topics in
+   `app.scorer.input_topics`), not from faust's acknowledgements, which can run past
    records that never reached the agent. faust's acknowledgement lists for
    those partitions are cleared at each commit so they do not grow.
 
-4. Hooks for the worker's write-back of account state: `await app.scorer_before_commit()`
+4. Hooks for the worker's write-back of account state: `await app.scorer.before_commit()`
    runs at the start of every offset commit (before faust flushes the producer
-   and commits), and `await app.scorer_before_revoke(revoked)` before faust
+   and commits), and `await app.scorer.before_revoke(revoked)` before faust
    revokes partitions (before its tables give them up). `in_partition(tp)` lets
    that write-back, and the re-reader, write a table outside stream iteration,
    on the partition faust would have used.
@@ -86,27 +86,27 @@ async def _getmany_without_drops(self: Any, timeout: float) -> AsyncIterator[tup
 
 
 def _tracked_new_offset(self: Any, tp: Any) -> int | None:
-    tracker = getattr(self.app, "scorer_offsets", None)
-    if tracker is None or tp.topic not in self.app.scorer_topics:
+    scorer = getattr(self.app, "scorer", None)
+    if scorer is None or tp.topic not in scorer.input_topics:
         return _faust_new_offset(self, tp)
     self._acked[tp].clear()
     self._acked_index[tp].clear()
     self._gap.pop(tp, None)
-    return tracker.commit_point(tp)  # type: ignore[no-any-return]
+    return scorer.offsets.commit_point(tp)  # type: ignore[no-any-return]
 
 
 async def _commit_tps_after_write_back(self: Any, tps: Any, start_new_transaction: bool) -> bool:
-    hook = getattr(self.app, "scorer_before_commit", None)
-    if hook is not None:
-        await hook()
+    scorer = getattr(self.app, "scorer", None)
+    if scorer is not None:
+        await scorer.before_commit()
     # No await between the hook's end and the offsets faust picks next.
     return await _faust_commit_tps(self, tps, start_new_transaction)
 
 
 async def _revoke_after_write_back(self: Any, revoked: Any) -> None:
-    hook = getattr(self, "scorer_before_revoke", None)
-    if hook is not None and not self.should_stop:
-        await hook(revoked)
+    scorer = getattr(self, "scorer", None)
+    if scorer is not None and not self.should_stop:
+        await scorer.before_revoke(revoked)
     await _faust_on_partitions_revoked(self, revoked)
 
 
