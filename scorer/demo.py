@@ -25,14 +25,14 @@ from importlib import resources
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from scorer import synthetic
 from scorer.config import Settings
 from scorer.display import format_alert
 from scorer.events import event_from_document
 from scorer.icp.loader import loads_icp
-from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of
+from scorer.stream.kafka import Topics, ensure_topics, partitions_of, reader
 from scorer.stream.publish import icp_value, producer
 
 SAMPLE_COMPANIES = 3000
@@ -198,9 +198,7 @@ async def traffic(settings: Settings, topics: Topics, domains: list[str]) -> Non
 
 
 async def show_alerts(settings: Settings, topics: Topics) -> None:
-    consumer = AIOKafkaConsumer(
-        **client_options(settings), group_id=None, auto_offset_reset="earliest"
-    )
+    consumer = reader(settings)
     await consumer.start()
     colour = sys.stdout.isatty()
     try:

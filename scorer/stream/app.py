@@ -40,7 +40,7 @@ from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.scoring.state import AccountState
 from scorer.stream import faust_fixes
 from scorer.stream.dlq import dlq_headers
-from scorer.stream.kafka import Topics, client_options, partitions_of, ssl_context
+from scorer.stream.kafka import Topics, partitions_of, reader, ssl_context
 from scorer.stream.metrics import Metrics
 from scorer.stream.offsets import OffsetTracker
 from scorer.stream.state import (
@@ -304,12 +304,7 @@ class ScorerApp:
             if tp not in self.offsets.missing or not self.owns(tp):
                 return
             if self.rereader is None:
-                self.rereader = AIOKafkaConsumer(
-                    **client_options(self.settings),
-                    group_id=None,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                )
+                self.rereader = reader(self.settings)
                 await self.rereader.start()
             start, end = self.offsets.missing[tp]
             await self._reread_range(self.rereader, tp, start, end)
@@ -561,13 +556,7 @@ class ScorerApp:
     async def _follow(self, topic: str, apply: Any, ready: asyncio.Event) -> None:
         """Every partition of a compacted topic, with a plain consumer outside the
         group: `ready` is set once the records there at startup are applied."""
-        consumer = AIOKafkaConsumer(
-            **client_options(self.settings),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        consumer = reader(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             partitions = await partitions_of(consumer, topic)

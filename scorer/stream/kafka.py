@@ -54,6 +54,18 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    """A plain consumer outside any group: reads from the earliest offset, never
+    commits. Assign its partitions yourself."""
+    return AIOKafkaConsumer(
+        **client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **options,
+    )
+
+
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30) -> set[int]:
     """A topic's partitions. aiokafka's `partitions_for_topic` only knows topics
     already in the client's metadata, so ask for this one explicitly."""
