@@ -447,7 +447,7 @@ class ScorerApp:
         self.metrics.event[stream, outcome].inc()
         now = time.time()
         if outcome == SCORED:
-            self.metrics.observe_ingest(now - produced_at)
+            self.metrics.ingest_to_score.observe(now - produced_at)
         alerts = []
         for score in scores:
             if score.alert:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -142,7 +141,6 @@ class Metrics:
             for outcome in OUTCOMES
         }
         self.lookup = {result: self.lookups_total.labels(result) for result in ("hit", "miss")}
-        self.observe_ingest = self.ingest_to_score.observe
         for reason in DLQ_REASONS:
             self.dlq_total.labels(reason)
 
@@ -167,7 +165,3 @@ class Metrics:
 
     def dlq(self, reason: str) -> None:
         self.dlq_total.labels(reason).inc()
-
-    def value(self, name: str, **labels: Any) -> float:
-        """A sample's current value (0 if absent): for tests and the demo."""
-        return self.registry.get_sample_value(name, labels) or 0.0
