@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from scorer.enrichment.firmographics import check_record
+from scorer.cli import load_companies
 from scorer.events import decode_event
 from scorer.icp import load_icp
-from scorer.scoring import AccountState, Engine
+from scorer.scoring import AccountState, Engine, alert_id
 from scorer.stream.kafka import partitions_of
 from scorer.stream.state import SEPARATOR
 from tests.integration.streaming import ICPS
@@ -68,15 +68,10 @@ def clean_pass(
     companies: Path, raws: list[bytes]
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
     """Account records (core) and (domain, alert id) of one uninterrupted pass."""
-    records = {}
-    for line in companies.read_bytes().splitlines():
-        record = check_record(orjson.loads(line))
-        records[record["domain"]] = record
+    records = load_companies(str(companies), strict=True)
     engine = Engine([load_icp(p) for p in ICPS])
     states: dict[str, AccountState] = {}
     alerts = []
-    from scorer.scoring import alert_id
-
     for raw in raws:
         event = decode_event(raw)
         if event.account is None:
