@@ -47,10 +47,10 @@ kafka-down: ## stop the local Kafka broker
 	bash deploy/local/kafka.sh down
 
 bench: setup ## streaming benchmark: ceiling, floor and scorer arms on a local broker (~25 min)
-	@bash deploy/local/with-kafka.sh $(BIN)/python bench/stream_bench.py
+	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.stream_bench
 
 bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
-	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python -m bench.engine_bench
 
 schemas: setup ## regenerate schemas/ from scorer/models.py
 	$(BIN)/scorer schemas

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,37 +26,15 @@ from pathlib import Path
 
 import orjson
 
-from scorer import synthetic
+from bench.common import COMPANIES, ICPS, RESULTS, companies_file, events_file, log, machine
 
-ROOT = Path(__file__).resolve().parents[1]
-TMP = ROOT / "bench" / "results" / "tmp"
-RESULTS = ROOT / "bench" / "results"
-ICPS = [ROOT / "scorer" / "samples" / n for n in ("midmarket-saas.yaml", "enterprise-fintech.yaml")]
 EVENTS = int(os.environ.get("BENCH_ENGINE_EVENTS", "1000000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-COMPANIES = 100_000
-ACTIVE_DOMAINS = 50_000
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def make_data() -> tuple[Path, Path]:
-    companies = TMP / f"companies-{COMPANIES}.jsonl"
-    events = TMP / f"events-{EVENTS}.jsonl"
-    TMP.mkdir(parents=True, exist_ok=True)
-    if not companies.exists() or not events.exists():
-        log(f"generating {COMPANIES:,} companies and {EVENTS:,} events (first run only)...")
-        domains = []
-        with companies.open("wb") as out:
-            for record in synthetic.companies(COMPANIES):
-                domains.append(record["domain"])
-                out.write(orjson.dumps(record) + b"\n")
-        with events.open("wb") as out:
-            for event in synthetic.events(EVENTS, domains[:ACTIVE_DOMAINS]):
-                out.write(orjson.dumps(event) + b"\n")
-    return companies, events
+    companies, domains = companies_file()
+    return companies, events_file("events", EVENTS, domains, orjson.dumps)
 
 
 def pinned(command: list[str]) -> list[str]:
@@ -144,8 +121,7 @@ def main() -> int:
     rates = {arm: EVENTS / seconds for arm, seconds in medians.items()}
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "events": EVENTS,
         "companies": COMPANIES,
         "icps": 2,

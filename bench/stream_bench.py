@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -54,17 +53,24 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.common import (
+    ACTIVE_DOMAINS,
+    ICPS,
+    RESULTS,
+    ROOT,
+    TMP,
+    companies_file,
+    events_file,
+    log,
+    machine,
+)
 from scorer import synthetic
 from scorer.config import Settings
 from scorer.events import event_from_document
 from scorer.stream.kafka import Topics, ensure_topics
 from scorer.stream.state import SEPARATOR
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-TMP = RESULTS / "tmp"
 BIN = Path(sys.executable).parent
-ICPS = [ROOT / "scorer" / "samples" / n for n in ("midmarket-saas.yaml", "enterprise-fintech.yaml")]
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 ARM_SECONDS = float(os.environ.get("BENCH_ARM_SECONDS", "120"))
 PACED_SECONDS = float(os.environ.get("BENCH_PACED_SECONDS", "30"))
@@ -72,14 +78,8 @@ PROFILE = os.environ.get("BENCH_PROFILE") == "1"
 QUICK = os.environ.get("BENCH_QUICK", "")  # "1": the scorer's drain only; "latency": and paced
 BROKER = os.environ.get("SCORER_BROKER", "kafka://127.0.0.1:9092")
 BOOTSTRAP = BROKER.split("://", 1)[-1]
-COMPANIES = 100_000
-ACTIVE_DOMAINS = 50_000
 PARTITIONS = 4
 PAD = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- data --------------------------------------------------------------------------
@@ -95,20 +95,8 @@ def padded(event: dict[str, Any]) -> bytes:
 
 
 def make_data() -> tuple[Path, list[str], Path]:
-    companies = TMP / f"companies-{COMPANIES}.jsonl"
-    events = TMP / f"stream-events-{EVENTS}.jsonl"
-    TMP.mkdir(parents=True, exist_ok=True)
-    domains = [r["domain"] for r in synthetic.companies(COMPANIES)]
-    if not companies.exists():
-        with companies.open("wb") as out:
-            for record in synthetic.companies(COMPANIES):
-                out.write(orjson.dumps(record) + b"\n")
-    if not events.exists():
-        log(f"generating {EVENTS:,} events (first run only)")
-        with events.open("wb") as out:
-            for event in synthetic.events(EVENTS, domains[:ACTIVE_DOMAINS]):
-                out.write(padded(event) + b"\n")
-    return companies, domains, events
+    companies, domains = companies_file()
+    return companies, domains, events_file("stream-events", EVENTS, domains, padded)
 
 
 def record_for(prefix: str, raw: bytes) -> tuple[str, bytes | None]:
@@ -527,19 +515,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
-    return f"{os.cpu_count()} cores, {cpu}, {memory} GiB, Python {platform.python_version()}"
 
 
 def report(result: dict[str, Any]) -> str:

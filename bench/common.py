@@ -1,0 +1,67 @@
+"""What the engine and streaming benchmarks share: paths, the synthetic data
+files (generated once into bench/results/tmp/), progress lines, the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorer import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TMP = RESULTS / "tmp"
+ICPS = [ROOT / "scorer" / "samples" / n for n in ("midmarket-saas.yaml", "enterprise-fintech.yaml")]
+COMPANIES = 100_000
+ACTIVE_DOMAINS = 50_000
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def companies_file() -> tuple[Path, list[str]]:
+    """COMPANIES synthetic firmographic records (JSONL) and their domains."""
+    path = TMP / f"companies-{COMPANIES}.jsonl"
+    records = list(synthetic.companies(COMPANIES))
+    domains = [r["domain"] for r in records]
+    if not path.exists():
+        TMP.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            for record in records:
+                out.write(orjson.dumps(record) + b"\n")
+    return path, domains
+
+
+def events_file(
+    name: str, count: int, domains: list[str], encode: Callable[[dict[str, Any]], bytes]
+) -> Path:
+    """`count` synthetic events (Zipf over the first ACTIVE_DOMAINS), one JSON per line."""
+    path = TMP / f"{name}-{count}.jsonl"
+    if not path.exists():
+        log(f"generating {count:,} events (first run only)")
+        TMP.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            for event in synthetic.events(count, domains[:ACTIVE_DOMAINS]):
+                out.write(encode(event) + b"\n")
+    return path
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} cores, {cpu}, {memory} GiB, Python {platform.python_version()}"
