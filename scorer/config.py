@@ -33,8 +33,21 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0,
         ge=6,
-        description="SCORER_SESSION_TIMEOUT: seconds before a dead worker's "
-        "partitions move (faust's default is 60)",
+        description="SCORER_SESSION_TIMEOUT: seconds before a dead worker's partitions move",
+    )
+    guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once",
+        description="SCORER_GUARANTEE: exactly_once (Kafka transactions, one producer per "
+        "task) or at_least_once (for brokers without transactions)",
+    )
+    commit_interval: float = Field(
+        0.05,
+        gt=0,
+        description="SCORER_COMMIT_INTERVAL: seconds between commits under load "
+        "(a caught-up worker commits at the end of each batch)",
+    )
+    compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = Field(
+        "lz4", description="SCORER_COMPRESSION: codec of every record the worker produces"
     )
     visitor_topic: str = Field("visitor-events", description="SCORER_VISITOR_TOPIC")
     lead_topic: str = Field("lead-events", description="SCORER_LEAD_TOPIC")
@@ -45,7 +58,11 @@ class Settings(BaseSettings):
     dlq_topic: str = Field("scorer-dlq", description="SCORER_DLQ_TOPIC")
     emit_scores: bool = Field(False, description="SCORER_EMIT_SCORES: publish every score")
     store: Literal["rocksdb", "memory"] = Field("rocksdb", description="SCORER_STORE")
-    data_dir: str = Field(".scorer-data", description="SCORER_DATA_DIR: RocksDB tables")
+    data_dir: str = Field(
+        ".scorer-data",
+        description="SCORER_DATA_DIR: RocksDB stores, one per task "
+        "under <app id>/<changelog topic>/<partition>",
+    )
     max_message_bytes: int = Field(64 * 1024, description="SCORER_MAX_MESSAGE_BYTES: larger -> DLQ")
     dedup_window: float = Field(
         7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
@@ -65,6 +82,13 @@ class Settings(BaseSettings):
     ssl_cafile: str | None = Field(None, description="SCORER_SSL_CAFILE")
     ssl_certfile: str | None = Field(None, description="SCORER_SSL_CERTFILE: client cert (mTLS)")
     ssl_keyfile: str | None = Field(None, description="SCORER_SSL_KEYFILE: client key (mTLS)")
+
+    @field_validator("commit_interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        if isinstance(value, str) and value and value[-1].isalpha():
+            return parse_duration(value)
+        return float(value)
 
     @field_validator("dedup_window", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ from scorer.config import Settings
 from scorer.display import format_alert
 from scorer.events import event_from_document
 from scorer.icp.loader import loads_icp
-from scorer.stream.kafka import Topics, ensure_topics, partitions_of, reader
+from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of, reader
 from scorer.stream.publish import icp_value, producer
 
 SAMPLE_COMPANIES = 3000
@@ -202,7 +202,7 @@ async def show_alerts(settings: Settings, topics: Topics) -> None:
     await consumer.start()
     colour = sys.stdout.isatty()
     try:
-        parts = await partitions_of(consumer, topics.hot)
+        parts = await partitions_of(client_options(settings), topics.hot)
         consumer.assign([TopicPartition(topics.hot, p) for p in sorted(parts)])
         async for record in consumer:
             print(format_alert(orjson.loads(record.value), colour), flush=True)

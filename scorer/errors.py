@@ -41,3 +41,8 @@ class BrokerError(ScorerError):
     """Kafka could not be reached or refused a request; worth retrying."""
 
     retriable = True
+
+
+class ConfigError(ScorerError):
+    """The deployment cannot work as configured (say, topics with different
+    partition counts); retrying does not help."""

@@ -1,10 +1,17 @@
 """Log output: human text by default, one JSON object per line with
 `SCORER_LOG_FORMAT=json` (for log shippers). Log calls in the scorer never
-carry payload text; the JSON form adds nothing but structure."""
+carry payload text; the JSON form adds nothing but structure.
+
+A broker outage is logged as state changes (lost, still retrying every
+`NOTE_EVERY_SECONDS`, back after T s), not as one line per reconnect attempt
+from the Kafka client.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,20 +33,80 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def logging_config(level: str, fmt: str) -> dict[str, Any] | None:
-    """A dictConfig for faust's worker, or None for faust's own text format."""
-    if fmt != "json":
-        return None
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"level": level.upper(), "handlers": ["default"]},
-    }
+NOTE_EVERY_SECONDS = 30.0
+# What aiokafka logs, per attempt, while a broker cannot be reached.
+_CONNECTION_TROUBLE = (
+    "Unable connect to",
+    "Unable to connect",
+    "Connect call failed",
+    "Unable to request metadata",
+    "Unable to update metadata",
+    "NodeNotReadyError",
+    "KafkaConnectionError",
+    "Coordinator dead",
+    "coordinator dead",
+    "Failed fetch messages",
+    "Got error produce response",
+    "Error sending",
+    "Connection reset",
+    "Marking the coordinator dead",
+)
+
+
+class BrokerOutage(logging.Filter):
+    """Folds the Kafka client's per-attempt connection errors into state changes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down_since: float | None = None
+        self.last_note = 0.0
+        self.suppressed = 0
+        self.log = logging.getLogger("scorer.broker")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka") or record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if not any(text in message for text in _CONNECTION_TROUBLE):
+            return True
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = self.last_note = now
+            self.suppressed = 0
+            record.name, record.levelno, record.levelname = "scorer.broker", 30, "WARNING"
+            record.msg = "broker connection lost (%s); retrying, a line every %.0f s until back"
+            record.args = (message[:160], NOTE_EVERY_SECONDS)
+            return True
+        self.suppressed += 1
+        if now - self.last_note >= NOTE_EVERY_SECONDS:
+            self.last_note = now
+            record.name, record.levelno, record.levelname = "scorer.broker", 30, "WARNING"
+            record.msg = "broker still unreachable after %.0f s (%d client errors folded)"
+            record.args = (now - self.down_since, self.suppressed)
+            return True
+        return False
+
+    def healthy(self) -> None:
+        """The broker answered: log how long it was gone."""
+        if self.down_since is not None:
+            self.log.warning(
+                "broker back after %.1f s (%d client errors folded)",
+                time.monotonic() - self.down_since,
+                self.suppressed,
+            )
+            self.down_since = None
+
+
+def configure_logging(level: str, fmt: str) -> BrokerOutage:
+    """Root logging to stderr, text or JSON; returns the outage filter."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    outage = BrokerOutage()
+    handler.addFilter(outage)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    return outage

@@ -241,12 +241,13 @@ async def consume(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",  # as every downstream consumer should
     )
     await consumer.start()
     records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions = await partitions_of(consumer, topic, timeout)
+        partitions = await partitions_of({"bootstrap_servers": bootstrap}, topic, timeout)
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         last = time.monotonic()
         while True:

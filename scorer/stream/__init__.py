@@ -1,1 +1,1 @@
-"""The streaming worker: faust app, topics, agents and tables (the I/O edge)."""
+"""The streaming worker (the I/O edge): loop, tasks, store, followers, web, metrics."""

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from scorer.config import Settings
-from scorer.errors import BrokerError
+from scorer.errors import BrokerError, ConfigError
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -62,23 +62,28 @@ def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",
         **options,
     )
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30) -> set[int]:
-    """A topic's partitions. aiokafka's `partitions_for_topic` only knows topics
-    already in the client's metadata, so ask for this one explicitly."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        if asyncio.get_running_loop().time() > deadline:
-            raise BrokerError(f"topic {topic} has no partitions after {timeout:.0f} s")
-        await asyncio.sleep(0.2)
+async def partitions_of(options: dict[str, Any], topic: str, timeout: float = 30) -> set[int]:
+    """A topic's partitions, asked of the cluster with a short-lived admin
+    client (`options`: `client_options(settings)`, or just bootstrap_servers);
+    waits up to `timeout` for a topic still being created."""
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for description in await admin.describe_topics([topic]):
+                if description["topic"] == topic and description["partitions"]:
+                    return {p["partition"] for p in description["partitions"]}
+            if asyncio.get_running_loop().time() > deadline:
+                raise BrokerError(f"topic {topic} has no partitions after {timeout:.0f} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class Topics:
     scores: str
     dlq: str
     rekey: str
+    changelog: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -106,10 +112,15 @@ class Topics:
             scores=t(settings.scores_topic),
             dlq=t(settings.dlq_topic),
             rekey=t(f"{settings.app_id}-events-by-account"),
+            changelog=t(f"{settings.app_id}-accounts-changelog"),
         )
 
     def compacted(self) -> tuple[str, ...]:
-        return (self.firmographics, self.icp)
+        return (self.firmographics, self.icp, self.changelog)
+
+    def inputs(self) -> tuple[str, ...]:
+        """The co-partitioned inputs of a task (the changelog shares their count)."""
+        return (self.visitor, self.lead, self.rekey)
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -121,19 +132,25 @@ class Topics:
             self.scores,
             self.dlq,
             self.rekey,
+            self.changelog,
         )
 
 
-async def ensure_topics(settings: Settings, topics: Topics) -> list[str]:
+async def ensure_topics(
+    settings: Settings, topics: Topics, check_partitions: bool = False
+) -> list[str]:
     """Create missing topics; returns the names created.
 
-    Input topics and the re-key topic share one partition count: the tables
-    join them by partition number (co-partitioning).
+    Input topics, the re-key topic and the changelog share one partition
+    count: a task joins them by partition number (co-partitioning). With
+    `check_partitions`, a mismatch is a `ConfigError` naming the counts.
     """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        if check_partitions:
+            await _check_copartitioned(admin, topics, existing, settings.topic_partitions)
         wanted = []
         for name in topics.all():
             if name in existing:
@@ -149,3 +166,20 @@ async def ensure_topics(settings: Settings, topics: Topics) -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def _check_copartitioned(
+    admin: AIOKafkaAdminClient, topics: Topics, existing: set[str], default: int
+) -> None:
+    names = [*topics.inputs(), topics.changelog]
+    present = [name for name in names if name in existing]
+    counts = {name: default for name in names}
+    if present:
+        for description in await admin.describe_topics(present):
+            counts[description["topic"]] = len(description["partitions"])
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name}: {count}" for name, count in counts.items())
+        raise ConfigError(
+            "the input topics, the re-key topic and the changelog must have the same "
+            f"number of partitions (a task joins them by partition number); found {listed}"
+        )

@@ -121,14 +121,27 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.gaps_total = Counter(
-            "scorer_offset_gaps_total",
-            "Offset ranges the stream skipped, read again by the worker",
-            ["topic"],
+        self.commit_seconds = Histogram(
+            "scorer_commit_seconds",
+            "One task's commit: outputs, changelog and offsets (one transaction)",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.rereads_total = Counter(
-            "scorer_rereads_total", "Re-reads of skipped or waiting ranges", ["topic"], registry=r
+        self.commit_failures_total = Counter(
+            "scorer_commit_failures_total",
+            "Commits that failed and were rolled back (the work is redone)",
+            registry=r,
+        )
+        self.fetch_errors_total = Counter(
+            "scorer_fetch_errors_total",
+            "Fetches the worker could not read (corrupt or undecodable record batches)",
+            ["error"],
+            registry=r,
+        )
+        self.restored_total = Counter(
+            "scorer_restored_records_total",
+            "Account changelog records restored into local stores",
+            registry=r,
         )
         self.build_info = Gauge(
             "scorer_build_info", "Always 1; the version is a label", ["version"], registry=r

@@ -16,13 +16,12 @@ survives without some of the bucket writes that followed it; its `recent` ids
 then still mark those events as applied, and loading the record puts them back
 in their buckets. A record is only replaced by a later write-back, which comes
 after the buckets of the earlier one. Writes are therefore never double-counted
-nor lost on replay: the idempotence faust's plain tables do not give.
+nor lost on replay, in either delivery mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -30,6 +29,16 @@ from scorer.scoring.state import AccountState
 
 BUCKETS_PER_WINDOW = 168  # a 7-day window -> hourly buckets
 SEPARATOR = b"\x1f"
+
+
+class Table(Protocol):
+    """The key-value view of a task's store these functions read and write."""
+
+    def get(self, key: bytes, default: bytes | None = None, /) -> bytes | None: ...
+
+    def __setitem__(self, key: bytes, value: bytes, /) -> None: ...
+
+    def pop(self, key: bytes, default: Any = None, /) -> Any: ...
 
 
 def bucket_key(account: bytes, bucket: int) -> bytes:
@@ -47,7 +56,7 @@ class BucketedIds:
 
     def __init__(
         self,
-        table: MutableMapping[bytes, bytes],
+        table: Table,
         account: bytes,
         live: list[int],
         width: float,
@@ -110,9 +119,7 @@ class BucketedIds:
         self.added.clear()
 
 
-def load_account(
-    table: MutableMapping[bytes, bytes], account: bytes, width: float
-) -> tuple[AccountState, BucketedIds]:
+def load_account(table: Table, account: bytes, width: float) -> tuple[AccountState, BucketedIds]:
     """The account's state from the table (a fresh one if it has none)."""
     raw = table.get(account)
     if raw is None:
@@ -123,9 +130,7 @@ def load_account(
     return AccountState.from_core(doc, ids), ids
 
 
-def store_account(
-    table: MutableMapping[bytes, bytes], account: bytes, state: AccountState, ids: BucketedIds
-) -> None:
+def store_account(table: Table, account: bytes, state: AccountState, ids: BucketedIds) -> None:
     """Write the record (with the ids added since the last write), then the buckets."""
     table[account] = orjson.dumps({**state.core(), "buckets": ids.live, "recent": ids.added})
     ids.flush()

@@ -1,72 +1,85 @@
-"""`scorer worker`: create missing topics, then run the faust worker until SIGTERM.
+"""`scorer worker`: run the stream worker until SIGTERM or Ctrl-C.
 
-SIGTERM (or Ctrl-C) stops the worker the faust way: the agents stop, the last
-offsets are committed after the producer is flushed, the group is left. That
-normally takes one to three seconds. If it has not finished after
-`SHUTDOWN_SECONDS` (for instance because the broker is gone and faust keeps
-retrying), the process exits anyway with status 3: nothing uncommitted is
-lost, because the next owner resumes from the committed offsets and state
-updates are idempotent.
+SIGTERM finishes the batch in hand, commits it, leaves the group and exits 0,
+normally in about a second. If that has not happened after
+`SHUTDOWN_SECONDS` (the broker is gone, say), the process exits with status 3:
+nothing is lost, because the next owner resumes from the last commit.
+Exit status 2: the deployment is misconfigured (a message says how); 1: the
+broker refused us (authentication, authorisation) or the worker failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
-import threading
-from typing import Any
 
-import faust
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from scorer.config import Settings
-from scorer.logs import logging_config
-from scorer.stream.app import ScorerApp
-from scorer.stream.kafka import Topics, ensure_topics
+from scorer.errors import ConfigError
+from scorer.logs import configure_logging
+from scorer.stream.loop import Worker
 
 log = logging.getLogger("scorer.worker")
 SHUTDOWN_SECONDS = 8.0  # below the 10 s most orchestrators wait before SIGKILL
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
 EXIT_SHUTDOWN_TIMEOUT = 3
+REFUSED = (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 
-class ScorerWorker(faust.Worker):
-    """faust's worker with a bound on how long a signalled shutdown may take."""
+async def serve(settings: Settings) -> int:
+    outage = configure_logging(settings.log_level, settings.log_format)
+    worker = Worker(settings, outage=outage)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    main = asyncio.create_task(_run(worker))
+    stop = asyncio.create_task(worker.stopping.wait())
+    await asyncio.wait([main, stop], return_when=asyncio.FIRST_COMPLETED)
+    if main.done():
+        return main.result()
+    try:
+        return await asyncio.wait_for(main, SHUTDOWN_SECONDS)
+    except TimeoutError:
+        log.error("shutdown did not finish within %.0f s; exiting", SHUTDOWN_SECONDS)
+        return EXIT_SHUTDOWN_TIMEOUT
 
-    _deadline: threading.Timer | None = None
 
-    def _schedule_shutdown(self, signal: signal.Signals) -> None:
-        if self._deadline is None:
-            self._deadline = threading.Timer(SHUTDOWN_SECONDS, _give_up)
-            self._deadline.daemon = True
-            self._deadline.start()
-        super()._schedule_shutdown(signal)
-
-
-def _give_up() -> None:
-    log.error("shutdown did not finish within %.0f s; exiting", SHUTDOWN_SECONDS)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_SHUTDOWN_TIMEOUT)
+async def _run(worker: Worker) -> int:
+    try:
+        if not worker.stopping.is_set():
+            await worker.start()
+        await worker.run()
+        return 0
+    except ConfigError as exc:
+        log.error("%s", exc)
+        status = EXIT_CONFIG
+    except REFUSED as exc:
+        log.error("the broker refused the worker: %s: %s", type(exc).__name__, exc)
+        status = EXIT_FAILED
+    except Exception:
+        log.exception("the worker failed")
+        status = EXIT_FAILED
+    try:
+        await asyncio.wait_for(worker.close(), 5.0)
+    except Exception:  # closing a half-started worker: best effort
+        log.debug("close after failure", exc_info=True)
+    return status
 
 
 def run_worker(settings: Settings) -> int:
-    # faust runs on the thread's current loop: create the topics on that loop too.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    topics = Topics.from_settings(settings)
-    created = loop.run_until_complete(ensure_topics(settings, topics))
-    scorer = ScorerApp(settings)
-    options: dict[str, Any] = {}
-    config = logging_config(settings.log_level, settings.log_format)
-    if config is not None:
-        options.update(logging_config=config, quiet=True)
-    worker = ScorerWorker(
-        scorer.app, loglevel=settings.log_level, loop=loop, override_logging=True, **options
-    )
-    if created:
-        log.info("created topics: %s", ", ".join(created))
-    worker.execute_from_commandline()  # returns through SystemExit when stopped
-    return 0
+    return asyncio.run(serve(settings))

@@ -31,7 +31,12 @@ async def wait_caught_up(deployment: Deployment, topic: str, timeout: float = 18
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(name, p) for p in sorted(await partitions_of(consumer, name))]
+        tps = [
+            TopicPartition(name, p)
+            for p in sorted(
+                await partitions_of({"bootstrap_servers": deployment.broker.bootstrap}, name)
+            )
+        ]
         ends = await consumer.end_offsets(tps)
         deadline = time.monotonic() + timeout
         while True:

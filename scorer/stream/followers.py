@@ -1,0 +1,167 @@
+"""The compacted inputs every worker reads whole: firmographics and ICPs.
+
+Each is read from the beginning by a plain consumer outside the group
+(read_committed), then followed; a null value deletes. `loaded` is set once
+the records there at start-up have been applied. Companies are kept as their
+checked JSON bytes (about 0.5 KB each) and decoded on first use into a
+bounded LRU, so 100,000 companies do not cost 100,000 decoded dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from scorer.config import Settings
+from scorer.enrichment.domains import normalise_domain
+from scorer.enrichment.firmographics import check_record
+from scorer.errors import InvalidICPError, InvalidInputError
+from scorer.icp.loader import loads_icp
+from scorer.scoring.engine import Engine
+from scorer.stream.kafka import client_options, partitions_of, reader
+from scorer.stream.metrics import Metrics
+
+log = logging.getLogger("scorer.worker")
+COMPANY_CACHE_LIMIT = 20_000
+DeadLetter = Callable[[Any, str, str], None]
+
+
+class Firmographics:
+    """Company records by normalised domain, as checked JSON bytes."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, max_bytes: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+        self.records: dict[bytes, bytes] = {}
+        self.decoded: OrderedDict[bytes, Any] = OrderedDict()
+        self._hit = metrics.lookup["hit"]
+        self._miss = metrics.lookup["miss"]
+
+    def company(self, key: bytes) -> Any:
+        """The account's company record, or None (every field unknown)."""
+        decoded = self.decoded
+        company = decoded.get(key, decoded)
+        if company is decoded:
+            raw = self.records.get(key)
+            company = orjson.loads(raw) if raw is not None else None
+            decoded[key] = company
+            if len(decoded) > COMPANY_CACHE_LIMIT:
+                old, _ = decoded.popitem(last=False)
+                self.engine.forget_company(old.decode())
+        else:
+            decoded.move_to_end(key)
+        (self._miss if company is None else self._hit).inc()
+        return company
+
+    def apply(self, record: Any, dead_letter: DeadLetter) -> None:
+        """One firmographics record: a checked upsert, or a delete."""
+        key = record.key
+        try:
+            domain = normalise_domain(key.decode()) if key else ""
+        except UnicodeDecodeError:
+            domain = ""
+        if not domain or domain.encode() != key:
+            dead_letter(record, "schema", "key must be the normalised company domain")
+            return
+        if record.value is None:
+            self.records.pop(key, None)
+        else:
+            try:
+                if len(record.value) > self.max_bytes:
+                    raise InvalidInputError("oversize", f"{len(record.value)} bytes")
+                checked = check_record(orjson.loads(record.value))
+            except orjson.JSONDecodeError:
+                dead_letter(record, "invalid_json", "not valid UTF-8 JSON")
+                return
+            except InvalidInputError as exc:
+                dead_letter(record, exc.reason, exc.detail)
+                return
+            if checked["domain"] != domain:
+                dead_letter(record, "schema", "domain differs from the key")
+                return
+            self.records[key] = orjson.dumps(checked)
+        self.decoded.pop(key, None)
+        self.engine.forget_company(domain)
+
+
+class Icps:
+    """ICP documents from the icp-profiles topic into the engine."""
+
+    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+
+    def apply(self, record: Any, dead_letter: DeadLetter) -> None:
+        icp_id = record.key.decode(errors="replace") if record.key else ""
+        if record.value is None:
+            if self.engine.remove_icp(icp_id):
+                log.info("ICP %s removed", icp_id)
+            return
+        try:
+            document = loads_icp(record.value, source=f"icp-profiles key {icp_id}")
+        except InvalidICPError as exc:
+            log.error("invalid ICP ignored: %s", exc)
+            dead_letter(record, "invalid_icp", "; ".join(exc.problems))
+            return
+        if document.id != icp_id:
+            dead_letter(record, "schema", "key must be the ICP id")
+            return
+        if self.engine.set_icp(document):
+            log.info("ICP %s v%d active", document.id, document.version)
+            self.metrics.icp_active(document.id, document.tiers)
+
+
+class Follower:
+    """Reads one compacted topic whole, then follows it, applying each record."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        apply: Callable[[Any, DeadLetter], None],
+        dead_letter: DeadLetter,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.apply = apply
+        self.dead_letter = dead_letter
+        self.loaded = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = reader(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        try:
+            partitions = await partitions_of(client_options(self.settings), self.topic)
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            ends = await consumer.end_offsets(assigned)
+            started = time.monotonic()
+            count = 0
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                for records in batches.values():
+                    for record in records:
+                        self.apply(record, self.dead_letter)
+                    count += len(records)
+                    await asyncio.sleep(0)  # let health checks answer during a big backlog
+                if not self.loaded.is_set():
+                    positions = [await consumer.position(tp) for tp in assigned]
+                    if all(pos >= ends[tp] for pos, tp in zip(positions, assigned, strict=True)):
+                        log.info(
+                            "%s: %d records read in %.1f s",
+                            self.topic,
+                            count,
+                            time.monotonic() - started,
+                        )
+                        self.loaded.set()
+        finally:
+            await consumer.stop()

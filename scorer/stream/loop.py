@@ -1,0 +1,332 @@
+"""The worker: start-up, the consume–score–produce cycle and shutdown.
+
+The cycle, on one asyncio loop:
+  getmany (a batch from every assigned input partition)
+  → for each partition's records, in offset order: decode, enrich, score,
+    queue the outputs on the partition's task (`Processor`)
+  → commit every task with work (`Checkpoint`) once `SCORER_COMMIT_INTERVAL`
+    has passed, or at once when the batch was the last one waiting (a worker
+    that keeps up commits, and so publishes its alerts, every cycle).
+The compacted inputs are followed beside it (`followers`); the assignment is
+the `TaskManager`'s. Nothing here knows about faust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from scorer.config import Settings
+from scorer.logs import BrokerOutage
+from scorer.scoring.engine import Engine
+from scorer.stream.checkpoint import Checkpoint, CommitFailed
+from scorer.stream.dlq import dlq_headers
+from scorer.stream.followers import Firmographics, Follower, Icps
+from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of
+from scorer.stream.metrics import Metrics
+from scorer.stream.processor import Processor
+from scorer.stream.tasks import TaskFactory, TaskManager, producer_options
+from scorer.stream.web import WebServer
+
+log = logging.getLogger("scorer.worker")
+MAX_BATCH = 5_000  # records per getmany: a batch is scored between two awaits
+FETCH_RETRY_SECONDS = 1.0
+
+
+class Worker:
+    """One `scorer worker` process."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, outage: BrokerOutage | None = None
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.outage = outage if outage is not None else BrokerOutage()
+        self.engine = Engine(dedup_window=settings.dedup_window)
+        self.firmographics = Firmographics(self.engine, self.metrics, settings.max_message_bytes)
+        self.icps = Icps(self.engine, self.metrics)
+        self.stopping = asyncio.Event()
+        self.started = time.monotonic()
+        self.fetch_error: str | None = None
+        self.side_producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.manager: TaskManager | None = None
+        self.background: list[asyncio.Task[Any]] = []
+        self.side_sends: set[asyncio.Future[Any]] = set()
+        self.first_event_logged = False
+        self.web = WebServer(settings.web_port, self.metrics.registry, self.not_ready)
+        self.icp_follower = Follower(settings, self.topics.icp, self.icps.apply, self.dead_letter)
+        self.firm_follower = Follower(
+            settings, self.topics.firmographics, self.firmographics.apply, self.dead_letter
+        )
+
+    # -- health ------------------------------------------------------------------
+
+    def not_ready(self) -> str | None:
+        """Why /readyz says 503, or None when ready."""
+        if not self.icp_follower.loaded.is_set() or not self.firm_follower.loaded.is_set():
+            return "reading ICPs and firmographics"
+        manager = self.manager
+        if manager is None or not manager.assigned_once.is_set():
+            return "waiting for an assignment"
+        if manager.rebalancing:
+            return "rebalancing"
+        if not manager.tasks:
+            return "no partitions assigned"
+        if self.fetch_error is not None:
+            return f"cannot read input: {self.fetch_error}"
+        return None
+
+    def lag(self) -> list[tuple[tuple[str, int], int]]:
+        """Records behind the end of each input partition this worker owns."""
+        consumer, manager = self.consumer, self.manager
+        if consumer is None or manager is None:
+            return []
+        behind = []
+        for task in list(manager.tasks.values()):
+            for tp, position in list(task.positions.items()):
+                end = consumer.last_stable_offset(tp)
+                if end is not None and end >= 0:
+                    behind.append(((tp.topic, tp.partition), max(0, end - position)))
+        return behind
+
+    # -- side outputs ------------------------------------------------------------
+
+    def dead_letter(self, record: Any, reason: str, detail: str) -> None:
+        """A bad firmographics or ICP record (outside any task) to the DLQ."""
+        headers = dlq_headers(
+            reason, detail, record.topic, record.partition, record.offset, record.headers
+        )
+        self.metrics.dlq(reason)
+        producer = self.side_producer
+        if producer is not None:
+            send = producer.send(self.topics.dlq, record.value, key=record.key, headers=headers)
+            future = asyncio.ensure_future(send)
+            self.side_sends.add(future)
+            future.add_done_callback(self._side_sent)
+
+    def _side_sent(self, future: asyncio.Future[Any]) -> None:
+        self.side_sends.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("a dead letter could not be sent: %s", future.exception())
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings, topics = self.settings, self.topics
+        created = await ensure_topics(settings, topics, check_partitions=True)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        await self.web.start()
+        self.metrics.watch(self.lag, lambda: self.not_ready() is None)
+        self.side_producer = AIOKafkaProducer(**producer_options(settings))
+        await self.side_producer.start()
+        self.background += [
+            asyncio.create_task(self.icp_follower.run(), name="icp-follower"),
+            asyncio.create_task(self.firm_follower.run(), name="firmographics-follower"),
+        ]
+        loaded = asyncio.gather(self.icp_follower.loaded.wait(), self.firm_follower.loaded.wait())
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        await self._until(loaded, stopping, *self.background)
+        stopping.cancel()
+        if self.stopping.is_set():
+            return
+        consumer = AIOKafkaConsumer(
+            **client_options(settings),
+            group_id=settings.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=int(settings.session_timeout * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_wait_ms=100,
+        )
+        self.consumer = consumer
+        await consumer.start()
+        partitions = len(await partitions_of(client_options(settings), topics.visitor))
+        shared = None if settings.guarantee == "exactly_once" else self.side_producer
+        checkpoint = Checkpoint(settings.app_id, consumer, self.metrics, shared)
+        self.checkpoint = checkpoint
+        self.manager = TaskManager(settings, topics, TaskFactory(settings, topics), checkpoint)
+        self.manager.bind(consumer)
+        self.processor = Processor(
+            settings, topics, self.engine, self.firmographics, self.metrics, partitions
+        )
+        consumer.subscribe(list(topics.inputs()), listener=self.manager)
+        self.background.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
+
+    @staticmethod
+    async def _until(awaitable: Any, *watched: asyncio.Task[Any]) -> None:
+        """Wait for `awaitable`, unless a watched task fails first (raise its error)."""
+        waiter = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait([waiter, *watched], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            error = None if task is waiter or task.cancelled() else task.exception()
+            if error is not None:
+                waiter.cancel()
+                raise error
+        if not waiter.done():
+            waiter.cancel()
+
+    async def run(self) -> None:
+        """The cycle, until `stop()`; then the last commit."""
+        if self.consumer is None:  # stopped during start-up
+            await self.close()
+            return
+        consumer, manager, processor, checkpoint = (
+            self.consumer,
+            self.manager,
+            self.processor,
+            self.checkpoint,
+        )
+        assert consumer is not None and manager is not None
+        interval = self.settings.commit_interval
+        last_commit = time.monotonic()
+        retry = FETCH_RETRY_SECONDS
+        while not self.stopping.is_set():
+            for job in self.background:
+                if job.done() and not job.cancelled() and job.exception() is not None:
+                    raise job.exception()  # type: ignore[misc]
+            generation = manager.generation
+            try:
+                batch = await consumer.getmany(timeout_ms=100, max_records=MAX_BATCH)
+            except (KafkaConnectionError, KafkaTimeoutError):
+                continue  # the client reconnects by itself; BrokerOutage logs it
+            except KafkaError as exc:
+                self._fetch_failed(exc, retry)
+                await asyncio.sleep(retry)
+                retry = min(30.0, retry * 2)
+                continue
+            if self.fetch_error is not None:
+                log.warning("input readable again")
+                self.fetch_error = None
+            retry = FETCH_RETRY_SECONDS
+            async with manager.lock:
+                if generation != manager.generation:
+                    manager.rewind()  # fetched across a rebalance: read it again
+                    continue
+                count = 0
+                tasks = manager.tasks
+                for tp, records in batch.items():
+                    task = tasks.get(tp.partition)
+                    position = task.positions.get(tp) if task is not None else None
+                    if task is None or position is None:
+                        continue
+                    if records[0].offset < position:  # already processed
+                        records = [r for r in records if r.offset >= position]
+                        if not records:
+                            continue
+                    processor.process(task, records)
+                    task.positions[tp] = records[-1].offset + 1
+                    count += len(records)
+                if not self.first_event_logged and processor.first_event_at is not None:
+                    self.first_event_logged = True
+                    log.info(
+                        "first event processed %.1f s after start",
+                        processor.first_event_at - self.started,
+                    )
+                now = time.monotonic()
+                if count < MAX_BATCH or now - last_commit >= interval:
+                    await self._commit(consumer, manager, checkpoint)
+                    last_commit = now
+        await self.drain()
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, manager: TaskManager, checkpoint: Checkpoint
+    ) -> None:
+        """Commit every task with work; positions first move past control records."""
+        assignment = consumer.assignment()
+        for task in manager.tasks.values():
+            for tp in task.inputs:
+                if tp in assignment:
+                    position = await consumer.position(tp)
+                    if position > task.positions[tp]:
+                        task.positions[tp] = position
+        try:
+            await checkpoint.commit_all(list(manager.tasks.values()))
+        except CommitFailed:
+            # The failed tasks were rolled back: renew their producers, then
+            # read their input again from their last commit.
+            await self._renew_broken(manager)
+            manager.rewind()
+            return
+        for task in checkpoint.lost:
+            manager.tasks.pop(task.partition, None)
+            await manager.factory.close(task)
+        checkpoint.lost.clear()
+        if any(task.committed for task in manager.tasks.values()):
+            self.outage.healthy()
+
+    async def _renew_broken(self, manager: TaskManager) -> None:
+        delay = 1.0
+        while not self.stopping.is_set():
+            broken = [task for task in manager.tasks.values() if task.broken]
+            if not broken:
+                return
+            try:
+                for task in broken:
+                    await manager.factory.renew(task)
+            except KafkaError as exc:
+                log.info("producer not renewed yet (%s); retrying in %.0f s", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(10.0, delay * 2)
+
+    def _fetch_failed(self, exc: KafkaError, retry: float) -> None:
+        kind = type(exc).__name__
+        self.metrics.fetch_errors_total.labels(kind).inc()
+        if self.fetch_error is None:
+            log.error(
+                "cannot read an input batch (%s: %s); not ready, retrying every %.0f-30 s. "
+                "See README, 'Input that cannot be read'.",
+                kind,
+                exc,
+                retry,
+            )
+        self.fetch_error = kind
+
+    async def _watch_broker(self) -> None:
+        """While the broker is reported lost, probe it every few seconds, so
+        'back after T s' is logged even when no input arrives."""
+        consumer = self.consumer
+        assert consumer is not None
+        while True:
+            await asyncio.sleep(2.0)
+            if self.outage.down_since is None:
+                continue
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.topics(), timeout=2.0)
+                self.outage.healthy()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def drain(self) -> None:
+        """Finish: the last commit, leave the group, stop the clients."""
+        manager, consumer = self.manager, self.consumer
+        if manager is not None and consumer is not None:
+            async with manager.lock:
+                with contextlib.suppress(CommitFailed):
+                    await self.checkpoint.commit_all(list(manager.tasks.values()))
+                await manager.close_all()
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(BaseException):
+                await task
+        if self.consumer is not None:
+            await self.consumer.stop()  # leaves the group
+        if self.side_producer is not None:
+            await self.side_producer.stop()
+        await self.web.stop()

@@ -1,0 +1,137 @@
+"""The per-record work of a task: decode, enrich, score, queue the outputs.
+
+Nothing here talks to Kafka: outputs go to the task's outbox, and the
+checkpoint sends them, with the changed state and the input offsets, in one
+transaction. Bad input is dead-lettered, never raised.
+
+An event is re-keyed (sent to the re-key topic, on the partition its account
+hashes to) when its Kafka key is not its account domain, or when it arrived on
+another partition than Kafka's default partitioner (murmur2, as the Java
+client and aiokafka use) gives for that domain: librdkafka clients such as
+kcat hash with CRC32 by default, and one account's events must meet in one
+task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from scorer.config import Settings
+from scorer.errors import InvalidInputError
+from scorer.events import decode_event
+from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine
+from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
+from scorer.stream.dlq import dlq_headers
+from scorer.stream.followers import Firmographics
+from scorer.stream.kafka import Topics
+from scorer.stream.metrics import Metrics
+from scorer.stream.tasks import Task
+
+log = logging.getLogger("scorer.worker")
+PARTITION_MEMO_LIMIT = 200_000
+
+
+class Processor:
+    """Turns input records of a task into state changes and outputs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        engine: Engine,
+        firmographics: Firmographics,
+        metrics: Metrics,
+        partitions: int,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.engine = engine
+        self.firmographics = firmographics
+        self.metrics = metrics
+        self.partitions = partitions
+        self.max_bytes = settings.max_message_bytes
+        self.emit_scores = settings.emit_scores
+        self._partition_of: dict[bytes, int] = {}
+        self.first_event_at: float | None = None
+
+    def partition_of(self, key: bytes) -> int:
+        """Kafka's default partition for a key (murmur2), memoised."""
+        memo = self._partition_of
+        partition = memo.get(key)
+        if partition is None:
+            if len(memo) >= PARTITION_MEMO_LIMIT:
+                memo.clear()
+            partition = memo[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+        return partition
+
+    def process(self, task: Task, records: list[Any]) -> None:
+        """Records of one input partition, in offset order."""
+        for record in records:
+            try:
+                self.handle(task, record)
+            except Exception:  # a bug must not stop the partition: dead-letter it
+                log.exception("scoring failed; record sent to the DLQ")
+                self.dead_letter(task, record, "internal_error", "see worker log")
+        if self.first_event_at is None and records:
+            self.first_event_at = time.monotonic()
+
+    def handle(self, task: Task, record: Any) -> None:
+        topics = self.topics
+        stream = "lead" if record.topic == topics.lead else "visitor"
+        raw = record.value
+        if raw is None:
+            self.dead_letter(task, record, "schema", "null value")
+            self.metrics.event[stream, INVALID].inc()
+            return
+        try:
+            event = decode_event(raw, self.max_bytes)
+        except InvalidInputError as exc:
+            self.dead_letter(task, record, exc.reason, exc.detail)
+            self.metrics.event[stream, INVALID].inc()
+            return
+        account = event.account
+        if account is None:
+            self.metrics.event[stream, UNRESOLVED].inc()
+            return
+        key = account.encode()
+        if record.topic != topics.rekey and (
+            record.key != key or record.partition != self.partition_of(key)
+        ):
+            task.send(topics.rekey, key, raw, record.headers, self.partition_of(key))
+            return
+        store = task.store
+        state = store.account(key)
+        outcome, scores = self.engine.apply(state, event, self.firmographics.company(key))
+        self.metrics.event[stream, outcome].inc()
+        if outcome != SCORED:
+            return
+        store.changed(key)
+        now = time.time()
+        produced_at = record.timestamp / 1000.0
+        self.metrics.ingest_to_score.observe(now - produced_at)
+        for score in scores:
+            if score.alert:
+                doc = build_document(score, HOT_ACCOUNT, now)
+                task.send(topics.hot, key, orjson.dumps(doc))
+                task.alert_times.append(produced_at)
+                self.metrics.alert(score.icp.id, score.tier or "")
+            elif score.hot:
+                self.metrics.suppressed(score.icp.id, "cooldown")
+        if self.emit_scores:
+            for score in scores:
+                doc = build_document(score, ACCOUNT_SCORE, now)
+                task.send(topics.scores, key, orjson.dumps(doc))
+
+    def dead_letter(self, task: Task | None, record: Any, reason: str, detail: str) -> None:
+        """Original bytes and headers to the DLQ, with why and where from."""
+        headers = dlq_headers(
+            reason, detail, record.topic, record.partition, record.offset, record.headers
+        )
+        if task is not None:
+            task.send(self.topics.dlq, record.key, record.value, headers)
+        self.metrics.dlq(reason)

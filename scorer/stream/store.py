@@ -1,0 +1,241 @@
+"""A task's account state: a key-value store behind its compacted changelog.
+
+Three layers, as in Kafka Streams:
+- the *backing* store holds what the changelog holds up to `offset` (the
+  next changelog offset to read): a dict (`SCORER_STORE=memory`) or one
+  rocksdict database per task under
+  ``SCORER_DATA_DIR/<app id>/<changelog topic>/<partition>``;
+- `pending`: writes since the last checkpoint. The checkpoint sends them to
+  the changelog inside the task's transaction and, once it committed, into
+  the backing store with the new offset, in one RocksDB write batch. A crash
+  or an aborted transaction leaves the backing store at a committed prefix of
+  the changelog, and restore replays the rest;
+- an LRU of decoded accounts (`AccountCache`), so memory stays bounded and
+  hot accounts are not decoded per event.
+
+A store belongs to one changelog: the first task to own a changelog partition
+writes a marker record with a random id into it, and the store remembers the
+id and the marker's offset. A store whose marker does not read back the same
+(another cluster, a deleted and recreated topic) is discarded and rebuilt
+from the changelog, never reused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from scorer.scoring.state import AccountState
+from scorer.stream.state import BucketedIds, load_account, store_account
+
+MARKER_KEY = b"\x00scorer:changelog-id"
+META_KEY = b"\x00scorer:meta"
+_MISSING = object()
+
+
+def new_marker() -> bytes:
+    return uuid.uuid4().hex.encode()
+
+
+class Backing(Protocol):
+    """What a checkpoint has committed: records plus where the changelog is at."""
+
+    offset: int  # next changelog offset to read
+    marker: bytes | None
+    marker_offset: int | None
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None: ...
+
+    def set_marker(self, marker: bytes, offset: int) -> None: ...
+
+    def wipe(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryBacking:
+    """A dict; restored from the changelog's beginning at every assignment."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.offset = 0
+        self.marker: bytes | None = None
+        self.marker_offset: int | None = None
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
+        data = self.data
+        for key, value in items:
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        self.offset = offset
+
+    def set_marker(self, marker: bytes, offset: int) -> None:
+        self.marker, self.marker_offset = marker, offset
+
+    def wipe(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.data = {}
+
+
+class RocksBacking:
+    """One rocksdict database per task; the offset and marker in a meta key,
+    written in the same batch as the records they describe."""
+
+    def __init__(self, path: Path) -> None:
+        from rocksdict import Options, Rdict, WriteBatch  # optional dependency
+
+        self._rdict, self._options, self._batch = Rdict, Options, WriteBatch
+        self.path = path
+        self.db: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db = self._rdict(str(self.path), options=self._options(raw_mode=True))
+        raw = self.db.get(META_KEY)
+        meta = orjson.loads(raw) if raw else {}
+        self.offset = int(meta.get("offset", 0))
+        marker = meta.get("marker")
+        self.marker = marker.encode() if marker else None
+        self.marker_offset = meta.get("marker_offset")
+
+    def _meta(self) -> bytes:
+        marker = self.marker.decode() if self.marker else None
+        return orjson.dumps(
+            {"offset": self.offset, "marker": marker, "marker_offset": self.marker_offset}
+        )
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
+        batch = self._batch(raw_mode=True)
+        for key, value in items:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.offset = offset
+        batch.put(META_KEY, self._meta())
+        self.db.write(batch)
+
+    def set_marker(self, marker: bytes, offset: int) -> None:
+        self.marker, self.marker_offset = marker, offset
+        self.db.put(META_KEY, self._meta())
+
+    def wipe(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._open()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Path:
+    return Path(data_dir) / app_id / changelog / str(partition)
+
+
+class AccountStore:
+    """A task's accounts: the table `scorer.stream.state` reads and writes,
+    an LRU of decoded accounts and the accounts changed since the last
+    checkpoint."""
+
+    def __init__(self, backing: Backing, bucket_width: float, cache_limit: int) -> None:
+        self.backing = backing
+        self.bucket_width = bucket_width
+        self.cache_limit = cache_limit
+        self.pending: dict[bytes, bytes | None] = {}
+        self.cache: OrderedDict[bytes, tuple[AccountState, BucketedIds]] = OrderedDict()
+        self.dirty: set[bytes] = set()
+
+    # -- the table interface of scorer.stream.state ---------------------------
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        value = self.pending.get(key, _MISSING)
+        if value is _MISSING:
+            return self.backing.get(key)
+        return value  # type: ignore[return-value]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.pending[key] = value
+
+    def pop(self, key: bytes, default: Any = None) -> Any:
+        self.pending[key] = None
+        return default
+
+    # -- accounts --------------------------------------------------------------
+
+    def account(self, key: bytes) -> AccountState:
+        """The account's state, decoded once and kept while it is in use."""
+        cache = self.cache
+        entry = cache.get(key)
+        if entry is not None:
+            cache.move_to_end(key)
+            return entry[0]
+        entry = cache[key] = load_account(self, key, self.bucket_width)
+        if entry[1].changed:  # ids repaired from the record's `recent`
+            self.dirty.add(key)
+        if len(cache) > self.cache_limit:
+            old, (state, ids) = cache.popitem(last=False)
+            if old in self.dirty:
+                store_account(self, old, state, ids)
+                self.dirty.discard(old)
+        return entry[0]
+
+    def changed(self, key: bytes) -> None:
+        self.dirty.add(key)
+
+    def prepare(self) -> dict[bytes, bytes | None]:
+        """Serialise the changed accounts; the writes the changelog must carry."""
+        cache = self.cache
+        for key in self.dirty:
+            state, ids = cache[key]
+            store_account(self, key, state, ids)
+        self.dirty.clear()
+        return self.pending
+
+    def committed(self, offset: int) -> None:
+        """The changelog holds `pending` up to `offset`: make it the backing's."""
+        self.backing.write(self.pending.items(), offset)
+        self.pending = {}
+
+    def discard(self) -> None:
+        """Forget everything not committed (an aborted transaction)."""
+        self.pending = {}
+        self.dirty.clear()
+        self.cache.clear()
+
+    def apply_changelog(self, records: list[Any]) -> int:
+        """Restore: changelog records into the backing store; returns how many
+        were account records (the marker is kept aside)."""
+        items = []
+        for record in records:
+            if record.key == MARKER_KEY:
+                if record.value is not None:
+                    self.backing.set_marker(record.value, record.offset)
+                continue
+            items.append((record.key, record.value))
+        if records:
+            self.backing.write(items, records[-1].offset + 1)
+        return len(items)
+
+    def close(self) -> None:
+        self.cache.clear()
+        self.backing.close()
