@@ -41,15 +41,7 @@ _CONNECTION_TROUBLE = (
     "Connect call failed",
     "Unable to request metadata",
     "Unable to update metadata",
-    "NodeNotReadyError",
     "KafkaConnectionError",
-    "Coordinator dead",
-    "coordinator dead",
-    "Failed fetch messages",
-    "Got error produce response",
-    "Error sending",
-    "Connection reset",
-    "Marking the coordinator dead",
 )
 
 

@@ -45,6 +45,18 @@ class Broker:
     env: dict[str, str] = field(default_factory=dict)
     started_here: bool = False
 
+    def restart(self) -> float:
+        """Stop the broker and start it again on the same ports and data; seconds down."""
+        assert self.started_here, "only a broker this session started can be restarted"
+        started = time.monotonic()
+        self.stop()
+        result = subprocess.run(
+            ["bash", str(KAFKA_SH), "up"], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"could not restart the test broker:\n{result.stderr[-3000:]}")
+        return time.monotonic() - started
+
     def stop(self) -> None:
         if self.started_here:
             subprocess.run(
@@ -118,11 +130,11 @@ class Deployment:
         index = len(self.workers)
         port = free_port()
         log_path = self.tmp / f"{self.name}-worker{index}.log"
-        env = self.env(
-            SCORER_WEB_PORT=str(port),
-            SCORER_DATA_DIR=str(self.tmp / f"{self.name}-data{index}"),
-            **extra,
-        )
+        defaults = {
+            "SCORER_WEB_PORT": str(port),
+            "SCORER_DATA_DIR": str(self.tmp / f"{self.name}-data{index}"),
+        }
+        env = self.env(**{**defaults, **extra})
         handle = open(log_path, "wb")  # noqa: SIM115 - closed in Worker.stop
         process = subprocess.Popen(
             [SCORER, "worker"],
@@ -216,9 +228,9 @@ async def produce(
 ) -> list[tuple[int, int]]:
     """(topic, key, value) records, all acknowledged; their (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
-    await producer.start()
     count = 0
     try:
+        await producer.start()
         futures = []
         for topic, key, value in records:
             futures.append(await producer.send(topic, key=key, value=value, headers=headers))

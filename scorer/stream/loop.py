@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from scorer.config import Settings
 from scorer.logs import BrokerOutage
 from scorer.scoring.engine import Engine
+from scorer.stream.assignor import TaskAssignor
 from scorer.stream.checkpoint import Checkpoint, CommitFailed
 from scorer.stream.dlq import dlq_headers
 from scorer.stream.followers import Firmographics, Follower, Icps
@@ -148,6 +149,7 @@ class Worker:
             heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
             max_partition_fetch_bytes=2 * 1024 * 1024,
             fetch_max_wait_ms=100,
+            partition_assignment_strategy=(TaskAssignor,),
         )
         self.consumer = consumer
         await consumer.start()
@@ -246,7 +248,7 @@ class Worker:
         assignment = consumer.assignment()
         for task in manager.tasks.values():
             for tp in task.inputs:
-                if tp in assignment:
+                if tp in assignment and tp in task.positions:
                     position = await consumer.position(tp)
                     if position > task.positions[tp]:
                         task.positions[tp] = position

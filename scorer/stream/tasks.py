@@ -264,8 +264,11 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             # Fenced: the committed offsets are stable now. Read them, seek.
             for task in created:
                 self.tasks[task.partition] = task
+            mine = set(self.consumer.assignment())
             for task in self.tasks.values():
                 for tp in task.inputs:
+                    if tp not in mine:  # a topic with fewer partitions
+                        continue
                     committed = await self.consumer.committed(tp)
                     if committed is None:
                         await self.consumer.seek_to_beginning(tp)
@@ -285,9 +288,9 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         assert self.consumer is not None
         assignment = self.consumer.assignment()
         for task in self.tasks.values():
-            for tp in task.inputs:
+            for tp, position in task.positions.items():
                 if tp in assignment:
-                    self.consumer.seek(tp, task.positions[tp])
+                    self.consumer.seek(tp, position)
 
     async def close_all(self) -> None:
         for task in list(self.tasks.values()):

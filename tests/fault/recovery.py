@@ -17,6 +17,7 @@ from scorer.icp import load_icp
 from scorer.scoring import AccountState, Engine, alert_id
 from scorer.stream.kafka import partitions_of
 from scorer.stream.state import SEPARATOR
+from scorer.stream.store import MARKER_KEY
 from tests.integration.streaming import ICPS
 from tests.kafka_harness import Deployment
 
@@ -57,7 +58,7 @@ def table_state(changelog: list[Any]) -> tuple[dict[str, dict[str, Any]], set[st
         latest[record.key] = record.value
     accounts, applied = {}, set()
     for key, value in latest.items():
-        if value is None:
+        if value is None or key == MARKER_KEY:
             continue
         if SEPARATOR in key:
             applied.update(orjson.loads(value))
