@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the package with its dev extras
 
-tools: ## install promtool and prometheus for the tests if missing (Debian package)
+tools: ## install the tools the tests run (promtool, prometheus, kcat, chromium) if missing
 	@bash deploy/local/tools.sh
 
 test: setup tools ## run the test suite (starts its own Kafka broker)
