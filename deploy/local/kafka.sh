@@ -20,7 +20,9 @@ KAFKA_HOST=127.0.0.1
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-$REPO_ROOT/.kafka/$KAFKA_PORT}
-KAFKA_HOME_CACHE=${KAFKA_HOME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/icp-scorer/kafka-$KAFKA_VERSION/libs}
+# The cache is keyed by the pom's content too: a dependency added there is fetched.
+POM_KEY=$(cksum < "$SCRIPT_DIR/pom.xml" | cut -d' ' -f1)
+KAFKA_HOME_CACHE=${KAFKA_HOME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/icp-scorer/kafka-$KAFKA_VERSION-$POM_KEY/libs}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
@@ -353,6 +355,8 @@ usage: $(basename "$0") up|down|status|fetch|logs
   status  print running / not running (exit 0 running, 3 not running, 1 not answering)
   fetch   only resolve and cache the Kafka jars
   logs    tail -f the broker log
+  tool CLASS [ARGS...]  run one of Kafka's Java tools from the cached jars, e.g.
+          tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server ...
 EOF
 }
 
@@ -362,6 +366,8 @@ case "${1:-}" in
   status) cmd_status ;;
   fetch) fetch ;;
   logs) exec tail -n 100 -f "$SERVER_LOG" ;;
+  tool) shift; fetch; mkdir -p "$LOG_DIR"; exec "$(java_bin)" -Xmx512m -cp "$(classpath)" \
+          -Dlog4j2.configurationFile="$SCRIPT_DIR/log4j2.xml" -Dkafka.logs.dir="$LOG_DIR" "$@" ;;
   -h|--help|help) usage ;;
   *) usage; exit 2 ;;
 esac

@@ -101,25 +101,39 @@ class Checkpoint:
             raise CommitFailed(task.partition) from exc
         self.metrics.commit_seconds.observe(time.monotonic() - started)
 
-    async def _send_all(self, task: Task, producer: AIOKafkaProducer) -> Any:
-        """Steps 1, 3 and 4; returns the future of the last changelog write."""
+    async def _send_all(
+        self, task: Task, producer: AIOKafkaProducer
+    ) -> tuple[tuple[Any, int], Any]:
+        """Steps 1, 3 and 4. Returns (the future of the last changelog batch, or
+        None, and its record count) and the future of the marker's write."""
         writes = task.store.prepare()  # 1
         for topic, key, value, headers, partition in task.outbox:  # 3
             await producer.send(topic, value, key=key, headers=headers, partition=partition)
+        marker_future = None
         changelog = task.changelog
-        last = None
         if task.marker is not None:  # 4
-            last = await producer.send(
+            marker_future = await producer.send(
                 changelog.topic, task.marker, key=MARKER_KEY, partition=changelog.partition
             )
-            marker_future = last
-        else:
-            marker_future = None
+        # The changelog partition is known: build whole record batches, one
+        # accumulator call per batch instead of one per record.
+        last_batch, count = None, 0
+        batch = producer.create_batch()
         for key, value in writes.items():
-            last = await producer.send(
-                changelog.topic, value, key=key, partition=changelog.partition
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                batch.close()
+                last_batch = await producer.send_batch(
+                    batch, changelog.topic, partition=changelog.partition
+                )
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            count = batch.record_count()
+        if batch.record_count():
+            batch.close()
+            last_batch = await producer.send_batch(
+                batch, changelog.topic, partition=changelog.partition
             )
-        return last, marker_future
+        return (last_batch, count), marker_future
 
     async def _transactional(self, task: Task, producer: AIOKafkaProducer) -> None:
         await producer.begin_transaction()  # 2
@@ -139,7 +153,7 @@ class Checkpoint:
             await self.consumer.commit(offsets)
         self._committed(task, last, marker_future)  # 7
 
-    def _committed(self, task: Task, last: Any, marker_future: Any) -> None:
+    def _committed(self, task: Task, last: tuple[Any, int], marker_future: Any) -> None:
         now = time.time()
         for produced_at in task.alert_times:
             self.metrics.end_to_end.observe(now - produced_at)
@@ -150,5 +164,6 @@ class Checkpoint:
         if marker_future is not None:
             store.backing.set_marker(task.marker or b"", marker_future.result().offset)
             task.marker = None
-        offset = last.result().offset + 1 if last is not None else store.backing.offset
+        batch, count = last
+        offset = batch.result().offset + count if batch is not None else store.backing.offset
         store.committed(offset)

@@ -42,8 +42,7 @@ class Firmographics:
         self.max_bytes = max_bytes
         self.records: dict[bytes, bytes] = {}
         self.decoded: OrderedDict[bytes, Any] = OrderedDict()
-        self._hit = metrics.lookup["hit"]
-        self._miss = metrics.lookup["miss"]
+        self.hits = self.misses = 0  # since the last flush_counts
 
     def company(self, key: bytes) -> Any:
         """The account's company record, or None (every field unknown)."""
@@ -58,8 +57,19 @@ class Firmographics:
                 self.engine.forget_company(old.decode())
         else:
             decoded.move_to_end(key)
-        (self._miss if company is None else self._hit).inc()
+        if company is None:
+            self.misses += 1
+        else:
+            self.hits += 1
         return company
+
+    def flush_counts(self) -> None:
+        """Lookups since the last call into the Prometheus counters."""
+        if self.hits:
+            self.metrics.lookup["hit"].inc(self.hits)
+        if self.misses:
+            self.metrics.lookup["miss"].inc(self.misses)
+        self.hits = self.misses = 0
 
     def apply(self, record: Any, dead_letter: DeadLetter) -> None:
         """One firmographics record: a checked upsert, or a delete."""
@@ -77,7 +87,8 @@ class Firmographics:
             try:
                 if len(record.value) > self.max_bytes:
                     raise InvalidInputError("oversize", f"{len(record.value)} bytes")
-                checked = check_record(orjson.loads(record.value))
+                document = orjson.loads(record.value)
+                checked = check_record(document)
             except orjson.JSONDecodeError:
                 dead_letter(record, "invalid_json", "not valid UTF-8 JSON")
                 return
@@ -87,7 +98,10 @@ class Firmographics:
             if checked["domain"] != domain:
                 dead_letter(record, "schema", "domain differs from the key")
                 return
-            self.records[key] = orjson.dumps(checked)
+            # Keep the bytes as they came unless checking changed the record
+            # (the domain written in another form): no re-encoding per company.
+            same = checked["domain"] == document.get("domain")
+            self.records[key] = record.value if same else orjson.dumps(checked)
         self.decoded.pop(key, None)
         self.engine.forget_company(domain)
 

@@ -32,7 +32,7 @@ from scorer.stream.followers import Firmographics, Follower, Icps
 from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
-from scorer.stream.tasks import TaskFactory, TaskManager, producer_options
+from scorer.stream.tasks import Task, TaskFactory, TaskManager, producer_options
 from scorer.stream.web import WebServer
 
 log = logging.getLogger("scorer.worker")
@@ -236,10 +236,20 @@ class Worker:
                         processor.first_event_at - self.started,
                     )
                 now = time.monotonic()
-                if count < MAX_BATCH or now - last_commit >= interval:
+                if now - last_commit >= interval or (count and self._caught_up(consumer, tasks)):
                     await self._commit(consumer, manager, checkpoint)
                     last_commit = now
         await self.drain()
+
+    @staticmethod
+    def _caught_up(consumer: AIOKafkaConsumer, tasks: dict[int, Task]) -> bool:
+        """Nothing more is waiting on any input: commit now rather than at the interval."""
+        for task in tasks.values():
+            for tp, position in task.positions.items():
+                end = consumer.last_stable_offset(tp)
+                if end is not None and position < end:
+                    return False
+        return True
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, manager: TaskManager, checkpoint: Checkpoint
@@ -327,6 +337,8 @@ class Worker:
         for task in self.background:
             with contextlib.suppress(BaseException):
                 await task
+        if self.manager is not None:
+            await self.manager.close_all()
         if self.consumer is not None:
             await self.consumer.stop()  # leaves the group
         if self.side_producer is not None:

@@ -57,6 +57,9 @@ class Processor:
         self.max_bytes = settings.max_message_bytes
         self.emit_scores = settings.emit_scores
         self._partition_of: dict[bytes, int] = {}
+        # Events by (stream, outcome), added to the Prometheus counters once per
+        # batch: a counter's inc takes a lock, a dict update does not.
+        self._counts: dict[tuple[str, str], int] = {}
         self.first_event_at: float | None = None
 
     def partition_of(self, key: bytes) -> int:
@@ -79,6 +82,18 @@ class Processor:
                 self.dead_letter(task, record, "internal_error", "see worker log")
         if self.first_event_at is None and records:
             self.first_event_at = time.monotonic()
+        self.flush_counts()
+
+    def flush_counts(self) -> None:
+        event = self.metrics.event
+        for key, count in self._counts.items():
+            event[key].inc(count)
+        self._counts.clear()
+        self.firmographics.flush_counts()
+
+    def count(self, stream: str, outcome: str) -> None:
+        key = (stream, outcome)
+        self._counts[key] = self._counts.get(key, 0) + 1
 
     def handle(self, task: Task, record: Any) -> None:
         topics = self.topics
@@ -86,17 +101,17 @@ class Processor:
         raw = record.value
         if raw is None:
             self.dead_letter(task, record, "schema", "null value")
-            self.metrics.event[stream, INVALID].inc()
+            self.count(stream, INVALID)
             return
         try:
             event = decode_event(raw, self.max_bytes)
         except InvalidInputError as exc:
             self.dead_letter(task, record, exc.reason, exc.detail)
-            self.metrics.event[stream, INVALID].inc()
+            self.count(stream, INVALID)
             return
         account = event.account
         if account is None:
-            self.metrics.event[stream, UNRESOLVED].inc()
+            self.count(stream, UNRESOLVED)
             return
         key = account.encode()
         if record.topic != topics.rekey and (
@@ -107,7 +122,7 @@ class Processor:
         store = task.store
         state = store.account(key)
         outcome, scores = self.engine.apply(state, event, self.firmographics.company(key))
-        self.metrics.event[stream, outcome].inc()
+        self.count(stream, outcome)
         if outcome != SCORED:
             return
         store.changed(key)

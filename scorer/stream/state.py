@@ -48,11 +48,24 @@ def bucket_key(account: bytes, bucket: int) -> bytes:
 class BucketedIds:
     """`SeenIds` over a table: ids grouped by occurred_at into time buckets.
 
-    Changes are kept in memory and written by `store_account` (record, then
-    `flush`): the changed buckets, and deletions of dead ones.
+    Loaded buckets are sets in memory (a hot account's bucket can hold
+    thousands of ids); the expiry of old buckets is only looked at when the
+    horizon passes the end of the oldest live one. Changes are kept in memory
+    and written by `store_account` (record, then `flush`): the changed
+    buckets, and deletions of dead ones.
     """
 
-    __slots__ = ("_dead", "_dirty", "_loaded", "account", "added", "live", "table", "width")
+    __slots__ = (
+        "_dead",
+        "_dirty",
+        "_expires",
+        "_live",
+        "_loaded",
+        "account",
+        "added",
+        "table",
+        "width",
+    )
 
     def __init__(
         self,
@@ -64,9 +77,10 @@ class BucketedIds:
     ) -> None:
         self.table = table
         self.account = account
-        self.live = live
+        self._live = set(live)
         self.width = width
-        self._loaded: dict[int, list[str]] = {}
+        self._expires = (min(live) + 1) * width if live else float("inf")
+        self._loaded: dict[int, set[str]] = {}
         self._dirty: set[int] = set()
         self._dead: set[int] = set()
         self.added: list[list[Any]] = []  # [event_id, occurred_at] since the last write
@@ -74,19 +88,26 @@ class BucketedIds:
             if not self.contains(event_id, at):  # its bucket write was lost: put it back
                 self._put(event_id, at)
 
-    def _bucket(self, number: int) -> list[str]:
+    @property
+    def live(self) -> list[int]:
+        return sorted(self._live)
+
+    def _bucket(self, number: int) -> set[str]:
         ids = self._loaded.get(number)
         if ids is None:
-            raw = self.table.get(bucket_key(self.account, number)) if number in self.live else None
-            ids = orjson.loads(raw) if raw else []
+            raw = self.table.get(bucket_key(self.account, number)) if number in self._live else None
+            ids = set(orjson.loads(raw)) if raw else set()
             self._loaded[number] = ids
         return ids
 
     def _put(self, event_id: str, at: float) -> None:
         number = int(at // self.width)
-        self._bucket(number).append(event_id)
-        if number not in self.live:
-            self.live.append(number)
+        self._bucket(number).add(event_id)
+        if number not in self._live:
+            self._live.add(number)
+            end = (number + 1) * self.width
+            if end < self._expires:
+                self._expires = end
         self._dirty.add(number)
         self.added.append([event_id, at])
 
@@ -96,22 +117,24 @@ class BucketedIds:
 
     def contains(self, event_id: str, at: float) -> bool:
         number = int(at // self.width)
-        return number in self.live and event_id in self._bucket(number)
+        return number in self._live and event_id in self._bucket(number)
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         self._put(event_id, at)
-        # Buckets whose every event is before the horizon can go.
-        width = self.width
-        for b in [b for b in self.live if (b + 1) * width <= horizon]:
-            self.live.remove(b)
-            self._loaded.pop(b, None)
-            self._dirty.discard(b)
-            self._dead.add(b)
+        if horizon >= self._expires:  # buckets whose every event is before the horizon go
+            width = self.width
+            for b in [b for b in self._live if (b + 1) * width <= horizon]:
+                self._live.discard(b)
+                self._loaded.pop(b, None)
+                self._dirty.discard(b)
+                self._dead.add(b)
+            live = self._live
+            self._expires = (min(live) + 1) * width if live else float("inf")
 
     def flush(self) -> None:
         """Write the changed buckets and delete dead ones (after the record)."""
         for number in self._dirty:
-            self.table[bucket_key(self.account, number)] = orjson.dumps(self._loaded[number])
+            self.table[bucket_key(self.account, number)] = orjson.dumps(list(self._loaded[number]))
         for number in self._dead:
             self.table.pop(bucket_key(self.account, number), None)
         self._dirty.clear()
