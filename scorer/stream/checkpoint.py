@@ -1,7 +1,11 @@
 """One commit of a task, as numbered steps (after quixstreams' Checkpoint).
 
-Exactly-once (the default), in the task's transaction:
-  1. serialise the accounts changed since the last commit;
+A commit starts from a *snapshot*, taken synchronously between two batches:
+  1. serialise the accounts changed since the last snapshot, and take the
+     outbox, the input positions and the changelog writes as they are now.
+The rest runs while the loop goes on scoring the next batches (a task has
+at most one commit in flight). Exactly-once (the default), in the task's
+transaction:
   2. begin the transaction;
   3. send the outputs (alerts, scores, dead letters, re-keyed events) in order;
   4. send the changelog writes (and the changelog marker, the first time);
@@ -9,13 +13,13 @@ Exactly-once (the default), in the task's transaction:
   6. commit it: outputs, state and offsets become visible together;
   7. write the committed state into the local store, with its changelog offset.
 A failure (or no answer within `COMMIT_TIMEOUT_SECONDS`) rewinds the task to
-its last commit (state, outbox, input positions) and marks its producer
-broken; the loop replaces it, and the new producer's start aborts the open
-transaction on the broker: nothing is half-applied. (A fresh producer, not an
-abort on the old one: aiokafka 0.14's sender task dies on a connection error
-while it looks up the transaction coordinator, and then nothing on that
-producer ever completes.) A fenced producer means another worker owns the task
-now: the task is dropped.
+its last commit (state, outbox, input positions), including what was scored
+after the snapshot, and marks its producer broken; the loop replaces it, and
+the new producer's start aborts the open transaction on the broker: nothing
+is half-applied. (A fresh producer, not an abort on the old one: aiokafka
+0.14's sender task dies on a connection error while it looks up the
+transaction coordinator, and then nothing on that producer ever completes.)
+A fenced producer means another worker owns the task now: the task is dropped.
 
 At-least-once: the same steps on one shared producer without a transaction;
 step 6 waits for every send to be acknowledged, then commits the offsets on
@@ -29,15 +33,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import MARKER_KEY
-from scorer.stream.tasks import Task
+from scorer.stream.tasks import Output, Task
 
 log = logging.getLogger("scorer.worker")
 COMMIT_TIMEOUT_SECONDS = 20.0
@@ -45,6 +50,27 @@ COMMIT_TIMEOUT_SECONDS = 20.0
 
 class CommitFailed(Exception):
     """A task's commit failed; it was rewound and its producer must be renewed."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What one commit of a task carries (step 1)."""
+
+    task: Task
+    outbox: list[Output]
+    writes: dict[bytes, bytes | None]
+    positions: dict[TopicPartition, int]
+    alert_times: list[float]
+    marker: bytes | None
+
+
+def snapshot(task: Task) -> Snapshot:
+    """Step 1, synchronous: the task's work up to now, handed to one commit."""
+    outbox, task.outbox = task.outbox, []
+    alert_times, task.alert_times = task.alert_times, []
+    return Snapshot(
+        task, outbox, task.store.prepare(), dict(task.positions), alert_times, task.marker
+    )
 
 
 class Checkpoint:
@@ -62,27 +88,55 @@ class Checkpoint:
         self.metrics = metrics
         self.shared_producer = shared_producer  # at-least-once mode
         self.lost: list[Task] = []
+        self.inflight: asyncio.Future[Any] | None = None
 
-    async def commit_all(self, tasks: list[Task]) -> None:
-        """Commit every task with work, concurrently; CommitFailed if any failed
-        (each failed task is rewound, the others committed)."""
-        busy = [task for task in tasks if task.has_work and not task.broken]
-        results = await asyncio.gather(
-            *(self.commit(task) for task in busy), return_exceptions=True
+    @property
+    def busy(self) -> bool:
+        return self.inflight is not None and not self.inflight.done()
+
+    def start(self, tasks: list[Task]) -> bool:
+        """Snapshot every task with work and commit them, concurrently, in the
+        background. Call only when no commit is in flight."""
+        assert not self.busy
+        snapshots = [snapshot(task) for task in tasks if task.has_work and not task.broken]
+        if not snapshots:
+            return False
+        self.inflight = asyncio.ensure_future(
+            asyncio.gather(*(self.commit(s) for s in snapshots), return_exceptions=True)
         )
-        for result in results:
+        return True
+
+    async def wait(self) -> None:
+        """The commit in flight, if any, finished; CommitFailed if a task's failed
+        (that task was rewound, the others committed)."""
+        inflight, self.inflight = self.inflight, None
+        if inflight is None:
+            return
+        for result in await inflight:
             if isinstance(result, BaseException):
                 raise result
-        if any(task.broken for task in tasks):
-            raise CommitFailed(-1)
 
-    async def commit(self, task: Task) -> None:
+    async def commit_all(self, tasks: list[Task]) -> None:
+        """Everything done so far, committed before returning (CommitFailed if a
+        task's commit, in flight or this one, failed)."""
+        failed = None
+        try:
+            await self.wait()
+        except CommitFailed as exc:
+            failed = exc
+        self.start(tasks)
+        await self.wait()
+        if failed is not None:
+            raise failed
+
+    async def commit(self, snap: Snapshot) -> None:
+        task = snap.task
         started = time.monotonic()
         try:
             if task.producer is not None:
-                work = self._transactional(task, task.producer)
+                work = self._transactional(snap, task.producer)
             else:
-                work = self._at_least_once(task)
+                work = self._at_least_once(snap)
             await asyncio.wait_for(work, COMMIT_TIMEOUT_SECONDS)
         except ProducerFenced:
             log.warning("partition %d: producer fenced; the task moved away", task.partition)
@@ -101,25 +155,22 @@ class Checkpoint:
             raise CommitFailed(task.partition) from exc
         self.metrics.commit_seconds.observe(time.monotonic() - started)
 
-    async def _send_all(
-        self, task: Task, producer: AIOKafkaProducer
-    ) -> tuple[tuple[Any, int], Any]:
-        """Steps 1, 3 and 4. Returns (the future of the last changelog batch, or
-        None, and its record count) and the future of the marker's write."""
-        writes = task.store.prepare()  # 1
-        for topic, key, value, headers, partition in task.outbox:  # 3
+    async def _send_all(self, snap: Snapshot, producer: AIOKafkaProducer) -> tuple[Any, int, Any]:
+        """Steps 3 and 4. Returns the future of the last changelog batch (or
+        None), its record count, and the future of the marker's write."""
+        for topic, key, value, headers, partition in snap.outbox:  # 3
             await producer.send(topic, value, key=key, headers=headers, partition=partition)
         marker_future = None
-        changelog = task.changelog
-        if task.marker is not None:  # 4
+        changelog = snap.task.changelog
+        if snap.marker is not None:  # 4
             marker_future = await producer.send(
-                changelog.topic, task.marker, key=MARKER_KEY, partition=changelog.partition
+                changelog.topic, snap.marker, key=MARKER_KEY, partition=changelog.partition
             )
         # The changelog partition is known: build whole record batches, one
         # accumulator call per batch instead of one per record.
         last_batch, count = None, 0
         batch = producer.create_batch()
-        for key, value in writes.items():
+        for key, value in snap.writes.items():
             if batch.append(key=key, value=value, timestamp=None) is None:
                 batch.close()
                 last_batch = await producer.send_batch(
@@ -133,37 +184,37 @@ class Checkpoint:
             last_batch = await producer.send_batch(
                 batch, changelog.topic, partition=changelog.partition
             )
-        return (last_batch, count), marker_future
+        return last_batch, count, marker_future
 
-    async def _transactional(self, task: Task, producer: AIOKafkaProducer) -> None:
+    async def _transactional(self, snap: Snapshot, producer: AIOKafkaProducer) -> None:
         await producer.begin_transaction()  # 2
-        last, marker_future = await self._send_all(task, producer)
-        offsets = {tp: OffsetAndMetadata(pos, "") for tp, pos in task.positions.items()}
+        sent = await self._send_all(snap, producer)
+        offsets = {tp: OffsetAndMetadata(pos, "") for tp, pos in snap.positions.items()}
         await producer.send_offsets_to_transaction(offsets, self.group_id)  # 5
         await producer.commit_transaction()  # 6
-        self._committed(task, last, marker_future)  # 7
+        self._committed(snap, *sent)  # 7
 
-    async def _at_least_once(self, task: Task) -> None:
+    async def _at_least_once(self, snap: Snapshot) -> None:
         producer = self.shared_producer
         assert producer is not None
-        last, marker_future = await self._send_all(task, producer)
+        sent = await self._send_all(snap, producer)
         await producer.flush()  # 6: every send acknowledged, then the offsets
-        offsets = {tp: pos for tp, pos in task.positions.items() if task.committed.get(tp) != pos}
+        committed = snap.task.committed
+        offsets = {tp: pos for tp, pos in snap.positions.items() if committed.get(tp) != pos}
         if offsets:
             await self.consumer.commit(offsets)
-        self._committed(task, last, marker_future)  # 7
+        self._committed(snap, *sent)  # 7
 
-    def _committed(self, task: Task, last: tuple[Any, int], marker_future: Any) -> None:
+    def _committed(self, snap: Snapshot, batch: Any, count: int, marker_future: Any) -> None:
         now = time.time()
-        for produced_at in task.alert_times:
+        for produced_at in snap.alert_times:
             self.metrics.end_to_end.observe(now - produced_at)
-        task.alert_times.clear()
-        task.outbox.clear()
-        task.committed = dict(task.positions)
+        task = snap.task
+        task.committed = snap.positions
         store = task.store
         if marker_future is not None:
-            store.backing.set_marker(task.marker or b"", marker_future.result().offset)
-            task.marker = None
-        batch, count = last
+            store.backing.set_marker(snap.marker or b"", marker_future.result().offset)
+            if task.marker == snap.marker:
+                task.marker = None
         offset = batch.result().offset + count if batch is not None else store.backing.offset
         store.committed(offset)

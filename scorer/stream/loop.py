@@ -198,8 +198,11 @@ class Worker:
                 if job.done() and not job.cancelled() and job.exception() is not None:
                     raise job.exception()  # type: ignore[misc]
             generation = manager.generation
+            # Short waits while a commit is in flight: the next one starts as
+            # soon as it ends.
+            wait_ms = 5 if checkpoint.busy else 100
             try:
-                batch = await consumer.getmany(timeout_ms=100, max_records=MAX_BATCH)
+                batch = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_BATCH)
             except (KafkaConnectionError, KafkaTimeoutError):
                 continue  # the client reconnects by itself; BrokerOutage logs it
             except KafkaError as exc:
@@ -215,7 +218,6 @@ class Worker:
                 if generation != manager.generation:
                     manager.rewind()  # fetched across a rebalance: read it again
                     continue
-                count = 0
                 tasks = manager.tasks
                 for tp, records in batch.items():
                     task = tasks.get(tp.partition)
@@ -228,17 +230,21 @@ class Worker:
                             continue
                     processor.process(task, records)
                     task.positions[tp] = records[-1].offset + 1
-                    count += len(records)
                 if not self.first_event_logged and processor.first_event_at is not None:
                     self.first_event_logged = True
                     log.info(
                         "first event processed %.1f s after start",
                         processor.first_event_at - self.started,
                     )
+                if checkpoint.busy:
+                    continue
+                if not await self._settle(manager, checkpoint):
+                    continue
                 now = time.monotonic()
-                if now - last_commit >= interval or (count and self._caught_up(consumer, tasks)):
-                    await self._commit(consumer, manager, checkpoint)
-                    last_commit = now
+                if now - last_commit >= interval or self._caught_up(consumer, tasks):
+                    await self._advance_positions(consumer, manager)
+                    if checkpoint.start(list(tasks.values())):
+                        last_commit = now
         await self.drain()
 
     @staticmethod
@@ -251,10 +257,9 @@ class Worker:
                     return False
         return True
 
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, manager: TaskManager, checkpoint: Checkpoint
-    ) -> None:
-        """Commit every task with work; positions first move past control records."""
+    async def _advance_positions(self, consumer: AIOKafkaConsumer, manager: TaskManager) -> None:
+        """Input positions move past control records (transaction markers), so a
+        caught-up partition shows no lag."""
         assignment = consumer.assignment()
         for task in manager.tasks.values():
             for tp in task.inputs:
@@ -262,20 +267,23 @@ class Worker:
                     position = await consumer.position(tp)
                     if position > task.positions[tp]:
                         task.positions[tp] = position
+
+    async def _settle(self, manager: TaskManager, checkpoint: Checkpoint) -> bool:
+        """The outcome of the last commit: False if it failed (the failed tasks
+        were rolled back: renew their producers, read their input again)."""
         try:
-            await checkpoint.commit_all(list(manager.tasks.values()))
+            await checkpoint.wait()
         except CommitFailed:
-            # The failed tasks were rolled back: renew their producers, then
-            # read their input again from their last commit.
             await self._renew_broken(manager)
             manager.rewind()
-            return
+            return False
         for task in checkpoint.lost:
             manager.tasks.pop(task.partition, None)
             await manager.factory.close(task)
         checkpoint.lost.clear()
         if any(task.committed for task in manager.tasks.values()):
             self.outage.healthy()
+        return True
 
     async def _renew_broken(self, manager: TaskManager) -> None:
         delay = 1.0

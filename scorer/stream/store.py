@@ -5,11 +5,12 @@ Three layers, as in Kafka Streams:
   next changelog offset to read): a dict (`SCORER_STORE=memory`) or one
   rocksdict database per task under
   ``SCORER_DATA_DIR/<app id>/<changelog topic>/<partition>``;
-- `pending`: writes since the last checkpoint. The checkpoint sends them to
-  the changelog inside the task's transaction and, once it committed, into
-  the backing store with the new offset, in one RocksDB write batch. A crash
-  or an aborted transaction leaves the backing store at a committed prefix of
-  the changelog, and restore replays the rest;
+- `pending`: writes since the last snapshot, and `inflight`: the writes of
+  the commit under way. The commit sends them to the changelog inside the
+  task's transaction and, once it committed, into the backing store with the
+  new offset, in one RocksDB write batch. A crash or an aborted transaction
+  leaves the backing store at a committed prefix of the changelog, and
+  restore replays the rest;
 - an LRU of decoded accounts (`AccountCache`), so memory stays bounded and
   hot accounts are not decoded per event.
 
@@ -162,6 +163,7 @@ class AccountStore:
         self.bucket_width = bucket_width
         self.cache_limit = cache_limit
         self.pending: dict[bytes, bytes | None] = {}
+        self.inflight: dict[bytes, bytes | None] = {}
         self.cache: OrderedDict[bytes, tuple[AccountState, BucketedIds]] = OrderedDict()
         self.dirty: set[bytes] = set()
 
@@ -170,7 +172,9 @@ class AccountStore:
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         value = self.pending.get(key, _MISSING)
         if value is _MISSING:
-            return self.backing.get(key)
+            value = self.inflight.get(key, _MISSING)
+            if value is _MISSING:
+                return self.backing.get(key)
         return value  # type: ignore[return-value]
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
@@ -203,22 +207,27 @@ class AccountStore:
         self.dirty.add(key)
 
     def prepare(self) -> dict[bytes, bytes | None]:
-        """Serialise the changed accounts; the writes the changelog must carry."""
+        """Serialise the changed accounts and hand every write since the last
+        call to the commit about to start (at most one is in flight)."""
         cache = self.cache
         for key in self.dirty:
             state, ids = cache[key]
             store_account(self, key, state, ids)
         self.dirty.clear()
-        return self.pending
+        assert not self.inflight, "a task has one commit in flight at most"
+        self.inflight, self.pending = self.pending, {}
+        return self.inflight
 
     def committed(self, offset: int) -> None:
-        """The changelog holds `pending` up to `offset`: make it the backing's."""
-        self.backing.write(self.pending.items(), offset)
-        self.pending = {}
+        """The changelog holds the in-flight writes up to `offset`: make them
+        the backing store's."""
+        self.backing.write(self.inflight.items(), offset)
+        self.inflight = {}
 
     def discard(self) -> None:
         """Forget everything not committed (an aborted transaction)."""
         self.pending = {}
+        self.inflight = {}
         self.dirty.clear()
         self.cache.clear()
 

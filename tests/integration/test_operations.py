@@ -130,7 +130,15 @@ async def test_metrics_dashboard_logs_and_sigterm(deployment: Deployment, tmp_pa
         while total(samples(worker.get("/metrics").decode()), "scorer_events_total") < len(records):
             assert time.monotonic() < deadline, "worker did not count every event"
             await asyncio.sleep(0.5)
-        exposition = worker.get("/metrics")
+        # Alerts count as delivered when their transaction commits, a moment
+        # after the events are counted: read them, then the exposition.
+        alerts = await deployment.documents("hot-accounts", idle=2, timeout=30)
+        while True:
+            exposition = worker.get("/metrics")
+            delivered = total(samples(exposition.decode()), "scorer_end_to_end_seconds_count")
+            if delivered >= len(alerts) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
 
         # The live exposition is clean by Prometheus's own linter.
         lint = subprocess.run(
@@ -146,7 +154,6 @@ async def test_metrics_dashboard_logs_and_sigterm(deployment: Deployment, tmp_pa
         scored = total(m, "scorer_events_total", outcome="scored")
         assert scored > 0
         assert total(m, "scorer_ingest_to_score_seconds_count") == scored
-        alerts = await deployment.documents("hot-accounts", idle=2, timeout=30)
         assert total(m, "scorer_alerts_total") == len(alerts) > 0
         assert total(m, "scorer_end_to_end_seconds_count") == len(alerts)
         applied = sum(
