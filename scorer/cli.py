@@ -11,11 +11,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from aiokafka.errors import KafkaError
+
 from scorer import __version__
 from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
-from scorer.errors import InvalidICPError, InvalidInputError
+from scorer.errors import BrokerError, InvalidICPError, InvalidInputError
 from scorer.icp.loader import load_icp
+from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
 from scorer.scoring.engine import Engine
 from scorer.timefmt import parse_duration
@@ -245,8 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    outage = configure_logging("WARNING", "text")
     try:
         status: int = args.run(args)
+    except (KafkaError, BrokerError) as exc:
+        print(
+            f"scorer: the broker at {Settings().broker} could not be used: "
+            f"{broker_problem(outage, exc)}",
+            file=sys.stderr,
+        )
+        return 1
     except InvalidICPError as exc:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}" if exc.source else problem, file=sys.stderr)

@@ -53,6 +53,7 @@ class BrokerOutage(logging.Filter):
         self.down_since: float | None = None
         self.last_note = 0.0
         self.suppressed = 0
+        self.last_error: str | None = None  # the client's last word on why
         self.log = logging.getLogger("scorer.broker")
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -61,6 +62,7 @@ class BrokerOutage(logging.Filter):
         message = record.getMessage()
         if not any(text in message for text in _CONNECTION_TROUBLE):
             return True
+        self.last_error = message
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = self.last_note = now
@@ -87,6 +89,15 @@ class BrokerOutage(logging.Filter):
                 self.suppressed,
             )
             self.down_since = None
+
+
+def broker_problem(outage: BrokerOutage, error: BaseException) -> str:
+    """One line on why the broker could not be used, from what the client said
+    (authentication failures included); never a credential."""
+    said = outage.last_error or str(error)
+    if "Authentication failed" in said or "SaslAuthentication" in said:
+        return f"authentication failed: {said.split(': ', 1)[-1]}"
+    return said
 
 
 def configure_logging(level: str, fmt: str) -> BrokerOutage:

@@ -44,6 +44,13 @@ class Broker:
     bootstrap: str
     env: dict[str, str] = field(default_factory=dict)
     started_here: bool = False
+    sasl_ssl: str | None = None  # host:port of the SASL_SSL listener, when started with one
+
+    def secrets(self) -> tuple[str, str, str]:
+        """(user, password, CA file) of the SASL_SSL listener."""
+        tls = Path(self.env["KAFKA_DATA_DIR"]) / "tls"
+        user = (tls / "sasl-user").read_text().strip()
+        return user, (tls / "sasl-password").read_text().strip(), str(tls / "ca.pem")
 
     def restart(self) -> float:
         """Stop the broker and start it again on the same ports and data; seconds down."""
@@ -68,10 +75,11 @@ class Broker:
             )
 
 
-def start_broker(data_dir: Path, own: bool = False) -> Broker:
-    """The session's broker; `own=True` always starts a private one (to stop it)."""
+def start_broker(data_dir: Path, own: bool = False, sasl_ssl: bool = False) -> Broker:
+    """The session's broker; `own=True` always starts a private one (to stop it);
+    `sasl_ssl=True` adds a SASL_SSL (SCRAM-SHA-512) listener to a private one."""
     given = os.environ.get("SCORER_TEST_BROKER")
-    if given and not own:
+    if given and not own and not sasl_ssl:
         return Broker(given.split("://", 1)[-1])
     port, controller = free_port(), free_port()
     env = {
@@ -80,12 +88,17 @@ def start_broker(data_dir: Path, own: bool = False) -> Broker:
         "KAFKA_CONTROLLER_PORT": str(controller),
         "KAFKA_DATA_DIR": str(data_dir),
     }
+    secure = None
+    if sasl_ssl:
+        secure_port = free_port()
+        env["KAFKA_SASL_SSL_PORT"] = str(secure_port)
+        secure = f"127.0.0.1:{secure_port}"
     result = subprocess.run(
         ["bash", str(KAFKA_SH), "up"], env=env, capture_output=True, text=True, timeout=300
     )
     if result.returncode != 0:
         raise RuntimeError(f"could not start the test broker:\n{result.stderr[-3000:]}")
-    return Broker(f"127.0.0.1:{port}", env, started_here=True)
+    return Broker(f"127.0.0.1:{port}", env, started_here=True, sasl_ssl=secure)
 
 
 @dataclass

@@ -8,7 +8,13 @@
 # Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
 #      KAFKA_DATA_DIR (<repo>/.kafka/<port>), KAFKA_VERSION (4.3.1),
 #      KAFKA_HOME_CACHE (jar dir), KAFKA_START_TIMEOUT (90),
-#      KAFKA_STOP_TIMEOUT (30), KAFKA_HEAP_OPTS, KAFKA_JVM_OPTS, KAFKA_OPTS.
+#      KAFKA_STOP_TIMEOUT (30), KAFKA_HEAP_OPTS, KAFKA_JVM_OPTS, KAFKA_OPTS,
+#      KAFKA_SASL_SSL_PORT (unset: off) adds a SASL_SSL listener (SCRAM-SHA-512
+#      over TLS) beside the plaintext one: a CA and a broker certificate are
+#      made with openssl at the first start (KAFKA_DATA_DIR/tls/ca.pem is the
+#      CA clients trust) and the user KAFKA_SASL_USER (scorer) is created at
+#      format time with KAFKA_SASL_PASSWORD (random unless given; written to
+#      KAFKA_DATA_DIR/tls/sasl-password, mode 600).
 # See deploy/local/README.md.
 set -euo pipefail
 
@@ -44,6 +50,9 @@ SERVER_LOG=$LOG_DIR/server.log
 OUT_FILE=$KAFKA_DATA_DIR/kafka.out          # JVM stdout/stderr (normally empty)
 LOG_DIRS=$KAFKA_DATA_DIR/data               # Kafka log.dirs (+ KRaft metadata log)
 LOCK_FILE=$KAFKA_DATA_DIR/.lock
+KAFKA_SASL_SSL_PORT=${KAFKA_SASL_SSL_PORT:-}
+KAFKA_SASL_USER=${KAFKA_SASL_USER:-scorer}
+TLS_DIR=$KAFKA_DATA_DIR/tls
 
 java_bin() {
   if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
@@ -169,6 +178,49 @@ show_log_tail() {  # show_log_tail OFFSET -> JVM output + server.log written sin
   if [ -n "$new" ]; then log "--- tail of $SERVER_LOG"; printf '%s\n' "$new" >&2; fi
 }
 
+# ---------------------------------------------------------------- SASL_SSL
+sasl_listener() { [ -n "$KAFKA_SASL_SSL_PORT" ] && printf ',SASL_SSL://%s:%s' "$KAFKA_HOST" "$KAFKA_SASL_SSL_PORT"; true; }
+
+sasl_props() {
+  [ -n "$KAFKA_SASL_SSL_PORT" ] || return 0
+  cat <<EOP
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$(cat "$TLS_DIR/keystore-password")
+ssl.client.auth=none
+EOP
+}
+
+make_tls() {  # a CA, a broker key and certificate for 127.0.0.1/localhost, a PKCS12 keystore
+  [ -n "$KAFKA_SASL_SSL_PORT" ] || return 0
+  [ -f "$TLS_DIR/broker.p12" ] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found: needed for KAFKA_SASL_SSL_PORT"
+  mkdir -p "$TLS_DIR" && chmod 700 "$TLS_DIR"
+  local q=(-loglevel error)
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=icp-scorer local CA" \
+    -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null || die "could not make the CA"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$TLS_DIR/broker.key" -out "$TLS_DIR/broker.csr" 2>/dev/null || die "could not make the broker key"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TLS_DIR/san.ext"
+  openssl x509 -req -in "$TLS_DIR/broker.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+    -CAcreateserial -days 30 -extfile "$TLS_DIR/san.ext" -out "$TLS_DIR/broker.pem" 2>/dev/null \
+    || die "could not sign the broker certificate"
+  python3 -c 'import secrets; print(secrets.token_hex(16))' >"$TLS_DIR/keystore-password"
+  openssl pkcs12 -export -in "$TLS_DIR/broker.pem" -inkey "$TLS_DIR/broker.key" \
+    -certfile "$TLS_DIR/ca.pem" -name broker -out "$TLS_DIR/broker.p12" \
+    -passout "file:$TLS_DIR/keystore-password" || die "could not write the keystore"
+  if [ -n "${KAFKA_SASL_PASSWORD:-}" ]; then
+    printf '%s\n' "$KAFKA_SASL_PASSWORD" >"$TLS_DIR/sasl-password"
+  else
+    python3 -c 'import secrets; print(secrets.token_urlsafe(18))' >"$TLS_DIR/sasl-password"
+  fi
+  chmod 600 "$TLS_DIR"/*
+  printf '%s\n' "$KAFKA_SASL_USER" >"$TLS_DIR/sasl-user"
+  log "SASL_SSL: CA $TLS_DIR/ca.pem, user $KAFKA_SASL_USER, password in $TLS_DIR/sasl-password"
+}
+
 write_props() {
   cat >"$PROPS.tmp" <<EOF
 # Written by deploy/local/kafka.sh on every 'up'; edits are overwritten.
@@ -177,11 +229,12 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT$(sasl_listener)
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT$(sasl_listener)
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
 log.dirs=$LOG_DIRS
+$(sasl_props)
 
 num.partitions=1
 auto.create.topics.enable=true
@@ -220,11 +273,16 @@ while True:
       || cluster_id=$("$(java_bin)" -cp "$(classpath)" kafka.tools.StorageTool random-uuid 9>&-)
     echo "$cluster_id" >"$KAFKA_DATA_DIR/cluster.id"
   fi
+  local scram=()
+  if [ -n "$KAFKA_SASL_SSL_PORT" ]; then
+    scram=(--add-scram "SCRAM-SHA-512=[name=$(cat "$TLS_DIR/sasl-user"),password=$(cat "$TLS_DIR/sasl-password")]")
+  fi
   log "formatting KRaft storage in $LOG_DIRS (cluster id $cluster_id)..."
   mkdir -p "$LOG_DIRS"
   if ! "$(java_bin)" $KAFKA_HEAP_OPTS -Dlog4j2.configurationFile="$SCRIPT_DIR/log4j2.xml" \
         -Dkafka.logs.dir="$LOG_DIR" -cp "$(classpath)" \
         kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$PROPS" \
+        "${scram[@]}" \
         >"$KAFKA_DATA_DIR/format.out" 2>&1 9>&-; then
     cat "$KAFKA_DATA_DIR/format.out" >&2
     die "kafka-storage format failed"
@@ -301,6 +359,7 @@ cmd_up() {
 
   fetch
   mkdir -p "$LOG_DIR"
+  make_tls
   write_props
   format_storage
 

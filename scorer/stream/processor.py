@@ -57,6 +57,7 @@ class Processor:
         self.max_bytes = settings.max_message_bytes
         self.emit_scores = settings.emit_scores
         self._partition_of: dict[bytes, int] = {}
+        self.now = time.time()
         # Events by (stream, outcome), added to the Prometheus counters once per
         # batch: a counter's inc takes a lock, a dict update does not.
         self._counts: dict[tuple[str, str], int] = {}
@@ -74,6 +75,7 @@ class Processor:
 
     def process(self, task: Task, records: list[Any]) -> None:
         """Records of one input partition, in offset order."""
+        self.now = time.time()  # scored_at and ingest-to-score, once per batch
         for record in records:
             try:
                 self.handle(task, record)
@@ -114,10 +116,11 @@ class Processor:
             self.count(stream, UNRESOLVED)
             return
         key = account.encode()
-        if record.topic != topics.rekey and (
-            record.key != key or record.partition != self.partition_of(key)
-        ):
-            task.send(topics.rekey, key, raw, record.headers, self.partition_of(key))
+        partition = self._partition_of.get(key)
+        if partition is None:
+            partition = self.partition_of(key)
+        if record.topic != topics.rekey and (record.key != key or record.partition != partition):
+            task.send(topics.rekey, key, raw, record.headers, partition)
             return
         store = task.store
         state = store.account(key)
@@ -125,8 +128,8 @@ class Processor:
         self.count(stream, outcome)
         if outcome != SCORED:
             return
-        store.changed(key)
-        now = time.time()
+        store.dirty.add(key)
+        now = self.now
         produced_at = record.timestamp / 1000.0
         self.metrics.ingest_to_score.observe(now - produced_at)
         for score in scores:

@@ -18,13 +18,14 @@ from aiokafka.errors import (
     AuthenticationFailedError,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    KafkaConnectionError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
 
 from scorer.config import Settings
 from scorer.errors import ConfigError
-from scorer.logs import configure_logging
+from scorer.logs import broker_problem, configure_logging
 from scorer.stream.loop import Worker
 
 log = logging.getLogger("scorer.worker")
@@ -70,6 +71,13 @@ async def _run(worker: Worker) -> int:
         status = EXIT_CONFIG
     except REFUSED as exc:
         log.error("the broker refused the worker: %s: %s", type(exc).__name__, exc)
+        status = EXIT_FAILED
+    except KafkaConnectionError as exc:
+        log.error(
+            "cannot use the broker at %s: %s",
+            worker.settings.broker,
+            broker_problem(worker.outage, exc),
+        )
         status = EXIT_FAILED
     except Exception:
         log.exception("the worker failed")
