@@ -31,6 +31,7 @@ UNRESOLVED = "unresolved"
 INVALID = "invalid"
 
 Company = Mapping[str, Any]
+POINTS_MEMO_LIMIT = 100_000
 
 
 @dataclass(slots=True)
@@ -75,6 +76,9 @@ class Engine:
         self._active: tuple[CompiledICP, ...] = ()
         # domain -> (record, ICP set it was computed for, one CompanyFit per active ICP)
         self._fits: dict[str, tuple[Company | None, tuple[CompiledICP, ...], list[CompanyFit]]] = {}
+        # (event type, URL path) -> each active ICP's signal points (rule 5), in
+        # `_active` order: a few page paths come again and again.
+        self._points: dict[tuple[str, str | None], tuple[float, ...]] = {}
         for icp in icps:
             self.set_icp(icp)
 
@@ -90,12 +94,20 @@ class Engine:
             return False
         self._icps[compiled.id] = compiled
         self._active = tuple(self._icps.values())
+        self._points = {}
         return True
 
     def remove_icp(self, icp_id: str) -> bool:
         removed = self._icps.pop(icp_id, None) is not None
         self._active = tuple(self._icps.values())
+        self._points = {}
         return removed
+
+    def _signal_points(self, key: tuple[str, str | None]) -> tuple[float, ...]:
+        if len(self._points) >= POINTS_MEMO_LIMIT:
+            self._points = {}
+        points = self._points[key] = tuple(icp.event_points(*key) for icp in self._active)
+        return points
 
     def company_fits(self, domain: str, company: Company | None) -> list[CompanyFit]:
         """The cached event-independent fit of a company under each active ICP."""
@@ -130,12 +142,15 @@ class Engine:
         is_lead = event.type == LEAD_CREATED
         icp_states = state.icps
         fits = self.company_fits(account, company)
-        for icp, company_fit in zip(self._active, fits, strict=True):
+        key = (event.type, event.path)
+        signal_points = self._points.get(key)
+        if signal_points is None:
+            signal_points = self._signal_points(key)
+        for icp, company_fit, points in zip(self._active, fits, signal_points, strict=True):
             icp_state = icp_states.get(icp.id)
             if icp_state is None:
                 icp_state = icp_states[icp.id] = IcpState()
             # Rule 5: event points (+ persona for leads).
-            points = icp.event_points(event.type, event.path)
             persona = None
             if is_lead:
                 persona, persona_points = icp.persona(event.title)
