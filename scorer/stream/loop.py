@@ -157,7 +157,9 @@ class Worker:
         shared = None if settings.guarantee == "exactly_once" else self.side_producer
         checkpoint = Checkpoint(settings.app_id, consumer, self.metrics, shared)
         self.checkpoint = checkpoint
-        self.manager = TaskManager(settings, topics, TaskFactory(settings, topics), checkpoint)
+        self.manager = TaskManager(
+            settings, topics, TaskFactory(settings, topics, self.metrics), checkpoint
+        )
         self.manager.bind(consumer)
         self.processor = Processor(
             settings, topics, self.engine, self.firmographics, self.metrics, partitions

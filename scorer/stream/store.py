@@ -36,6 +36,7 @@ from scorer.scoring.state import AccountState
 from scorer.stream.state import BucketedIds, load_account, store_account
 
 MARKER_KEY = b"\x00scorer:changelog-id"
+WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 META_KEY = b"\x00scorer:meta"
 _MISSING = object()
 
@@ -107,7 +108,13 @@ class RocksBacking:
 
     def _open(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        self.db = self._rdict(str(self.path), options=self._options(raw_mode=True))
+        options = self._options(raw_mode=True)
+        # RocksDB's default memtable is 64 MB, two of them, per database: with
+        # a database per task that alone would pass the worker's memory budget.
+        # State writes arrive once per commit and per account; 8 MB is plenty.
+        options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+        options.set_max_write_buffer_number(2)
+        self.db = self._rdict(str(self.path), options=options)
         raw = self.db.get(META_KEY)
         meta = orjson.loads(raw) if raw else {}
         self.offset = int(meta.get("offset", 0))

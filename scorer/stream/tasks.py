@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from scorer.config import Settings
 from scorer.stream.kafka import Topics, client_options, reader
+from scorer.stream.metrics import Metrics
 from scorer.stream.store import (
     AccountStore,
     Backing,
@@ -102,9 +103,10 @@ class Task:
 class TaskFactory:
     """Makes, restores and closes tasks."""
 
-    def __init__(self, settings: Settings, topics: Topics) -> None:
+    def __init__(self, settings: Settings, topics: Topics, metrics: Metrics) -> None:
         self.settings = settings
         self.topics = topics
+        self.metrics = metrics
         self.exactly_once = settings.guarantee == "exactly_once"
         self.bucket_width = max(1.0, settings.dedup_window / BUCKETS_PER_WINDOW)
 
@@ -180,7 +182,9 @@ class TaskFactory:
             while todo:
                 batch = await consumer.getmany(*todo, timeout_ms=500, max_records=20_000)
                 for tp, records in batch.items():
-                    count += by_tp[tp].store.apply_changelog(records)
+                    restored = by_tp[tp].store.apply_changelog(records)
+                    self.metrics.restored_total.inc(restored)
+                    count += restored
                 for tp in list(todo):
                     if await consumer.position(tp) >= todo[tp]:
                         del todo[tp]
