@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.streaming import (
     batch_alerts,
@@ -19,7 +19,7 @@ from tests.integration.streaming import (
     sample,
     setup_deployment,
 )
-from tests.kafka_harness import Deployment
+from tests.kafka_harness import SCORER, Deployment
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
@@ -119,3 +119,31 @@ async def test_state_of_a_recreated_changelog_is_rebuilt(
     batch = batch_alerts(tmp_path, companies, processing_order(scores, again))
     assert sorted(map(comparable, alerts)) == sorted(map(comparable, batch))
     assert "belongs to another changelog; rebuilding" in second.log()
+
+
+async def test_inputs_with_different_partition_counts_stop_the_worker(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Input topics that do not share a partition count cannot be joined by task: the
+    worker exits with status 2 and a message that lists the counts."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(deployment.topic("visitor-events"), 4, 1),
+                NewTopic(deployment.topic("lead-events"), 2, 1),
+            ]
+        )
+    finally:
+        await admin.close()
+    worker = subprocess.run(
+        [SCORER, "worker"],
+        env=deployment.env(SCORER_WEB_PORT="0", SCORER_DATA_DIR=str(tmp_path / "data")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 2, worker.stderr
+    assert "must have the same number of partitions" in worker.stderr
+    assert f"{deployment.topic('lead-events')}: 2" in worker.stderr
