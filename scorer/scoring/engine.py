@@ -75,7 +75,7 @@ class Engine:
         self._icps: dict[str, CompiledICP] = {}
         self._active: tuple[CompiledICP, ...] = ()
         # domain -> (record, ICP set it was computed for, one CompanyFit per active ICP)
-        self._fits: dict[str, tuple[Company | None, tuple[CompiledICP, ...], list[CompanyFit]]] = {}
+        self._fits: dict[str, tuple[object, tuple[CompiledICP, ...], list[CompanyFit]]] = {}
         # (event type, URL path) -> each active ICP's signal points (rule 5), in
         # `_active` order: a few page paths come again and again.
         self._points: dict[tuple[str, str | None], tuple[float, ...]] = {}
@@ -109,12 +109,20 @@ class Engine:
         points = self._points[key] = tuple(icp.event_points(*key) for icp in self._active)
         return points
 
-    def company_fits(self, domain: str, company: Company | None) -> list[CompanyFit]:
-        """The cached event-independent fit of a company under each active ICP."""
+    def company_fits(
+        self, domain: str, company: Company | None, token: object = None
+    ) -> list[CompanyFit]:
+        """The cached event-independent fit of a company under each active ICP.
+
+        The cache entry is valid while the record is the same object, or, when
+        the caller gives a `token` (the stream gives the record's bytes), while
+        the token is: the caller may then decode the record afresh each time
+        without the fit being computed again."""
         entry = self._fits.get(domain)
         active = self._active
-        if entry is None or entry[0] is not company or entry[1] is not active:
-            entry = (company, active, [icp.company_fit(company) for icp in active])
+        mark = company if token is None else token
+        if entry is None or entry[0] is not mark or entry[1] is not active:
+            entry = (mark, active, [icp.company_fit(company) for icp in active])
             self._fits[domain] = entry
         return entry[2]
 
@@ -125,9 +133,14 @@ class Engine:
         self._fits.clear()
 
     def apply(
-        self, state: AccountState, event: Event, company: Company | None
+        self,
+        state: AccountState,
+        event: Event,
+        company: Company | None,
+        company_token: object = None,
     ) -> tuple[str, list[Score]]:
-        """Apply a resolved event to its account's state; (outcome, scores)."""
+        """Apply a resolved event to its account's state; (outcome, scores).
+        `company_token`: see `company_fits`."""
         account = event.account
         assert account is not None, "unresolved events are counted, not applied"
         window = self.dedup_window
@@ -141,7 +154,7 @@ class Engine:
         scores = []
         is_lead = event.type == LEAD_CREATED
         icp_states = state.icps
-        fits = self.company_fits(account, company)
+        fits = self.company_fits(account, company, company_token)
         key = (event.type, event.path)
         signal_points = self._points.get(key)
         if signal_points is None:

@@ -4,7 +4,8 @@ Each is read from the beginning by a plain consumer outside the group
 (read_committed), then followed; a null value deletes. `loaded` is set once
 the records there at start-up have been applied. Companies are kept as their
 checked JSON bytes (about 0.5 KB each) and decoded on first use into a
-bounded LRU, so 100,000 companies do not cost 100,000 decoded dicts.
+bounded LRU, so 100,000 companies do not cost 100,000 decoded dicts; the
+engine keeps each company's fit (a few numbers) keyed by the record's bytes.
 """
 
 from __future__ import annotations
@@ -44,24 +45,25 @@ class Firmographics:
         self.decoded: OrderedDict[bytes, Any] = OrderedDict()
         self.hits = self.misses = 0  # since the last flush_counts
 
-    def company(self, key: bytes) -> Any:
-        """The account's company record, or None (every field unknown)."""
+    def company(self, key: bytes) -> tuple[Any, bytes | None]:
+        """The account's company record (None: every field unknown) and its
+        bytes, the token that keeps the engine's fit of it valid while the
+        record is unchanged, however often it is decoded again."""
+        raw = self.records.get(key)
         decoded = self.decoded
         company = decoded.get(key, decoded)
         if company is decoded:
-            raw = self.records.get(key)
             company = orjson.loads(raw) if raw is not None else None
             decoded[key] = company
             if len(decoded) > COMPANY_CACHE_LIMIT:
-                old, _ = decoded.popitem(last=False)
-                self.engine.forget_company(old.decode())
+                decoded.popitem(last=False)
         else:
             decoded.move_to_end(key)
         if company is None:
             self.misses += 1
         else:
             self.hits += 1
-        return company
+        return company, raw
 
     def flush_counts(self) -> None:
         """Lookups since the last call into the Prometheus counters."""

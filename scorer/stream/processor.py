@@ -124,7 +124,8 @@ class Processor:
             return
         store = task.store
         state = store.account(key)
-        outcome, scores = self.engine.apply(state, event, self.firmographics.company(key))
+        company, token = self.firmographics.company(key)
+        outcome, scores = self.engine.apply(state, event, company, token)
         self.count(stream, outcome)
         if outcome != SCORED:
             return

@@ -28,6 +28,7 @@ import orjson
 from scorer.scoring.state import AccountState
 
 BUCKETS_PER_WINDOW = 168  # a 7-day window -> hourly buckets
+RECENT_LIMIT = 32  # ids carried in the account record before the buckets are written
 SEPARATOR = b"\x1f"
 
 
@@ -153,7 +154,14 @@ def load_account(table: Table, account: bytes, width: float) -> tuple[AccountSta
     return AccountState.from_core(doc, ids), ids
 
 
-def store_account(table: Table, account: bytes, state: AccountState, ids: BucketedIds) -> None:
-    """Write the record (with the ids added since the last write), then the buckets."""
+def store_account(
+    table: Table, account: bytes, state: AccountState, ids: BucketedIds, force: bool = False
+) -> None:
+    """Write the record, with the ids added since the buckets were last written
+    (`recent`); the buckets themselves only once `recent` holds
+    `RECENT_LIMIT` ids (or with `force`). Loading a record puts its recent ids
+    back in their buckets, so they are remembered either way, and most
+    accounts cost one changelog record per commit instead of two."""
     table[account] = orjson.dumps({**state.core(), "buckets": ids.live, "recent": ids.added})
-    ids.flush()
+    if force or len(ids.added) >= RECENT_LIMIT:
+        ids.flush()

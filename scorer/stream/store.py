@@ -200,9 +200,9 @@ class AccountStore:
         if entry is not None:
             cache.move_to_end(key)
             return entry[0]
+        # Ids the record carries in `recent` are back in their buckets in
+        # memory; the stored record already holds them, so nothing to write yet.
         entry = cache[key] = load_account(self, key, self.bucket_width)
-        if entry[1].changed:  # ids repaired from the record's `recent`
-            self.dirty.add(key)
         if len(cache) > self.cache_limit:
             old, (state, ids) = cache.popitem(last=False)
             if old in self.dirty:

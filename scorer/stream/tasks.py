@@ -34,7 +34,7 @@ from scorer.stream.store import (
 )
 
 log = logging.getLogger("scorer.worker")
-ACCOUNT_CACHE_LIMIT = 20_000  # decoded accounts per task
+ACCOUNT_CACHE_LIMIT = 10_000  # decoded accounts per task
 BUCKETS_PER_WINDOW = 168  # see scorer.stream.state
 Output = tuple[str, bytes | None, bytes | None, Any, int | None]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
+
 from scorer.scoring import DUPLICATE, SCORED, Engine
-from scorer.stream.state import bucket_key, load_account, store_account
+from scorer.stream.state import RECENT_LIMIT, bucket_key, load_account, store_account
 from tests.conftest import make_event, make_icp
 
 ACME = {"domain": "acme.example", "industry": "saas", "employees": 100, "country": "US"}
@@ -22,12 +24,27 @@ class RecordingTable(dict):  # type: ignore[type-arg]
         super().__setitem__(key, value)
 
 
-def apply(table: RecordingTable, engine: Engine, event_id: str, at: str) -> str:
+def apply(table: RecordingTable, engine: Engine, event_id: str, at: str, force: bool = True) -> str:
     state, ids = load_account(table, KEY, width=3600)
     outcome, _ = engine.apply(state, make_event(event_id, occurred_at=at), ACME)
     if outcome == SCORED:
-        store_account(table, KEY, state, ids)
+        store_account(table, KEY, state, ids, force=force)
     return outcome
+
+
+def test_buckets_wait_until_the_record_carries_enough_ids() -> None:
+    """Below RECENT_LIMIT new ids only the account record is written; its `recent`
+    ids are still recognised as applied after a reload, and the buckets are
+    written once the limit is reached."""
+    table, engine = RecordingTable(), Engine([make_icp()])
+    for i in range(RECENT_LIMIT - 1):
+        apply(table, engine, f"e-{i}", f"2026-11-20T10:{i:02d}:00Z", force=False)
+    assert set(table.log) == {KEY}
+    assert apply(table, engine, "e-0", "2026-11-20T10:00:00Z", force=False) == DUPLICATE
+    apply(table, engine, "last", "2026-11-20T10:59:00Z", force=False)
+    assert any(key != KEY for key in table)  # the limit reached: buckets written
+    apply(table, engine, "after", "2026-11-20T11:00:00Z", force=False)
+    assert len(orjson.loads(table[KEY])["recent"]) == 1  # only the id since the buckets
 
 
 def test_record_is_written_before_its_id_bucket() -> None:
@@ -45,7 +62,7 @@ def test_torn_write_back_is_still_recognised_and_repaired() -> None:
     state, ids = load_account(table, KEY, width=3600)
     for event_id, at in (("a", "2026-11-20T10:00:00Z"), ("b", "2026-11-20T11:30:00Z")):
         assert engine.apply(state, make_event(event_id, occurred_at=at), ACME)[0] == SCORED
-    store_account(table, KEY, state, ids)
+    store_account(table, KEY, state, ids, force=True)
     assert table.log[0] == KEY and len(table.log) == 3  # record, then two buckets
     record_only = RecordingTable()
     record_only[KEY] = table[KEY]  # the crash lost both bucket writes
@@ -53,7 +70,7 @@ def test_torn_write_back_is_still_recognised_and_repaired() -> None:
     assert ids.changed
     for event_id, at in (("a", "2026-11-20T10:00:00Z"), ("b", "2026-11-20T11:30:00Z")):
         assert engine.apply(state, make_event(event_id, occurred_at=at), ACME)[0] == DUPLICATE
-    store_account(record_only, KEY, state, ids)
+    store_account(record_only, KEY, state, ids, force=True)
     for key in table:
         if key != KEY:
             assert record_only[key] == table[key]  # the buckets are back
