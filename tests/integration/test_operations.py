@@ -210,7 +210,7 @@ async def test_metrics_dashboard_logs_and_sigterm(deployment: Deployment, tmp_pa
 
 
 def test_sigterm_exits_when_the_broker_is_gone(tmp_path: Path) -> None:
-    """faust retries a lost broker for ever; the worker still exits within 10 s."""
+    """The Kafka client retries a lost broker for ever; the worker still exits within 10 s."""
     broker = start_broker(tmp_path / "kafka", own=True)
     deployment = Deployment(broker, tmp_path)
     try:
