@@ -21,7 +21,10 @@ class Settings(BaseSettings):
     broker: str = Field(
         "kafka://localhost:9092", description="SCORER_BROKER: Kafka bootstrap URL(s)"
     )
-    app_id: str = Field("icp-scorer", description="SCORER_APP_ID: consumer group and table prefix")
+    app_id: str = Field(
+        "icp-scorer",
+        description="SCORER_APP_ID: consumer group, transactional-id prefix, own topics and stores",
+    )
     web_port: int = Field(6066, description="SCORER_WEB_PORT: /metrics, /healthz, /readyz")
     topic_prefix: str = Field("", description="SCORER_TOPIC_PREFIX: put before every topic name")
     topic_partitions: int = Field(
