@@ -139,6 +139,16 @@ class Deployment:
             raise AssertionError(f"scorer {args} failed:\n{result.stderr[-3000:]}")
         return result
 
+    def run_worker_to_exit(self, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """A worker expected to stop by itself (a refused login, a bad deployment)."""
+        return subprocess.run(
+            [SCORER, "worker"],
+            env=self.env(SCORER_WEB_PORT="0", SCORER_DATA_DIR=str(self.tmp / f"{self.name}-x")),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def start_worker(self, **extra: str) -> Worker:
         index = len(self.workers)
         port = free_port()

@@ -19,7 +19,7 @@ from tests.integration.streaming import (
     sample,
     setup_deployment,
 )
-from tests.kafka_harness import SCORER, Deployment
+from tests.kafka_harness import Deployment
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
@@ -137,13 +137,7 @@ async def test_inputs_with_different_partition_counts_stop_the_worker(
         )
     finally:
         await admin.close()
-    worker = subprocess.run(
-        [SCORER, "worker"],
-        env=deployment.env(SCORER_WEB_PORT="0", SCORER_DATA_DIR=str(tmp_path / "data")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = deployment.run_worker_to_exit()
     assert worker.returncode == 2, worker.stderr
     assert "must have the same number of partitions" in worker.stderr
     assert f"{deployment.topic('lead-events')}: 2" in worker.stderr

@@ -4,13 +4,12 @@ password refused with one clear line and a non-zero exit, never logged."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.integration.streaming import ICPS, event_records, sample
-from tests.kafka_harness import SCORER, Broker, Deployment, start_broker
+from tests.kafka_harness import Broker, Deployment, start_broker
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +62,7 @@ def test_wrong_password_is_refused_clearly(secure_broker: Broker, tmp_path: Path
     assert "authentication failed" in publish.stderr
     assert "Traceback" not in publish.stderr
     assert wrong not in publish.stdout + publish.stderr
-    worker = subprocess.run(
-        [SCORER, "worker"],
-        env=deployment.env(SCORER_WEB_PORT="0", SCORER_DATA_DIR=str(tmp_path / "data")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = deployment.run_worker_to_exit()
     assert worker.returncode == 1
     assert "authentication failed" in worker.stderr
     assert "Traceback" not in worker.stderr
