@@ -12,9 +12,13 @@ transaction:
   5. add the input offsets to the transaction;
   6. commit it: outputs, state and offsets become visible together;
   7. write the committed state into the local store, with its changelog offset.
-A failure (or no answer within `COMMIT_TIMEOUT_SECONDS`) rewinds the task to
-its last commit (state, outbox, input positions), including what was scored
-after the snapshot, and marks its producer broken; the loop replaces it, and
+A failure (or no answer within `COMMIT_TIMEOUT_SECONDS`) marks the task
+broken. Under the loop's lock, before it scores anything more, the task is
+rewound to its last commit (state, outbox, input positions, including what
+was scored after the snapshot) and the consumer is sent back to those
+positions (`settle`); the rewind must not happen here, in the background,
+or a batch fetched before the seek would be scored past the rewound
+position and the records between lost. Its producer is replaced, and
 the new producer's start aborts the open transaction on the broker: nothing
 is half-applied. (A fresh producer, not an abort on the old one: aiokafka
 0.14's sender task dies on a connection error while it looks up the
@@ -125,7 +129,13 @@ class Checkpoint:
         except CommitFailed as exc:
             failed = exc
         self.start(tasks)
-        await self.wait()
+        try:
+            await self.wait()
+        except CommitFailed as exc:
+            failed = exc
+        for task in tasks:  # callers hold the loop's lock: rewind here
+            if task.broken:
+                task.rewind()
         if failed is not None:
             raise failed
 
@@ -140,7 +150,6 @@ class Checkpoint:
             await asyncio.wait_for(work, COMMIT_TIMEOUT_SECONDS)
         except ProducerFenced:
             log.warning("partition %d: producer fenced; the task moved away", task.partition)
-            task.rewind()
             self.lost.append(task)
             return
         except (KafkaError, TimeoutError) as exc:
@@ -149,7 +158,6 @@ class Checkpoint:
                 task.partition,
                 type(exc).__name__,
             )
-            task.rewind()
             task.broken = True
             self.metrics.commit_failures_total.inc()
             raise CommitFailed(task.partition) from exc

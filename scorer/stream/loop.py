@@ -224,6 +224,11 @@ class Worker:
                     manager.rewind()  # fetched across a rebalance: read it again
                     continue
                 tasks = manager.tasks
+                if checkpoint.lost or any(task.broken for task in tasks.values()):
+                    # A commit failed while this batch was fetched: rewind first;
+                    # the batch may hold records past a rewound position.
+                    await self._settle(manager, checkpoint)
+                    continue
                 for tp, records in batch.items():
                     task = tasks.get(tp.partition)
                     position = task.positions.get(tp) if task is not None else None
@@ -277,18 +282,25 @@ class Worker:
                         task.positions[tp] = position
 
     async def _settle(self, manager: TaskManager, checkpoint: Checkpoint) -> bool:
-        """The outcome of the last commit: False if it failed (the failed tasks
-        were rolled back: renew their producers, read their input again)."""
+        """The outcome of the last commit, under the lock: False if a task's
+        failed (it is rewound to its last commit, its producer renewed, and
+        every owned input read again from its task's position)."""
+        failed = False
         try:
             await checkpoint.wait()
         except CommitFailed:
-            await self._renew_broken(manager)
-            manager.rewind()
-            return False
+            failed = True
         for task in checkpoint.lost:
             manager.tasks.pop(task.partition, None)
             await manager.factory.close(task)
         checkpoint.lost.clear()
+        broken = [task for task in manager.tasks.values() if task.broken]
+        if failed or broken:
+            for task in broken:
+                task.rewind()
+            await self._renew_broken(manager)
+            manager.rewind()
+            return False
         if any(task.committed for task in manager.tasks.values()):
             self.outage.healthy()
         return True
