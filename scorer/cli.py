@@ -180,6 +180,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(Settings())
 
 
+def cmd_route(args: argparse.Namespace) -> int:
+    from scorer.route.rules import InvalidRoutesError, load_routes
+
+    path = args.file if args.route_command == "validate" else args.routes
+    if path is None:
+        raise UsageError("scorer route needs --routes FILE (see scorer/samples/routes/)")
+    try:
+        routes = load_routes(path)
+    except InvalidRoutesError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 1 if args.route_command == "validate" else 2
+    if args.route_command == "validate":
+        print(
+            f"{path}: ok ({len(routes.destinations)} destinations, {len(routes.rules)} rules, "
+            f"default: {', '.join(routes.default) or 'none'})"
+        )
+        return 0
+    from scorer.route.serve import run_router
+
+    return run_router(Settings(), routes)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from scorer.demo import run_demo
 
@@ -239,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a streaming worker (SCORER_* settings)")
     worker.set_defaults(run=cmd_worker)
+
+    route = commands.add_parser(
+        "route", help="deliver hot accounts to Slack, CRMs, webhooks and the /feed page"
+    )
+    route.add_argument("--routes", help="routes.yaml: destinations and rules")
+    route.set_defaults(run=cmd_route, route_command=None)
+    route_actions = route.add_subparsers(dest="route_command", metavar="ACTION")
+    route_validate = route_actions.add_parser("validate", help="check a routes file; exit 1 if bad")
+    route_validate.add_argument("file")
 
     demo = commands.add_parser("demo", help="show hot accounts arriving, on one machine")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long")

@@ -70,6 +70,21 @@ class Settings(BaseSettings):
     dedup_window: float = Field(
         7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
     )
+    router_id: str = Field(
+        "icp-router", description="SCORER_ROUTER_ID: the router's consumer group"
+    )
+    router_web_port: int = Field(
+        6067, description="SCORER_ROUTER_WEB_PORT: the router's /feed, /metrics, /healthz, /readyz"
+    )
+    route_max_attempts: int = Field(
+        8, ge=1, description="SCORER_ROUTE_MAX_ATTEMPTS: tries per delivery before the route DLQ"
+    )
+    route_max_age: float = Field(
+        3600.0,
+        gt=0,
+        description="SCORER_ROUTE_MAX_AGE: an alert older than this goes to the route DLQ "
+        "instead of its destination",
+    )
     log_level: str = Field("INFO", description="SCORER_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(
         "text", description="SCORER_LOG_FORMAT: json = one JSON object per line"
@@ -93,7 +108,7 @@ class Settings(BaseSettings):
             return parse_duration(value)
         return float(value)
 
-    @field_validator("dedup_window", mode="before")
+    @field_validator("dedup_window", "route_max_age", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return value if isinstance(value, float) else parse_duration(value)

@@ -122,6 +122,9 @@ class Trigger(BaseModel):
     type: str
     occurred_at: str
     points: float = Field(description="Intent points the event earned before decay.")
+    path: str | None = Field(
+        None, description="The page's URL path (no host or query), for page events."
+    )
 
 
 class Lead(BaseModel):

@@ -151,16 +151,24 @@ class Deployment:
 
     def start_worker(self, **extra: str) -> Worker:
         index = len(self.workers)
+        defaults = {"SCORER_DATA_DIR": str(self.tmp / f"{self.name}-data{index}")}
+        return self._start(["worker"], "SCORER_WEB_PORT", {**defaults, **extra})
+
+    def start_router(self, routes: Path, **extra: str) -> Worker:
+        """`scorer route` with this deployment's settings and its own group id."""
+        defaults = {"SCORER_ROUTER_ID": f"{self.name}-router"}
+        return self._start(
+            ["route", "--routes", str(routes)], "SCORER_ROUTER_WEB_PORT", {**defaults, **extra}
+        )
+
+    def _start(self, args: list[str], port_variable: str, extra: dict[str, str]) -> Worker:
+        index = len(self.workers)
         port = free_port()
-        log_path = self.tmp / f"{self.name}-worker{index}.log"
-        defaults = {
-            "SCORER_WEB_PORT": str(port),
-            "SCORER_DATA_DIR": str(self.tmp / f"{self.name}-data{index}"),
-        }
-        env = self.env(**{**defaults, **extra})
+        log_path = self.tmp / f"{self.name}-{args[0]}{index}.log"
+        env = self.env(**{port_variable: str(port), **extra})
         handle = open(log_path, "wb")  # noqa: SIM115 - closed in Worker.stop
         process = subprocess.Popen(
-            [SCORER, "worker"],
+            [SCORER, *args],
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -26,7 +26,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(document)"
 
 
-def _problems(error: ValidationError) -> list[str]:
+def validation_problems(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         message = item["msg"].removeprefix("Value error, ")
@@ -43,7 +43,7 @@ def parse_icp(data: Any, source: str = "") -> ICPDocument:
     try:
         return ICPDocument.model_validate(data)
     except ValidationError as exc:
-        raise InvalidICPError(_problems(exc), source) from None
+        raise InvalidICPError(validation_problems(exc), source) from None
 
 
 def loads_icp(text: str | bytes, source: str = "") -> ICPDocument:

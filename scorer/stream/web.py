@@ -1,8 +1,8 @@
-"""The worker's web port: /metrics (Prometheus), /healthz and /readyz."""
+"""A web port: /metrics (Prometheus), /healthz, /readyz, and any routes a caller adds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -13,7 +13,11 @@ class WebServer:
     `ready()` gives no reason against it, else 503 with the reason."""
 
     def __init__(
-        self, port: int, registry: CollectorRegistry, not_ready: Callable[[], str | None]
+        self,
+        port: int,
+        registry: CollectorRegistry,
+        not_ready: Callable[[], str | None],
+        routes: Sequence[web.RouteDef] = (),
     ) -> None:
         self.port = port
         self.registry = registry
@@ -24,6 +28,7 @@ class WebServer:
                 web.get("/healthz", self.healthz),
                 web.get("/readyz", self.readyz),
                 web.get("/metrics", self.metrics),
+                *routes,
             ]
         )
         self.runner = web.AppRunner(self.app, access_log=None)

@@ -1,0 +1,410 @@
+"""`scorer route`: hot-accounts → rules → a lane per destination.
+
+The cycle: getmany from hot-accounts (read_committed, consumer group
+`SCORER_ROUTER_ID`) → for each alert, the destinations its rules pick, less
+those the delivery log already holds → each destination's lane. About once a
+second, and on a rebalance or shutdown, a commit: flush the delivery log and
+DLQ records, then commit each partition up to its first alert whose
+deliveries are not all finished. A lane that holds `queue_limit` alerts
+pauses the input until it drains; the other lanes keep going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import CollectorRegistry
+
+from scorer.config import Settings
+from scorer.enrichment.domains import normalise_domain
+from scorer.route.crm import HubSpotSender, SalesforceSender
+from scorer.route.delivery import DeliveryLog, Lane, Limits, Pending
+from scorer.route.destinations import Job, Sender, SlackSender, WebhookSender
+from scorer.route.feed import FeedHub, FeedSender
+from scorer.route.metrics import RouteMetrics
+from scorer.route.rules import (
+    FeedDestination,
+    HubSpotDestination,
+    RoutesDocument,
+    SalesforceDestination,
+    SlackDestination,
+    WebhookDestination,
+    destinations_for,
+)
+from scorer.stream.followers import Follower
+from scorer.stream.kafka import client_options, partitions_of, reader
+from scorer.stream.web import WebServer
+
+log = logging.getLogger("scorer.route")
+COMMIT_SECONDS = 1.0
+MAX_BATCH = 500
+# Delivery records matter only until their input offset is committed; a
+# week's retention bounds the topic while keeping replays of old offsets safe.
+DELIVERIES_CONFIGS = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
+
+
+def make_sender(config: Any, hub: FeedHub) -> Sender:
+    if isinstance(config, WebhookDestination):
+        return WebhookSender(config)
+    if isinstance(config, SlackDestination):
+        return SlackSender(config)
+    if isinstance(config, HubSpotDestination):
+        return HubSpotSender(config)
+    if isinstance(config, SalesforceDestination):
+        return SalesforceSender(config)
+    if isinstance(config, FeedDestination):
+        return FeedSender(config, hub)
+    raise TypeError(f"unknown destination {config!r}")
+
+
+class Companies:
+    """Company records by domain, from the firmographics topic, for account-field rules."""
+
+    def __init__(self) -> None:
+        self.records: dict[bytes, bytes] = {}
+
+    def apply(self, record: Any, dead_letter: Any) -> None:
+        if record.key is None:
+            return
+        if record.value is None:
+            self.records.pop(record.key, None)
+        else:
+            self.records[record.key] = record.value
+
+    def get(self, domain: str) -> dict[str, Any] | None:
+        raw = self.records.get(normalise_domain(domain).encode()) if domain else None
+        if raw is None:
+            return None
+        try:
+            found = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return found if isinstance(found, dict) else None
+
+
+class Router(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One `scorer route` process."""
+
+    def __init__(
+        self, settings: Settings, routes: RoutesDocument, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = RouteMetrics(self.registry, routes.destinations)
+        self.hot_topic = settings.topic(settings.hot_topic)
+        self.log = DeliveryLog(settings.topic("route-deliveries"))
+        self.dlq_topic = settings.topic("route-dlq")
+        self.hub = FeedHub(
+            max(
+                (d.keep for d in routes.destinations.values() if isinstance(d, FeedDestination)),
+                default=200,
+            )
+        )
+        self.senders = {name: make_sender(d, self.hub) for name, d in routes.destinations.items()}
+        limits = Limits(settings.route_max_attempts, settings.route_max_age)
+        self.lanes = {
+            name: Lane(
+                name,
+                self.senders[name],
+                d.concurrency,
+                d.rate_per_second,
+                d.queue_limit,
+                limits,
+                self.metrics,
+                self.finish,
+            )
+            for name, d in routes.destinations.items()
+        }
+        self.companies = Companies()
+        self.pending: dict[int, Pending] = {}
+        self.stopping = asyncio.Event()
+        self.assigned = False
+        self.paused = False
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.log_reader: AIOKafkaConsumer | None = None
+        self.background: list[asyncio.Task[Any]] = []
+        self.follower = Follower(
+            settings,
+            settings.topic(settings.firmographics_topic),
+            self.companies.apply,
+            lambda record, reason, detail: None,  # the workers dead-letter bad records
+        )
+        self.web = WebServer(
+            settings.router_web_port, self.registry, self.not_ready, self.hub.routes()
+        )
+
+    def not_ready(self) -> str | None:
+        if not self.follower.loaded.is_set():
+            return "reading firmographics"
+        if not self.assigned:
+            return "waiting for partitions of " + self.hot_topic
+        return None
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- start-up ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.web.start()
+        await self._ensure_topics()
+        options = client_options(self.settings)
+        self.producer = AIOKafkaProducer(
+            **options,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            retry_backoff_ms=10,
+            compression_type=None
+            if self.settings.compression == "none"
+            else self.settings.compression,
+        )
+        await self.producer.start()
+        for sender in self.senders.values():
+            await sender.start()
+        self.background.append(asyncio.create_task(self.follower.run()))
+        self.log_reader = reader(self.settings)
+        await self.log_reader.start()
+        parts = await partitions_of(options, self.log.topic)
+        self.log_reader.assign([TopicPartition(self.log.topic, p) for p in sorted(parts)])
+        started = time.monotonic()
+        count = await self._catch_up_log()
+        log.info("delivery log: %d records read in %.1f s", count, time.monotonic() - started)
+        await self.follower.loaded.wait()
+        self.consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.settings.router_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=int(self.settings.session_timeout * 1000),
+            max_poll_interval_ms=300_000,
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([self.hot_topic], listener=self)
+        for lane in self.lanes.values():
+            lane.start()
+
+    async def _ensure_topics(self) -> None:
+        settings = self.settings
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.replication_factor,
+                    topic_configs=configs,
+                )
+                for name, configs in (
+                    (self.hot_topic, {}),
+                    (settings.topic(settings.firmographics_topic), {"cleanup.policy": "compact"}),
+                    (self.log.topic, DELIVERIES_CONFIGS),
+                    (self.dlq_topic, {}),
+                )
+                if name not in existing
+            ]
+            if wanted:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(wanted)
+        finally:
+            await admin.close()
+
+    async def _catch_up_log(self) -> int:
+        """Read the delivery log from where this process left it to its end."""
+        consumer = self.log_reader
+        assert consumer is not None
+        parts = list(consumer.assignment())
+        ends = await consumer.end_offsets(parts)
+        count = 0
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in parts}
+            if all(positions[tp] >= ends[tp] for tp in parts):
+                return count
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    self.log.apply(record, self.senders)
+                count += sum(len(r) for r in batches.values())
+
+    # -- rebalance -----------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.assigned = False
+        with contextlib.suppress(Exception):  # the new owner resumes from the last commit
+            await self.commit()
+        for tp in revoked:
+            self.pending.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        await self._catch_up_log()
+        committed: dict[int, int] = {}
+        for p in await partitions_of(client_options(self.settings), self.hot_topic):
+            offset = await consumer.committed(TopicPartition(self.hot_topic, p))
+            if offset is not None:
+                committed[p] = offset
+        self.log.prune(committed)
+        for tp in assigned:
+            self.pending.setdefault(tp.partition, Pending())
+        self.assigned = True
+        log.info("assigned %s", sorted(tp.partition for tp in assigned))
+
+    # -- the cycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        last_commit = time.monotonic()
+        while not self.stopping.is_set():
+            self._flow_control(consumer)
+            batches = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+            for tp, records in batches.items():
+                pending = self.pending.setdefault(tp.partition, Pending())
+                for record in records:
+                    await self.dispatch(record, pending)
+            now = time.monotonic()
+            if now - last_commit >= COMMIT_SECONDS:
+                await self.commit()
+                self._update_lag(consumer)
+                last_commit = now
+        await self.drain()
+
+    def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
+        full = any(lane.full() for lane in self.lanes.values())
+        if full and not self.paused:
+            consumer.pause(*consumer.assignment())
+            self.paused = True
+            log.warning("a destination's queue is full; reading paused until it drains")
+        elif self.paused and not full:
+            consumer.resume(*consumer.assignment())
+            self.paused = False
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        lag = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            pending = self.pending.get(tp.partition)
+            if highwater is not None and pending is not None and pending.next is not None:
+                lag += max(0, highwater - pending.next)
+        self.metrics.lag.set(lag)
+
+    async def dispatch(self, record: Any, pending: Pending) -> None:
+        """One hot-accounts record into the lanes of the destinations it goes to."""
+        try:
+            alert = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError:
+            alert = None
+        if not isinstance(alert, dict) or "alert_id" not in alert:
+            self.metrics.alerts.labels(outcome="invalid").inc()
+            detail = "not an alert document"
+            await self._dead_letter(record.value, record, "", "invalid_json", detail)
+            pending.add(record.offset, 0)
+            return
+        domain = str(alert.get("account", {}).get("domain", ""))
+        company = self.companies.get(domain)
+        names = destinations_for(self.routes, alert, company)
+        self.metrics.alerts.labels(outcome="routed" if names else "unrouted").inc()
+        jobs = 0
+        for name in names:
+            if self.log.seen(str(alert["alert_id"]), name):
+                self.metrics.deliveries.labels(destination=name, outcome="skipped").inc()
+                continue
+            job = Job(
+                alert,
+                record.value,
+                company,
+                record.partition,
+                record.offset,
+                record.timestamp / 1000.0,
+            )
+            self.lanes[name].queue.put_nowait(job)
+            jobs += 1
+        pending.add(record.offset, jobs)
+
+    async def finish(self, name: str, job: Job, outcome: str, ref: str | None, reason: str) -> None:
+        """A delivery ended: log it, dead-letter it if it failed, free its offset."""
+        assert self.producer is not None
+        if outcome == "dlq":
+            self.metrics.dlq.labels(destination=name, reason=reason).inc()
+            await self._dead_letter(job.raw, job, name, reason, ref or reason)
+        else:
+            self.metrics.latency.labels(destination=name).observe(
+                max(0.0, time.time() - job.timestamp)
+            )
+        self.metrics.deliveries.labels(destination=name, outcome=outcome).inc()
+        value = self.log.entry(name, job, outcome, ref)
+        await self.producer.send(self.log.topic, key=self.log.key(job.alert_id, name), value=value)
+        pending = self.pending.get(job.partition)
+        if pending is not None:
+            pending.done(job.offset)
+
+    async def _dead_letter(
+        self, value: bytes | None, source: Any, destination: str, reason: str, detail: str
+    ) -> None:
+        assert self.producer is not None
+        headers = [
+            ("route-reason", reason.encode()),
+            ("route-destination", destination.encode()),
+            ("route-detail", detail[:300].encode()),
+            ("original-topic", self.hot_topic.encode()),
+            ("original-partition", str(source.partition).encode()),
+            ("original-offset", str(source.offset).encode()),
+        ]
+        key = source.key if hasattr(source, "key") else source.domain.encode()
+        await self.producer.send(self.dlq_topic, value=value, key=key, headers=headers)
+
+    async def commit(self) -> None:
+        """Delivery records and DLQ records first, then the input offsets they cover."""
+        consumer, producer = self.consumer, self.producer
+        if consumer is None or producer is None:
+            return
+        offsets = {}
+        assignment = consumer.assignment()
+        for p, pending in self.pending.items():
+            tp = TopicPartition(self.hot_topic, p)
+            offset = pending.committable()
+            if offset is not None and tp in assignment:
+                offsets[tp] = offset
+        await producer.flush()
+        if offsets:
+            await consumer.commit(offsets)
+            self.log.prune({tp.partition: offset for tp, offset in offsets.items()})
+
+    async def drain(self, seconds: float = 6.0) -> None:
+        """On shutdown: let lanes finish what they hold for a while, then commit."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(lane.depth() for lane in self.lanes.values()):
+            await asyncio.sleep(0.05)
+        await self.commit()
+
+    async def close(self) -> None:
+        for lane in self.lanes.values():
+            await lane.stop()
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        for client in (self.consumer, self.log_reader):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        for sender in self.senders.values():
+            with contextlib.suppress(Exception):
+                await sender.close()
+        await self.web.stop()

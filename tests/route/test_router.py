@@ -1,0 +1,190 @@
+"""`scorer route` against a real broker and loopback services that fail like the real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.kafka_harness import Deployment
+from tests.route.conftest import publish_alerts, router_env, write_routes
+from tests.route.services import (
+    HUBSPOT_TOKEN,
+    SALESFORCE_TOKEN,
+    SLACK_TOKEN,
+    WEBHOOK_SECRET,
+    Services,
+)
+
+pytestmark = pytest.mark.broker
+
+ROUTES = """
+destinations:
+  slack:
+    type: slack
+    token: ${{SLACK_BOT_TOKEN}}
+    channel: "#hot-accounts"
+    api_url: {slack}/api/
+    rate_per_second: 50
+    account_link: "https://crm.example/companies/{{domain}}"
+  slack-wrong-channel:
+    type: slack
+    token: ${{SLACK_BOT_TOKEN}}
+    channel: "#nowhere"
+    api_url: {slack}/api/
+    rate_per_second: 50
+  hook:
+    type: webhook
+    url: {webhook}/hook
+    secret: ${{ROUTE_WEBHOOK_SECRET}}
+  hubspot:
+    type: hubspot
+    access_token: ${{HUBSPOT_TOKEN}}
+    host: {hubspot}
+  salesforce:
+    type: salesforce
+    instance_url: {salesforce}
+    access_token: ${{SF_TOKEN}}
+    ca_file: {ca}
+  feed:
+    type: feed
+rules:
+  - name: everything to the webhook and the feed
+    to: [hook, feed]
+  - match: {{tier: [A]}}
+    to: [salesforce, hubspot]
+  - match: {{icp: [enterprise-fintech]}}
+    to: [slack-wrong-channel]
+    stop: true
+  - match: {{icp: [midmarket-saas]}}
+    to: [slack]
+"""
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {prefix!r} in the exposition")
+
+
+def feed_cards(port: int, count: int) -> list[dict[str, Any]]:
+    """The first `count` cards the /feed/events stream sends."""
+    cards = []
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/feed/events", timeout=10) as stream:
+        for line in stream:
+            if line.startswith(b"data: "):
+                cards.append(orjson.loads(line[6:]))
+                if len(cards) == count:
+                    return cards
+    return cards
+
+
+def test_router_delivers_each_alert_to_its_destinations_once(
+    deployment: Deployment,
+    services: Services,
+    alerts: tuple[Path, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """Every alert reaches the destinations its rules pick, through 429s and 500s, exactly
+    once; a refused delivery goes to the route DLQ at once; no secret reaches the log."""
+    companies, docs = alerts
+    deployment.run("firmographics", "load", companies)
+    services.slack.script = ["429", "500"]
+    services.webhook.script = ["500", "429", "500"]
+    services.hubspot.script = ["429", "500"]
+    services.salesforce.script = ["REQUEST_LIMIT_EXCEEDED", "500"]
+    routes = write_routes(tmp_path / "routes.yaml", services, ROUTES)
+    deployment.extra_env.update(router_env(services))
+    router = deployment.start_router(routes)
+    router.wait_ready(60)
+    asyncio.run(publish_alerts(deployment, docs))
+
+    ids = {d["alert_id"] for d in docs}
+    tier_a = [d for d in docs if d["tier"] == "A"]
+    fintech = [d for d in docs if d["icp"]["id"] == "enterprise-fintech"]
+    midmarket = [d for d in docs if d["icp"]["id"] == "midmarket-saas"]
+    assert tier_a and fintech and midmarket
+    wait_for(lambda: set(services.webhook.posts) == ids, 60, "every alert at the webhook")
+    wait_for(lambda: len(services.slack.messages) == len(midmarket), 60, "Slack messages")
+    wait_for(lambda: len(services.hubspot.tasks) == len(tier_a), 60, "HubSpot tasks")
+    wait_for(lambda: len(services.salesforce.tasks) == len(tier_a), 60, "Salesforce tasks")
+    dead = asyncio.run(deployment.consume("route-dlq", until=lambda r: len(r) >= len(fintech)))
+
+    # The webhook: every alert once, signed; the retries were real.
+    assert sorted(services.webhook.posts) == sorted(ids)
+    assert services.webhook.bad_signatures == 0
+    assert services.webhook.failures == {"500": 2, "429": 1}
+    # Slack: one message per midmarket alert; an account's later alerts in its thread.
+    first: dict[str, str] = {}
+    threads: dict[str, list[Any]] = defaultdict(list)
+    for message in services.slack.messages:
+        header = message["blocks"][0]["text"]["text"]
+        domain = header.split("(")[-1].split(")")[0]
+        threads[domain].append(message.get("thread_ts"))
+        first.setdefault(domain, message["ts"])
+    for domain, replies in threads.items():
+        assert replies[0] is None
+        assert all(reply == first[domain] for reply in replies[1:])
+    assert any(len(replies) > 1 for replies in threads.values())
+    button = services.slack.messages[0]["blocks"][-1]["elements"][0]["url"]
+    assert button.startswith("https://crm.example/companies/")
+    # The CRMs: the company upserted once per account, a task per alert.
+    assert set(services.hubspot.companies) == {d["account"]["domain"] for d in tier_a}
+    assert {t["properties"]["hs_task_subject"][:13] for t in services.hubspot.tasks} == {
+        "Hot account: "
+    }
+    assert set(services.salesforce.accounts) == {d["account"]["domain"] for d in tier_a}
+    assert set(services.salesforce.tasks) == {d["alert_id"] for d in tier_a}
+    # The refused ones: in the route DLQ with the reason, at once (no retries).
+    assert sorted(orjson.loads(r.value)["alert_id"] for r in dead) == sorted(
+        d["alert_id"] for d in fintech
+    )
+    headers = dict(dead[0].headers)
+    assert headers["route-reason"] == b"rejected"
+    assert headers["route-destination"] == b"slack-wrong-channel"
+    assert headers["route-detail"] == b"slack: channel_not_found"
+
+    exposition = router.get("/metrics").decode()
+    delivered = {
+        name: metric(
+            exposition, "scorer_route_deliveries_total", destination=name, outcome="delivered"
+        )
+        for name in ("hook", "slack", "hubspot", "salesforce", "feed")
+    }
+    assert delivered == {
+        "hook": len(docs),
+        "slack": len(midmarket),
+        "hubspot": len(tier_a),
+        "salesforce": len(tier_a),
+        "feed": len(docs),
+    }
+    assert metric(exposition, "scorer_route_retries_total", destination="hook") == 3
+    assert metric(
+        exposition, "scorer_route_dlq_total", destination="slack-wrong-channel", reason="rejected"
+    ) == len(fintech)
+    cards = feed_cards(router.port, len(docs))
+    assert {c["alert_id"] for c in cards} == ids
+
+    router.stop()
+    log = router.log_path.read_text()
+    for secret in (SLACK_TOKEN, HUBSPOT_TOKEN, SALESFORCE_TOKEN, WEBHOOK_SECRET):
+        assert secret not in log
+    assert "slack-wrong-channel refused alert" in log
