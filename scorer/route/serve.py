@@ -58,7 +58,7 @@ async def _run(router: Router, outage: BrokerOutage) -> int:
     except KafkaConnectionError as exc:
         log.error(
             "cannot use the broker at %s: %s", router.settings.broker, broker_problem(outage, exc)
-        )  # type: ignore[arg-type]
+        )
         status = EXIT_FAILED
     except Exception:
         log.exception("the router failed")

@@ -40,10 +40,15 @@ ALERT: dict[str, Any] = {
         "type": "page_view",
         "occurred_at": "2026-11-20T10:00:00Z",
         "path": "/pricing",
-    },  # fmt: skip
+    },
 }
-COMPANY = {"domain": "acme.example", "country": "US", "industry": "Software", "employees": 400,
-           "owner": "jane"}  # fmt: skip
+COMPANY = {
+    "domain": "acme.example",
+    "country": "US",
+    "industry": "Software",
+    "employees": 400,
+    "owner": "jane",
+}
 
 
 def routes(rules: list[dict[str, Any]], default: list[str] | None = None) -> Any:
@@ -147,7 +152,7 @@ def test_account_conditions_never_match_without_a_company_record() -> None:
 def test_slack_blocks_stay_within_block_kit_limits() -> None:
     """Header ≤ 150 chars (plain_text), sections ≤ 3000, heaviest reasons first, no email."""
     long_name = {**ALERT, "account": {"domain": "acme.example", "name": "N" * 400}}
-    text, blocks = slack_blocks(long_name, "https://crm.example/acme")
+    _, blocks = slack_blocks(long_name, "https://crm.example/acme")
     assert len(blocks[0]["text"]["text"]) <= 150 and blocks[0]["text"]["type"] == "plain_text"
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
     assert blocks[2]["text"]["text"].splitlines()[0].startswith("• industry = software")
