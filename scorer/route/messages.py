@@ -59,7 +59,9 @@ def reason_lines(alert: Mapping[str, Any], limit: int = TOP_REASONS) -> list[str
     for reason in reasons[:limit]:
         value = reason.get("value")
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
-        lines.append(f"{reason.get('field')} = {shown} (weight {reason.get('weight')})")
+        weight = reason.get("weight")
+        weight = f"{weight:g}" if isinstance(weight, int | float) else weight
+        lines.append(f"{reason.get('field')} = {shown} (weight {weight})")
     return lines
 
 
