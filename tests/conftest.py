@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -92,3 +93,23 @@ def deployment(broker, tmp_path):  # type: ignore[no-untyped-def]
     deployed = Deployment(broker, tmp_path)
     yield deployed
     deployed.stop_all()
+
+
+@pytest.fixture
+def services(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Slack, a webhook receiver, HubSpot and Salesforce fakes on loopback."""
+    from tests.route.services import Services
+
+    started = Services(tmp_path / "tls")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def alerts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """Companies and the hot-account alerts `scorer score` gives for synthetic traffic."""
+    from tests.integration.streaming import batch_alerts, sample
+
+    tmp = tmp_path_factory.mktemp("alerts")
+    companies, events = sample(tmp, 400, 12_000, seed=5)
+    return companies, batch_alerts(tmp, companies, events)

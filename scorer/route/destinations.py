@@ -227,8 +227,14 @@ class SlackSender:
                 return None
             assert self.client is not None
             thread = self._thread(job)
+            # Message metadata carries the alert id: apps and audits can tie the
+            # message back to the alert (and tests count repeats by it).
             answer = await self.client.chat_postMessage(
-                channel=self.config.channel or "", text=text, blocks=blocks, thread_ts=thread
+                channel=self.config.channel or "",
+                text=text,
+                blocks=blocks,
+                thread_ts=thread,
+                metadata={"event_type": "hot_account", "event_payload": {"alert_id": job.alert_id}},
             )
         except SlackApiError as exc:
             raise slack_failure(exc) from None

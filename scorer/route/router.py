@@ -347,7 +347,10 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             )
         self.metrics.deliveries.labels(destination=name, outcome=outcome).inc()
         value = self.log.entry(name, job, outcome, ref)
-        await self.producer.send(self.log.topic, key=self.log.key(job.alert_id, name), value=value)
+        # Wait for the broker's ack before the lane takes its next alert: a crash
+        # then repeats at most the deliveries in flight (`concurrency` of them).
+        key = self.log.key(job.alert_id, name)
+        await (await self.producer.send(self.log.topic, key=key, value=value))
         pending = self.pending.get(job.partition)
         if pending is not None:
             pending.done(job.offset)

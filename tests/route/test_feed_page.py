@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.kafka_harness import Deployment
 from tests.route.browser import Browser
-from tests.route.conftest import publish_alerts
+from tests.route.support import publish_alerts
 
 pytestmark = pytest.mark.broker
 TIER_A_BORDER = (0xC0, 0x39, 0x2B)

@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from tests.kafka_harness import Deployment
-from tests.route.conftest import publish_alerts, router_env, write_routes
 from tests.route.services import (
     HUBSPOT_TOKEN,
     SALESFORCE_TOKEN,
@@ -21,6 +20,7 @@ from tests.route.services import (
     WEBHOOK_SECRET,
     Services,
 )
+from tests.route.support import publish_alerts, router_env, write_routes
 
 pytestmark = pytest.mark.broker
 

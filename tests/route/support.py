@@ -1,15 +1,12 @@
-"""Fixtures of the router tests: the fake services, sample alerts, a routes file."""
+"""Helpers of the router tests: secrets for the fakes, a routes file, publishing alerts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.integration.streaming import batch_alerts, sample
 from tests.kafka_harness import Deployment
 from tests.route.services import (
     HUBSPOT_TOKEN,
@@ -18,22 +15,6 @@ from tests.route.services import (
     WEBHOOK_SECRET,
     Services,
 )
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    """Slack, a webhook receiver, HubSpot and Salesforce fakes on loopback."""
-    started = Services(tmp_path / "tls")
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="session")
-def alerts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
-    """Companies and the hot-account alerts `scorer score` gives for synthetic traffic."""
-    tmp = tmp_path_factory.mktemp("alerts")
-    companies, events = sample(tmp, 400, 12_000, seed=5)
-    return companies, batch_alerts(tmp, companies, events)
 
 
 def router_env(services: Services) -> dict[str, str]:
