@@ -34,11 +34,11 @@ PLANTED_INDUSTRIES = ("software", "saas")
 PLANTED_EMPLOYEES = (200, 2000)
 PLANTED_TECH = "snowflake"
 PLANTED_COUNTRIES = ("US", "GB")
-PLANTED_FACTORS = {"industry": 6.0, "tech_stack": 4.0, "employees": 3.0, "country": 2.0}
+PLANTED_FACTORS = {"industry": 12.0, "tech_stack": 4.0, "employees": 4.0, "country": 2.5}
 # The drifted ICP of the next quarter: Germany joins, databricks counts like snowflake.
 DRIFT_COUNTRIES = ("US", "GB", "DE")
 DRIFT_TECH = ("snowflake", "databricks")
-BASE_WIN_ODDS = 0.04
+BASE_WIN_ODDS = 0.02
 
 
 def planted_matches(record: Mapping[str, Any], drifted: bool = False) -> dict[str, bool]:
@@ -126,7 +126,7 @@ def _documents(stamped: list[tuple[float, dict[str, Any]]]) -> list[dict[str, An
     return out
 
 
-def generate(accounts: int = 3000, seed: int = 42) -> Sample:
+def generate(accounts: int = 10000, seed: int = 42) -> Sample:
     """A whole sample: companies, opportunities, event history, a drifted recent quarter."""
     rng = random.Random(seed)
     companies = list(synthetic.companies(accounts, seed))
@@ -136,7 +136,7 @@ def generate(accounts: int = 3000, seed: int = 42) -> Sample:
         domain = record["domain"]
         matched = sum(planted_matches(record).values())
         stamped.extend(_background(rng, domain))
-        if rng.random() < 0.12 + 0.12 * matched:
+        if rng.random() < 0.25 + 0.03 * matched:
             created = rng.uniform(START + 30 * DAY, END - 10 * DAY)
             closed = created + rng.uniform(20, 90) * DAY
             amount = float(rng.randint(5, 120) * 1000)
@@ -158,7 +158,7 @@ def generate(accounts: int = 3000, seed: int = 42) -> Sample:
     return Sample(companies, opportunities, _documents(stamped), recent)
 
 
-def write_sample(folder: str | Path, accounts: int = 3000, seed: int = 42) -> list[Path]:
+def write_sample(folder: str | Path, accounts: int = 10000, seed: int = 42) -> list[Path]:
     """Write the sample files into `folder`; the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
