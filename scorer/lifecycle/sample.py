@@ -4,8 +4,9 @@ Companies come from `scorer.synthetic`; an account's chance of an
 opportunity, and of winning it, grows with how many of the PLANTED criteria
 it matches (each with its own odds factor, so a derivation can be checked
 for the right fields, values and weight order). Accounts with an opportunity
-show a burst of buying intent in the weeks before it opens; a few others
-show one too (false positives). A later quarter of wins (`recent-won.csv`)
+show a burst of buying intent in the weeks before it opens; others show
+one too without buying, the more often the worse they fit (false positives
+that only fit can tell apart). A later quarter of wins (`recent-won.csv`)
 is drawn from a drifted ICP, for `scorer icp review`. Deterministic per seed.
 """
 
@@ -146,7 +147,7 @@ def generate(accounts: int = 10000, seed: int = 42) -> Sample:
                 outcome = WON if rng.random() < win_probability(record) else LOST
                 opportunities.append(Opportunity(domain, outcome, amount, created, closed))
             stamped.extend(_burst(rng, domain, created))
-        elif rng.random() < 0.08:
+        elif rng.random() < 0.35 - 0.08 * matched:  # tyre-kickers: intent, poor fit, no deal
             stamped.extend(_burst(rng, domain, rng.uniform(START + 21 * DAY, END)))
     recent: list[Opportunity] = []
     for record in companies:
