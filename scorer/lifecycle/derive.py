@@ -50,6 +50,9 @@ class DeriveOptions:
     as_of: float | None = None  # recency reference; default: the latest outcome date
 
 
+DEFAULT_OPTIONS = DeriveOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class Value:
     """One value of one field: a category, a band, a list item or a recency."""
@@ -217,7 +220,7 @@ def derive(
     companies: Mapping[str, Company],
     won: Iterable[str],
     lost: Iterable[str] | None = None,
-    options: DeriveOptions = DeriveOptions(),
+    options: DeriveOptions = DEFAULT_OPTIONS,
     as_of: float | None = None,
 ) -> Derivation:
     """Propose fit criteria from won (and lost) accounts.
@@ -409,7 +412,7 @@ def _propose(
         else:
             leaning = [v for v in field_values if v.evidence.lift > 1.0]
             parts = _greedy_values(name, kind, kept, leaning, records, wins_mask, options)
-            operand = [spellings.get((name, v.key), v.label) for v in parts]
+            operand = sorted(spellings.get((name, v.key), v.label) for v in parts)
             operator = "in" if kind == CATEGORICAL else "contains_any"
         match = _matcher(kind, operand)
         support = wins = 0

@@ -32,7 +32,7 @@ def template_parts(text: str | None = None) -> dict[str, Any]:
     return {key: raw[key] for key in _TEMPLATE_KEYS if key in raw}
 
 
-def _flow(value: Any) -> str:
+def flow(value: Any) -> str:
     dumped: str = yaml.safe_dump(
         value, default_flow_style=True, sort_keys=False, width=1_000_000, allow_unicode=True
     )
@@ -50,7 +50,7 @@ def criterion_lines(proposal: Proposal) -> list[str]:
     if len(proposal.parts) > 1:
         for part in proposal.parts:
             lines.append(f"  #   {part.label}: {part.evidence.summary()}")
-    lines.append(f"  - {_flow(proposal.criterion())}")
+    lines.append(f"  - {flow(proposal.criterion())}")
     return lines
 
 
@@ -70,11 +70,11 @@ def render_icp(
         f"# Kept: support >= {options.min_support}, lift >= {options.min_lift:g} and the "
         "lift's Wilson 95% interval above 1.",
         "# Lift = win rate with the value / base win rate. Review the evidence before use.",
-        f"id: {_flow(icp_id)}",
+        f"id: {flow(icp_id)}",
         f"version: {version}",
     ]
     if name:
-        lines.append(f"name: {_flow(name)}")
+        lines.append(f"name: {flow(name)}")
     lines.append("fit:")
     for proposal in derivation.proposals:
         lines.extend(criterion_lines(proposal))
@@ -115,7 +115,7 @@ def derivation_markdown(derivation: Derivation, limit: int = 40) -> str:
         low, high = p.evidence.interval
         must = " (must have)" if p.must_have else ""
         out.append(
-            f"| `{_flow(p.criterion())}` | {p.weight}{must} | {p.evidence.support} "
+            f"| `{flow(p.criterion())}` | {p.weight}{must} | {p.evidence.support} "
             f"| {p.evidence.win_rate:.1%} | {p.evidence.lift:.2f} ({low:.2f}-{high:.2f}) |"
         )
     kept_keys = {(v.field, v.key) for p in derivation.proposals for v in p.parts}

@@ -35,7 +35,7 @@ PLANTED_INDUSTRIES = ("software", "saas")
 PLANTED_EMPLOYEES = (200, 2000)
 PLANTED_TECH = "snowflake"
 PLANTED_COUNTRIES = ("US", "GB")
-PLANTED_FACTORS = {"industry": 12.0, "tech_stack": 4.0, "employees": 4.0, "country": 2.5}
+PLANTED_FACTORS = {"industry": 12.0, "tech_stack": 4.0, "employees": 4.0, "country": 3.0}
 # The drifted ICP of the next quarter: Germany joins, databricks counts like snowflake.
 DRIFT_COUNTRIES = ("US", "GB", "DE")
 DRIFT_TECH = ("snowflake", "databricks")
