@@ -15,7 +15,7 @@ Judging, per ICP:
 - precision: alerted accounts that opened an opportunity, or closed one won,
   within the horizon after their first alert;
 - recall: won accounts of the history alerted no later than their close;
-- per tier (the best tier an account reached): accounts, won, win rate, lift
+- per tier (the best tier an account's total reached): accounts, won, win rate, lift
   over the history's base win rate;
 - median days from first alert to that opportunity; alerts per week.
 """
@@ -135,13 +135,13 @@ def replay(
                 run.alerts.append(
                     Alert(run.label, account, event.event_id, at, score.tier, score.total)
                 )
-            if score.disqualified or score.excluded or score.fit < icp.min_fit:
-                continue
-            tier = score.tier
+            tier = score.tier  # rule 8: from the total alone (None when disqualified)
             if tier is not None:
                 best = run.best_tier.get(account)
                 if best is None or icp.tier_rank[tier] > icp.tier_rank[best]:
                     run.best_tier[account] = tier
+            if score.disqualified or score.excluded or score.fit < icp.min_fit:
+                continue
             total = score.total
             if total > run.peak.get(account, -1.0):
                 run.peak[account] = total

@@ -140,18 +140,18 @@ def opportunity_from_row(
 
 def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    reader = csv.reader(text)
-    header = next(reader, None)
-    if header is None:
-        return
-    header = [h.strip() for h in header]
-    for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            yield reader.line_num, f"{len(row)} columns, header has {len(header)}"
-            continue
-        yield reader.line_num, dict(zip(header, row, strict=True))
+    try:
+        reader = csv.reader(text)
+        header = [h.strip() for h in next(reader, [])]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                yield reader.line_num, f"{len(row)} columns, header has {len(header)}"
+                continue
+            yield reader.line_num, dict(zip(header, row, strict=True))
+    finally:
+        text.detach()  # the caller owns (and closes) the binary stream
 
 
 def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
