@@ -30,9 +30,10 @@ from typing import Any
 
 from scorer.errors import InvalidInputError
 from scorer.events import decode_event
+from scorer.icp.compiled import CompiledICP
 from scorer.icp.document import ICPDocument
 from scorer.lifecycle.crm import WON, Opportunity
-from scorer.scoring.engine import SCORED, Engine
+from scorer.scoring.engine import SCORED, Engine, Score
 from scorer.scoring.state import DEFAULT_DEDUP_WINDOW, AccountState
 
 DAY = 86400.0
@@ -97,9 +98,21 @@ def replay(
     history = History()
     cuts = tuple(sorted(float(t) for t in thresholds))
     runs = [Replay(label, icp, cuts) for label, icp in icps]
-    engines = [Engine([icp], dedup_window) for _, icp in icps]
-    states: list[dict[str, AccountState]] = [{} for _ in icps]
-    compiled = [engine.icps[0] for engine in engines]
+    # ICPs share an engine (one decode, one dedup check per event) unless they
+    # share an id: two versions of one id need engines of their own.
+    groups: list[list[int]] = []
+    for index, (_, icp) in enumerate(icps):
+        group = next((g for g in groups if all(icps[i][1].id != icp.id for i in g)), None)
+        if group is None:
+            groups.append([index])
+        else:
+            group.append(index)
+    engines = [Engine([icps[i][1] for i in group], dedup_window) for group in groups]
+    states: list[dict[str, AccountState]] = [{} for _ in groups]
+    lanes = [
+        tuple((runs[i], c) for i, c in zip(group, engine.icps, strict=True))
+        for group, engine in zip(groups, engines, strict=True)
+    ]
     accounts = history.accounts
     number = 0
     for number, raw in enumerate(lines, start=1):
@@ -123,33 +136,40 @@ def replay(
         if history.end is None or at > history.end:
             history.end = at
         company = companies.get(account)
-        for run, engine, account_states, icp in zip(runs, engines, states, compiled, strict=True):
+        for engine, account_states, lane in zip(engines, states, lanes, strict=True):
             state = account_states.get(account)
             if state is None:
                 state = account_states[account] = AccountState()
             outcome, scores = engine.apply(state, event, company)
             if outcome != SCORED:
                 continue
-            score = scores[0]
-            if score.alert:
-                run.alerts.append(
-                    Alert(run.label, account, event.event_id, at, score.tier, score.total)
-                )
-            tier = score.tier  # rule 8: from the total alone (None when disqualified)
-            if tier is not None:
-                best = run.best_tier.get(account)
-                if best is None or icp.tier_rank[tier] > icp.tier_rank[best]:
-                    run.best_tier[account] = tier
-            if score.disqualified or score.excluded or score.fit < icp.min_fit:
-                continue
-            total = score.total
-            if total > run.peak.get(account, -1.0):
-                run.peak[account] = total
-                crossed = run.crossings.setdefault(account, [])
-                while len(crossed) < len(cuts) and cuts[len(crossed)] <= total:
-                    crossed.append(at)
+            for (run, compiled), score in zip(lane, scores, strict=True):
+                _observe(run, compiled, score, account, at, cuts)
     history.lines = number
     return history, runs
+
+
+def _observe(
+    run: Replay, icp: CompiledICP, score: Score, account: str, at: float, cuts: tuple[float, ...]
+) -> None:
+    """Record one score: its alert, the account's best tier, thresholds first reached."""
+    if score.alert:
+        run.alerts.append(
+            Alert(run.label, account, score.event.event_id, at, score.tier, score.total)
+        )
+    tier = score.tier  # rule 8: from the total alone (None when disqualified)
+    if tier is not None:
+        best = run.best_tier.get(account)
+        if best is None or icp.tier_rank[tier] > icp.tier_rank[best]:
+            run.best_tier[account] = tier
+    if score.disqualified or score.excluded or score.fit < icp.min_fit:
+        return
+    total = score.total
+    if total > run.peak.get(account, -1.0):
+        run.peak[account] = total
+        crossed = run.crossings.setdefault(account, [])
+        while len(crossed) < len(cuts) and cuts[len(crossed)] <= total:
+            crossed.append(at)
 
 
 def _converted(opportunities: list[Opportunity], since: float, horizon: float) -> float | None:
