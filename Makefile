@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools test lint format demo kafka-up kafka-down bench bench-engine schemas clean
+.PHONY: help setup tools test lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ bench: setup ## streaming benchmark: ceiling, floor and scorer arms on a local b
 
 bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
 	$(BIN)/python -m bench.engine_bench
+
+bench-lifecycle: setup ## backtest 1M events x 2 ICPs and derive over 100k accounts (no Kafka)
+	$(BIN)/python -m bench.lifecycle_bench
 
 schemas: setup ## regenerate schemas/ from scorer/models.py
 	$(BIN)/scorer schemas

@@ -18,6 +18,7 @@ from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
 from scorer.errors import BrokerError, InvalidICPError, InvalidInputError
 from scorer.icp.loader import load_icp
+from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
 from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
 from scorer.scoring.engine import Engine
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish = icp.add_parser("publish", help="validate an ICP and publish it to icp-profiles")
     publish.add_argument("file")
     publish.set_defaults(run=cmd_icp_publish)
+    add_lifecycle_commands(icp)
 
     firmographics = commands.add_parser("firmographics", help="company records").add_subparsers(
         dest="firmographics_command", required=True, metavar="ACTION"
@@ -295,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{exc.source}: {problem}" if exc.source else problem, file=sys.stderr)
         return 1
     except StrictStop:
+        return 1
+    except LifecycleInputError as exc:
+        print(exc, file=sys.stderr)
         return 1
     except UsageError as exc:
         print(f"scorer: {exc}", file=sys.stderr)
