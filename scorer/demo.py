@@ -2,9 +2,11 @@
 
 Against the broker in SCORER_BROKER (`make demo` starts a local one first): it
 publishes the sample ICPs, loads a few thousand synthetic companies, starts a
-worker, streams synthetic visitor and lead traffic at a modest rate and prints
-each hot-account alert with its tier and top reasons, until Ctrl-C or
-DEMO_SECONDS; then it stops the worker it started. Each run uses fresh topics
+worker and a router (`scorer route`: the live feed page and a signed webhook
+to a receiver on loopback, here in this process), streams synthetic visitor
+and lead traffic at a modest rate and prints each hot-account alert with its
+tier and top reasons, and each webhook delivery, until Ctrl-C or
+DEMO_SECONDS; then it stops the processes it started. Each run uses fresh topics
 (prefix demo-<time>-) so earlier runs do not leak in.
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 import orjson
+from aiohttp import web
 from aiokafka import TopicPartition
 
 from scorer import synthetic
@@ -32,6 +37,7 @@ from scorer.config import Settings
 from scorer.display import format_alert
 from scorer.events import event_from_document
 from scorer.icp.loader import loads_icp
+from scorer.route.messages import sign
 from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of, reader
 from scorer.stream.publish import icp_value, producer
 
@@ -51,6 +57,15 @@ def free_port() -> int:
         return port
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def run_demo(args: argparse.Namespace) -> int:
     seconds = (
         args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS") or 0)
@@ -63,6 +78,9 @@ def run_demo(args: argparse.Namespace) -> int:
             "topic_prefix": f"demo-{run}-",
             "store": "memory",
             "web_port": free_port(),
+            "router_web_port": base.router_web_port
+            if port_free(base.router_web_port)
+            else free_port(),
         }
     )
     workdir = Path(base.data_dir)
@@ -74,34 +92,117 @@ def run_demo(args: argparse.Namespace) -> int:
     except Exception as exc:  # the broker is the usual suspect: say so plainly
         say(f"cannot reach Kafka at {settings.broker} ({exc}); `make kafka-up` starts one")
         return 1
+    secret = secrets.token_hex(16)
+    hook_port = free_port()
+    routes = workdir / f"demo-routes-{run}.yaml"
+    routes.write_text(DEMO_ROUTES.format(port=hook_port))
     env = {**os.environ, **worker_env(settings)}
+    router_env = {
+        **env,
+        "SCORER_ROUTER_ID": f"icp-demo-router-{run}",
+        "SCORER_ROUTER_WEB_PORT": str(settings.router_web_port),
+        "DEMO_WEBHOOK_SECRET": secret,
+    }
+    processes = []
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "scorer.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "scorer.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         )
+    router_log = workdir / f"demo-router-{run}.log"
+    with open(router_log, "wb") as log:
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "scorer.cli", "route", "--routes", str(routes)],
+                env=router_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    worker, router = processes
     try:
         ready = wait_ready(settings.web_port, worker, timeout=90)
         say(
             f"worker ready in {ready:.1f} s (log: {log_path}); streaming {EVENTS_PER_SECOND} "
             f"events/s over {len(companies):,} companies. Ctrl-C stops."
         )
-        asyncio.run(stream(settings, companies, seconds))
+        wait_ready(settings.router_web_port, router, timeout=90)
+        say(
+            f"router ready (log: {router_log}): open "
+            f"http://127.0.0.1:{settings.router_web_port}/feed to watch hot accounts arrive; "
+            f"its webhook posts to a receiver on 127.0.0.1:{hook_port}"
+        )
+        asyncio.run(stream(settings, companies, seconds, Receiver(hook_port, secret.encode())))
     except KeyboardInterrupt:
         pass
     except TimeoutError as exc:
-        say(f"{exc}; see {log_path}")
+        say(f"{exc}; see {log_path} and {router_log}")
         return 1
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        say("worker stopped")
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        say("worker and router stopped")
     return 0
+
+
+DEMO_ROUTES = """\
+# Written by `scorer demo`: every alert to the feed page and to a signed
+# webhook whose receiver runs inside the demo.
+destinations:
+  feed: {{type: feed}}
+  receiver:
+    type: webhook
+    url: http://127.0.0.1:{port}/hooks/icp
+    secret: ${{DEMO_WEBHOOK_SECRET}}
+default: [feed, receiver]
+"""
+
+
+class Receiver:
+    """The webhook's far end: checks the signature, keeps one delivery per
+    Idempotency-Key, and says what arrived."""
+
+    def __init__(self, port: int, secret: bytes) -> None:
+        self.port = port
+        self.secret = secret
+        self.keys: set[str] = set()
+
+    async def receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        stamp = request.headers.get("X-Scorer-Timestamp", "0")
+        expected = sign(self.secret, int(stamp), body)
+        if not hmac.compare_digest(expected, request.headers.get("X-Scorer-Signature", "")):
+            return web.Response(status=401, text="bad signature")
+        key = request.headers.get("Idempotency-Key", "")
+        if key not in self.keys:
+            self.keys.add(key)
+            alert = orjson.loads(body)
+            print(
+                f"  webhook: {alert['account']['domain']} tier {alert['tier']} received, "
+                f"signature verified ({len(self.keys)} so far)",
+                flush=True,
+            )
+        return web.Response(text="ok")
+
+    async def run(self) -> None:
+        app = web.Application()
+        app.add_routes([web.post("/hooks/icp", self.receive)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -153,11 +254,14 @@ def wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> fl
     raise TimeoutError(f"the worker was not ready after {timeout:.0f} s")
 
 
-async def stream(settings: Settings, domains: list[str], seconds: float) -> None:
+async def stream(
+    settings: Settings, domains: list[str], seconds: float, receiver: Receiver
+) -> None:
     topics = Topics.from_settings(settings)
     tasks = [
         asyncio.create_task(traffic(settings, topics, domains)),
         asyncio.create_task(show_alerts(settings, topics)),
+        asyncio.create_task(receiver.run()),
     ]
     try:
         if seconds:
