@@ -18,6 +18,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from scorer.config import Settings
+from scorer.route.metrics import RouteMetrics
 from scorer.stream.metrics import Metrics
 from scorer.stream.worker import SHUTDOWN_SECONDS
 
@@ -136,23 +137,28 @@ def test_docker_compose_file() -> None:
 
 
 def test_dashboard_uses_only_exported_metrics() -> None:
-    """Every metric a panel queries is one the worker exports (the panels' results are
-    checked against a live worker in tests/integration/test_operations.py)."""
-    exported = set(re.findall(r"^# TYPE (\S+)", generate_latest(Metrics().registry).decode(), re.M))
+    """Every metric a panel or rule queries is one the worker or the router exports (the
+    panels' results are checked against live processes in tests/integration/
+    test_operations.py and tests/route/test_router.py)."""
+    registry = Metrics().registry
+    RouteMetrics(registry, ["hook"])
+    exported = set(re.findall(r"^# TYPE (\S+)", generate_latest(registry).decode(), re.M))
     exported |= {f"{n}_total" for n in exported} | {f"{n}_bucket" for n in exported}
     exported.add("scorer_consumer_lag")  # registered by the running app
-    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "icp-scorer.json").read_text())
-    used = {
-        name
-        for panel in dashboard["panels"]
-        for target in panel["targets"]
-        for name in re.findall(r"\b(scorer_[a-z_]+)", target["expr"])
-    }
-    assert used and used <= exported, used - exported
+    for name in ("icp-scorer.json", "icp-router.json"):
+        dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / name).read_text())
+        used = {
+            metric
+            for panel in dashboard["panels"]
+            for target in panel["targets"]
+            for metric in re.findall(r"\b(scorer_[a-z_]+)", target["expr"])
+        }
+        assert used and used <= exported, (name, used - exported)
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
     in_rules = {
         name
-        for rule in rules["groups"][0]["rules"]
+        for group in rules["groups"]
+        for rule in group["rules"]
         for name in re.findall(r"\b(scorer_[a-z_]+)", rule["expr"])
     }
     assert in_rules <= exported, in_rules - exported

@@ -8,11 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from scorer.stream.metrics import package_version
 from tests.fault.recovery import wait_caught_up
 from tests.integration.streaming import event_records, sample, setup_deployment
-from tests.kafka_harness import Deployment, free_port, start_broker
+from tests.kafka_harness import Deployment, start_broker
+from tests.observability import Prometheus, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "icp-scorer.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 EMAIL = "jane.doe@example.com"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise AssertionError(
-            f"{name} not found: install Debian's prometheus package (`make tools` does)"
-        )
-    return path
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -51,60 +40,6 @@ def total(metrics: dict[str, Any], name: str, **labels: str) -> float:
     return sum(
         v for got, v in metrics.get(name, []) if all(got.get(k) == x for k, x in labels.items())
     )
-
-
-class Prometheus:
-    """A real Prometheus server scraping one worker every second, with our rules."""
-
-    def __init__(self, tmp: Path, target_port: int) -> None:
-        self.port = free_port()
-        shutil.copy(RULES, tmp / "alerts.yml")
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "rule_files: [alerts.yml]\n"
-            "scrape_configs:\n"
-            "  - job_name: icp-scorer\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
-        )
-        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop
-        self.process = subprocess.Popen(
-            [
-                tool("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = orjson.loads(response.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.api("query", query=expr)["result"]
-        return result
-
-    def wait_up(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if any(r["value"][1] == "1" for r in self.query('up{job="icp-scorer"}')):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError("Prometheus never scraped the worker")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
 
 
 def bad_records(deployment: Deployment) -> list[tuple[str, bytes, bytes]]:
@@ -186,7 +121,8 @@ async def test_metrics_dashboard_logs_and_sigterm(deployment: Deployment, tmp_pa
                 result = prometheus.query(expr)
                 values = [float(r["value"][1]) for r in result]
                 assert any(math.isfinite(v) for v in values), (panel["title"], expr, result)
-        rules = prometheus.api("rules")["groups"][0]["rules"]
+        groups = {g["name"]: g for g in prometheus.api("rules")["groups"]}
+        rules = groups["icp-scorer"]["rules"]
         assert len(rules) == 7 and all(r["health"] == "ok" for r in rules), rules
     finally:
         prometheus.stop()

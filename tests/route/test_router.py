@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import time
 import urllib.request
 from collections import defaultdict
@@ -13,6 +15,7 @@ import orjson
 import pytest
 
 from tests.kafka_harness import Deployment
+from tests.observability import ROOT, Prometheus
 from tests.route.services import (
     HUBSPOT_TOKEN,
     SALESFORCE_TOKEN,
@@ -23,6 +26,7 @@ from tests.route.services import (
 from tests.route.support import publish_alerts, router_env, write_routes
 
 pytestmark = pytest.mark.broker
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "icp-router.json"
 
 ROUTES = """
 destinations:
@@ -115,6 +119,8 @@ def test_router_delivers_each_alert_to_its_destinations_once(
     deployment.extra_env.update(router_env(services))
     router = deployment.start_router(routes)
     router.wait_ready(60)
+    prometheus = Prometheus(tmp_path, router.port, job="icp-router")
+    prometheus.wait_up()
     asyncio.run(publish_alerts(deployment, docs))
 
     ids = {d["alert_id"] for d in docs}
@@ -182,6 +188,21 @@ def test_router_delivers_each_alert_to_its_destinations_once(
     ) == len(fintech)
     cards = feed_cards(router.port, len(docs))
     assert {c["alert_id"] for c in cards} == ids
+
+    # Every panel of the router's dashboard answers from a real Prometheus scraping it,
+    # and its alert rules load.
+    try:
+        time.sleep(3)
+        dashboard = json.loads(DASHBOARD.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m")
+                values = [float(r["value"][1]) for r in prometheus.query(expr)]
+                assert any(math.isfinite(v) for v in values), (panel["title"], expr, values)
+        groups = {g["name"]: g for g in prometheus.api("rules")["groups"]}
+        assert all(r["health"] == "ok" for r in groups["icp-router"]["rules"])
+    finally:
+        prometheus.stop()
 
     router.stop()
     log = router.log_path.read_text()
