@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools test lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle schemas clean
+.PHONY: help setup tools test lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-route schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
 
 bench-lifecycle: setup ## backtest 1M events x 2 ICPs and derive over 100k accounts (no Kafka)
 	$(BIN)/python -m bench.lifecycle_bench
+
+bench-route: setup ## scorer route to a 50 ms webhook: alerts/s, latency at 100/s, memory (~25 min)
+	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.route_bench
 
 schemas: setup ## regenerate schemas/ from scorer/models.py
 	$(BIN)/scorer schemas
