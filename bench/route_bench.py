@@ -86,14 +86,14 @@ def alert(i: int, domains: list[str]) -> bytes:
                     "source": "clearbit",
                     "confidence": 0.7,
                 },
-            ],  # fmt: skip
+            ],
             "trigger": {
                 "event_id": f"e-{i}",
                 "type": "page_view",
                 "occurred_at": "2026-11-30T10:00:00Z",
                 "points": 10,
                 "path": "/pricing",
-            },  # fmt: skip
+            },
             "scored_at": "2026-11-30T10:00:00.012Z",
             "sent_ms": time.time() * 1000,
         }
