@@ -105,7 +105,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{n:,} {k}" for k, n in sorted(totals.outcomes.items()))
         sys.stderr.write(
             f"{totals.lines:,} lines in {elapsed:.1f} s ({counts}); "
-            f"{totals.alerts:,} alerts, {totals.suppressed:,} suppressed; "
+            f"{totals.alerts:,} alerts, {totals.suppressed:,} suppressed"
+            + (f", {totals.shadow_alerts:,} shadow" if totals.shadow_alerts else "")
+            + "; "
             f"{len(companies):,} companies, {len(engine.icps)} ICPs\n"
         )
     return 0
@@ -147,6 +149,28 @@ def cmd_icp_publish(args: argparse.Namespace) -> int:
     document = load_icp(args.file)
     asyncio.run(publish_icp(Settings(), document))
     print(f"{args.file}: published {document.id} v{document.version}")
+    return 0
+
+
+def cmd_icp_promote(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from scorer.stream.publish import current_icps, promote_icp
+
+    settings = Settings()
+    icps = asyncio.run(current_icps(settings))
+    candidate = icps.get(args.id)
+    if candidate is None:
+        raise UsageError(f"no ICP {args.id!r} on {settings.topic(settings.icp_topic)}")
+    if candidate.mode == "active" and args.replace is None:
+        raise UsageError(f"{args.id} v{candidate.version} is already active")
+    replaced = icps.get(args.replace) if args.replace else None
+    promoted = asyncio.run(promote_icp(settings, candidate, replaced, args.replace))
+    was = f"{candidate.id} v{candidate.version} ({candidate.mode})"
+    now = f"{promoted.id} v{promoted.version} (active)"
+    if replaced is not None:
+        now += f", replacing {replaced.id} v{replaced.version}"
+    print(f"promoted {was} -> {now}")
     return 0
 
 
@@ -242,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     publish = icp.add_parser("publish", help="validate an ICP and publish it to icp-profiles")
     publish.add_argument("file")
     publish.set_defaults(run=cmd_icp_publish)
+    promote = icp.add_parser(
+        "promote", help="publish a shadow ICP (from icp-profiles) as active, next version"
+    )
+    promote.add_argument("id", help="the shadow ICP's id")
+    promote.add_argument(
+        "--replace", metavar="ID", help="publish it under this active ICP's id (next version)"
+    )
+    promote.set_defaults(run=cmd_icp_promote)
     add_lifecycle_commands(icp)
 
     firmographics = commands.add_parser("firmographics", help="company records").add_subparsers(

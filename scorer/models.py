@@ -146,6 +146,10 @@ class _ScoreDocument(BaseModel):
     excluded: bool
     reasons: list[Reason]
     trigger: Trigger
+    shadow: bool = Field(
+        False,
+        description="True for a shadow ICP: a would-be alert (on account-scores), never alerted.",
+    )
     lead: Lead | None = None
     scored_at: str
 

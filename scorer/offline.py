@@ -35,6 +35,7 @@ class Totals:
 
     outcomes: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
+    shadow_alerts: int = 0  # would-be alerts of shadow ICPs, written marked "shadow"
     suppressed: int = 0
     lines: int = 0
 
@@ -111,7 +112,9 @@ def score_lines(
         if outcome != SCORED:
             continue
         for score in scores:
-            if score.alert:
+            if score.alert and score.icp.shadow:
+                totals.shadow_alerts += 1
+            elif score.alert:
                 totals.alerts += 1
             elif score.hot:
                 totals.suppressed += 1

@@ -215,6 +215,7 @@ class CompiledICP:
     min_fit: float
     cooldown: float
     excluded: frozenset[str]
+    shadow: bool  # scored, never alerts: would-be alerts go to account-scores
 
     def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
         """Sum up every event-independent criterion on a record (None = no record)."""
@@ -319,4 +320,5 @@ def compile_icp(document: ICPDocument) -> CompiledICP:
         min_fit=document.hot.min_fit,
         cooldown=document.hot.cooldown,
         excluded=frozenset(normalise_domain(d) for d in document.exclude.domains),
+        shadow=document.mode == "shadow",
     )

@@ -6,7 +6,7 @@ back to a default), and every message names the offending key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -147,6 +147,11 @@ class ICPDocument(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     name: str | None = None
+    mode: Literal["active", "shadow"] = Field(
+        "active",
+        description="shadow: scored like any other but never alerts; its would-be alerts "
+        "go to account-scores marked shadow (`scorer icp promote` makes it active)",
+    )
     fit: list[Criterion] = Field(min_length=1)
     intent: Intent = Field(default_factory=Intent)
     personas: list[Persona] = Field(default_factory=list)

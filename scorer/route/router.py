@@ -129,6 +129,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.stopping = asyncio.Event()
         self.assigned = False
         self.paused = False
+        self.pauses = 0
+        self.pause_logged = -60.0
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.log_reader: AIOKafkaConsumer | None = None
@@ -284,11 +286,20 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.drain()
 
     def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
-        full = any(lane.full() for lane in self.lanes.values())
+        full = [name for name, lane in self.lanes.items() if lane.full()]
         if full and not self.paused:
             consumer.pause(*consumer.assignment())
             self.paused = True
-            log.warning("a destination's queue is full; reading paused until it drains")
+            self.pauses += 1
+            now = time.monotonic()
+            if now - self.pause_logged >= 60:  # a state change, not a line per pause
+                log.warning(
+                    "queue of %s full: reading paused until it drains (%d pauses in the "
+                    "last minute)",
+                    ", ".join(full),
+                    self.pauses,
+                )
+                self.pause_logged, self.pauses = now, 0
         elif self.paused and not full:
             consumer.resume(*consumer.assignment())
             self.paused = False

@@ -70,6 +70,8 @@ def build_document(score: Score, kind: str, scored_at: float) -> dict[str, Any]:
         },
         "scored_at": format_epoch(scored_at),
     }
+    if score.icp.shadow:
+        doc["shadow"] = True
     if event.path is not None:
         doc["trigger"]["path"] = event.path
     if event.lead_id is not None:

@@ -131,8 +131,8 @@ class Icps:
             dead_letter(record, "schema", "key must be the ICP id")
             return
         if self.engine.set_icp(document):
-            log.info("ICP %s v%d active", document.id, document.version)
-            self.metrics.icp_active(document.id, document.tiers)
+            log.info("ICP %s v%d %s", document.id, document.version, document.mode)
+            self.metrics.icp_active(document.id, document.tiers, document.mode == "shadow")
 
 
 class Follower:

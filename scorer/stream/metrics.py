@@ -140,6 +140,12 @@ class Metrics:
         self.alerts_total = Counter(
             "scorer_alerts_total", "Hot-account alerts published", ["icp", "tier"], registry=r
         )
+        self.shadow_alerts_total = Counter(
+            "scorer_shadow_alerts",
+            "Would-be alerts of shadow ICPs (published to account-scores, never alerted)",
+            ["icp", "tier"],
+            registry=r,
+        )
         self.suppressed_total = Counter(
             "scorer_alerts_suppressed_total",
             "Hot scores that did not alert",
@@ -191,10 +197,10 @@ class Metrics:
         for reason in DLQ_REASONS:
             self.dlq_total.labels(reason)
 
-    def icp_active(self, icp: str, tiers: Iterable[str]) -> None:
-        """Export an active ICP's alert and suppression series at 0."""
+    def icp_active(self, icp: str, tiers: Iterable[str], shadow: bool = False) -> None:
+        """Export an ICP's alert (or shadow alert) and suppression series at 0."""
         for tier in tiers:
-            self.alerts_total.labels(icp, tier)
+            (self.shadow_alerts_total if shadow else self.alerts_total).labels(icp, tier)
         self.suppressed_total.labels(icp, "cooldown")
 
     def watch(
@@ -206,6 +212,9 @@ class Metrics:
 
     def alert(self, icp: str, tier: str) -> None:
         self.alerts_total.labels(icp, tier).inc()
+
+    def shadow_alert(self, icp: str, tier: str) -> None:
+        self.shadow_alerts_total.labels(icp, tier).inc()
 
     def suppressed(self, icp: str, reason: str) -> None:
         self.suppressed_total.labels(icp, reason).inc()

@@ -134,7 +134,12 @@ class Processor:
         produced_at = record.timestamp / 1000.0
         self.metrics.ingest_to_score.observe(now - produced_at)
         for score in scores:
-            if score.alert:
+            if score.alert and score.icp.shadow:
+                # A shadow ICP never alerts: its would-be alert goes to account-scores.
+                doc = build_document(score, HOT_ACCOUNT, now)
+                task.send(topics.scores, key, orjson.dumps(doc))
+                self.metrics.shadow_alert(score.icp.id, score.tier or "")
+            elif score.alert:
                 doc = build_document(score, HOT_ACCOUNT, now)
                 task.send(topics.hot, key, orjson.dumps(doc))
                 task.alert_times.append(produced_at)
@@ -143,6 +148,8 @@ class Processor:
                 self.metrics.suppressed(score.icp.id, "cooldown")
         if self.emit_scores:
             for score in scores:
+                if score.alert and score.icp.shadow:
+                    continue  # already there as its would-be alert
                 doc = build_document(score, ACCOUNT_SCORE, now)
                 task.send(topics.scores, key, orjson.dumps(doc))
 

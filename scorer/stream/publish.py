@@ -8,13 +8,14 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from scorer.config import Settings
 from scorer.enrichment.domains import normalise_domain
-from scorer.errors import InvalidInputError
+from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.document import ICPDocument
-from scorer.stream.kafka import Topics, client_options, ensure_topics
+from scorer.icp.loader import loads_icp
+from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of, reader
 from scorer.timefmt import format_duration
 
 
@@ -46,6 +47,63 @@ async def publish_icp(settings: Settings, document: ICPDocument) -> None:
         await client.send_and_wait(topics.icp, key=document.id.encode(), value=icp_value(document))
     finally:
         await client.stop()
+
+
+async def current_icps(settings: Settings) -> dict[str, ICPDocument]:
+    """The ICPs on the icp-profiles topic as the workers see them: per id, the
+    highest version not deleted since (invalid documents are skipped)."""
+    topics = Topics.from_settings(settings)
+    consumer = reader(settings)
+    await consumer.start()
+    found: dict[str, ICPDocument] = {}
+    try:
+        parts = await partitions_of(client_options(settings), topics.icp)
+        assigned = [TopicPartition(topics.icp, p) for p in sorted(parts)]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    key = record.key.decode(errors="replace") if record.key else ""
+                    if record.value is None:
+                        found.pop(key, None)
+                        continue
+                    try:
+                        document = loads_icp(record.value)
+                    except InvalidICPError:
+                        continue
+                    known = found.get(key)
+                    if document.id == key and (known is None or document.version > known.version):
+                        found[key] = document
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def promote_icp(
+    settings: Settings, candidate: ICPDocument, replace: ICPDocument | None, replace_id: str | None
+) -> ICPDocument:
+    """Publish a shadow ICP as active: itself at the next version, or, with
+    `replace_id`, under that id at the next version of the ICP it replaces
+    (the shadow id is then deleted)."""
+    if replace_id is None:
+        promoted = candidate.model_copy(update={"version": candidate.version + 1, "mode": "active"})
+    else:
+        version = (replace.version if replace is not None else 0) + 1
+        promoted = candidate.model_copy(
+            update={"id": replace_id, "version": version, "mode": "active"}
+        )
+    topics = Topics.from_settings(settings)
+    client = producer(settings)
+    await client.start()
+    try:
+        value = icp_value(promoted)
+        await client.send_and_wait(topics.icp, key=promoted.id.encode(), value=value)
+        if replace_id is not None and replace_id != candidate.id:
+            await client.send_and_wait(topics.icp, key=candidate.id.encode(), value=None)
+    finally:
+        await client.stop()
+    return promoted
 
 
 class LoadProgress:

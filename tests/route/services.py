@@ -371,6 +371,13 @@ class SalesforceFake(Fake):
         return web.json_response({"attributes": {"type": "Account"}, **record})
 
 
+@web.middleware
+async def close_after(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    response.force_close()
+    return response
+
+
 def make_ca(folder: Path) -> tuple[Path, Path, Path]:
     """A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -416,7 +423,10 @@ class Services:
             ("hubspot", self.hubspot),
             ("salesforce", self.salesforce),
         ):
-            app = web.Application()
+            # The TLS fake closes each connection after its answer: a kept-alive
+            # TLS connection left at shutdown would wait for a close_notify that
+            # never comes, and leak into a later test's garbage collection.
+            app = web.Application(middlewares=[close_after] if name == "salesforce" else [])
             app.add_routes(fake.routes())
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
@@ -435,6 +445,7 @@ class Services:
         async def cleanup() -> None:
             for runner in self.runners:
                 await runner.cleanup()
+            await asyncio.sleep(0.2)  # let closing TLS connections finish their shutdown
 
         self.call(cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
