@@ -23,6 +23,8 @@ from scorer.synthetic import EPOCH
 
 EVENTS = int(os.environ.get("BENCH_LIFECYCLE_EVENTS", "1000000"))
 BACKTEST_GOAL_S = 30.0
+# `scorer icp backtest` replays with one process per CPU, split by account.
+JOBS = int(os.environ.get("BENCH_LIFECYCLE_JOBS", os.cpu_count() or 1))
 DERIVE_GOAL_S = 10.0
 
 
@@ -44,10 +46,12 @@ def main() -> None:
             opportunities.append(Opportunity(domain, outcome, None, created, created + 30 * DAY))
     icps = [(path.stem, load_icp(path)) for path in ICPS]
 
-    log(f"backtest: {EVENTS:,} events, {len(icps)} ICPs, {len(companies):,} companies")
+    log(
+        f"backtest: {EVENTS:,} events, {len(icps)} ICPs, {len(companies):,} companies, "
+        f"{JOBS} processes"
+    )
     started = time.perf_counter()
-    with events_path.open("rb") as events:
-        result = backtest(events, icps, companies, opportunities)
+    result = backtest(events_path, icps, companies, opportunities, jobs=JOBS)
     backtest_s = time.perf_counter() - started
     alerts = sum(r["alerts"] for r in result["icps"])
 

@@ -22,10 +22,14 @@ Judging, per ICP:
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scorer.errors import InvalidInputError
@@ -52,6 +56,7 @@ class Alert:
     at: float
     tier: str | None
     total: float
+    line: int  # in the history file: alerts of a split replay merge back in file order
 
 
 @dataclass
@@ -93,8 +98,15 @@ def replay(
     dedup_window: float = DEFAULT_DEDUP_WINDOW,
     thresholds: Sequence[float] = THRESHOLDS,
     progress: Callable[[int, int], None] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> tuple[History, list[Replay]]:
-    """Every event of a JSON-lines history through each labelled ICP, in file order."""
+    """Every event of a JSON-lines history through each labelled ICP, in file order.
+
+    `share` = (k, n): only the accounts whose hash is k modulo n (one process's
+    part of a split replay; accounts are independent). Share 0 counts the
+    lines, invalid and unresolved events.
+    """
+    k, n = share
     history = History()
     cuts = tuple(sorted(float(t) for t in thresholds))
     runs = [Replay(label, icp, cuts) for label, icp in icps]
@@ -123,11 +135,13 @@ def replay(
         try:
             event = decode_event(raw)
         except InvalidInputError:
-            history.invalid += 1
+            history.invalid += k == 0
             continue
         account = event.account
         if account is None:
-            history.unresolved += 1
+            history.unresolved += k == 0
+            continue
+        if n > 1 and zlib.crc32(account.encode()) % n != k:
             continue
         accounts.add(account)
         at = event.at
@@ -144,18 +158,84 @@ def replay(
             if outcome != SCORED:
                 continue
             for (run, compiled), score in zip(lane, scores, strict=True):
-                _observe(run, compiled, score, account, at, cuts)
+                _observe(run, compiled, score, account, at, cuts, number)
     history.lines = number
     return history, runs
 
 
+# What a forked replay process reads: set just before the fork, inherited
+# copy-on-write (the companies are not pickled to each process).
+_SPLIT: dict[str, Any] = {}
+
+
+def _replay_share(k: int) -> tuple[History, list[Replay]]:
+    job = _SPLIT
+    with open(job["path"], "rb") as lines:
+        return replay(
+            lines,
+            job["icps"],
+            job["companies"],
+            job["dedup_window"],
+            job["thresholds"],
+            job["progress"] if k == 0 else None,
+            (k, job["jobs"]),
+        )
+
+
+def replay_file(
+    path: str | Path,
+    icps: Sequence[tuple[str, ICPDocument]],
+    companies: Mapping[str, Mapping[str, Any]],
+    dedup_window: float = DEFAULT_DEDUP_WINDOW,
+    thresholds: Sequence[float] = THRESHOLDS,
+    progress: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
+) -> tuple[History, list[Replay]]:
+    """`replay` of a file, split by account over `jobs` forked processes (accounts are
+    independent, so the result is the same as one pass: alerts in file order)."""
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        with open(path, "rb") as lines:
+            return replay(lines, icps, companies, dedup_window, thresholds, progress)
+    _SPLIT.update(
+        path=str(path), icps=list(icps), companies=companies, dedup_window=dedup_window,
+        thresholds=thresholds, progress=progress, jobs=jobs,
+    )  # fmt: skip
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            parts = list(pool.map(_replay_share, range(jobs)))
+    finally:
+        _SPLIT.clear()
+    history, runs = parts[0]
+    for other, other_runs in parts[1:]:
+        history.accounts |= other.accounts
+        starts = [t for t in (history.start, other.start) if t is not None]
+        ends = [t for t in (history.end, other.end) if t is not None]
+        history.start = min(starts) if starts else None
+        history.end = max(ends) if ends else None
+        for run, part in zip(runs, other_runs, strict=True):
+            run.alerts.extend(part.alerts)
+            run.best_tier.update(part.best_tier)
+            run.crossings.update(part.crossings)
+            run.peak.update(part.peak)
+    for run in runs:
+        run.alerts.sort(key=lambda alert: alert.line)
+    return history, runs
+
+
 def _observe(
-    run: Replay, icp: CompiledICP, score: Score, account: str, at: float, cuts: tuple[float, ...]
+    run: Replay,
+    icp: CompiledICP,
+    score: Score,
+    account: str,
+    at: float,
+    cuts: tuple[float, ...],
+    line: int,
 ) -> None:
     """Record one score: its alert, the account's best tier, thresholds first reached."""
     if score.alert:
         run.alerts.append(
-            Alert(run.label, account, score.event.event_id, at, score.tier, score.total)
+            Alert(run.label, account, score.event.event_id, at, score.tier, score.total, line)
         )
     tier = score.tier  # rule 8: from the total alone (None when disqualified)
     if tier is not None:
@@ -266,16 +346,23 @@ def evaluate(
 
 
 def backtest(
-    lines: Iterable[bytes],
+    lines: Iterable[bytes] | str | Path,
     icps: Sequence[tuple[str, ICPDocument]],
     companies: Mapping[str, Mapping[str, Any]],
     opportunities: Sequence[Opportunity],
     horizon: float = 90 * DAY,
     dedup_window: float = DEFAULT_DEDUP_WINDOW,
     progress: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Replay and judge: the JSON document `--json` writes."""
-    history, runs = replay(lines, icps, companies, dedup_window, progress=progress)
+    """Replay and judge: the JSON document `--json` writes. `lines` is an iterable of
+    lines, or a file path (then replayed by `jobs` processes, split by account)."""
+    if isinstance(lines, str | Path):
+        history, runs = replay_file(
+            lines, icps, companies, dedup_window, progress=progress, jobs=jobs
+        )
+    else:
+        history, runs = replay(lines, icps, companies, dedup_window, progress=progress)
     return {
         "events": {
             "lines": history.lines,

@@ -8,6 +8,7 @@ Problems with an input are printed as `FILE: line N: why` (exit 1).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -129,14 +130,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         icps.append((f"{'AB'[index] if index < 2 else index + 1}: {Path(path).stem}", document))
     companies = _companies(args.firmographics)
     opportunities = _opportunities(args.outcomes, args, None)
-    try:
-        events = open(args.events, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise LifecycleInputError(f"{args.events}: cannot read ({exc.strerror})") from None
-    with events:
-        result = backtest(
-            events, icps, companies, opportunities, args.horizon, progress=_progress("replay")
-        )
+    if not os.access(args.events, os.R_OK) or not Path(args.events).is_file():
+        raise LifecycleInputError(f"{args.events}: cannot read (no such readable file)")
+    result = backtest(
+        args.events,
+        icps,
+        companies,
+        opportunities,
+        args.horizon,
+        progress=_progress("replay"),
+        jobs=args.jobs,
+    )
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     sys.stdout.write(backtest_text(result))
@@ -223,6 +227,12 @@ def add_lifecycle_commands(icp: Any) -> None:
     test.add_argument("--firmographics", required=True)
     test.add_argument("--outcomes", required=True, help="opportunities export with outcomes")
     test.add_argument("--horizon", type=_duration, default=90 * 86400.0, help="default 90d")
+    test.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes to replay with, split by account (default: one per CPU)",
+    )
     test.add_argument("--json", help="write the numbers as JSON here")
     test.add_argument("--html", help="write the HTML report here")
     _crm_options(test)

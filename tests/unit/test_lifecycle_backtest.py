@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from scorer.icp.document import ICPDocument
 from scorer.icp.loader import parse_icp
-from scorer.lifecycle.backtest import DAY, backtest, replay
+from scorer.lifecycle.backtest import DAY, backtest, replay, replay_file
 from scorer.lifecycle.crm import LOST, WON, Opportunity
 from scorer.lifecycle.derive import derive
 from scorer.lifecycle.render import render_icp
@@ -157,3 +157,19 @@ def test_backtest_alerts_are_exactly_scorer_score_alerts(docs: list[dict[str, An
     ]
     _, (run,) = replay(lines, [("A", icp)], COMPANIES)
     assert [(a.domain, a.event_id, a.tier) for a in run.alerts] == expected
+
+
+def test_a_replay_split_over_processes_equals_one_pass(sample: Sample, tmp_path: Any) -> None:
+    """`--jobs 3` (accounts split over forked processes) gives one pass's result exactly:
+    the same alerts in file order, tiers, threshold crossings and counts."""
+    companies = {r["domain"]: r for r in sample.companies}
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sample.events) + b"not json\n")
+    icps = [("A", make_icp()), ("B", make_icp(id="other", tiers={"A": 70, "B": 55}))]
+    one = backtest(str(path), icps, companies, sample.opportunities, jobs=1)
+    split = backtest(str(path), icps, companies, sample.opportunities, jobs=3)
+    assert split == one
+    assert one["icps"][0]["alerts"] > 0 and one["events"]["invalid"] == 1
+    _, single = replay_file(path, icps, companies, jobs=1)
+    _, parts = replay_file(path, icps, companies, jobs=3)
+    assert [r.alerts for r in parts] == [r.alerts for r in single]
