@@ -120,8 +120,8 @@ async def produce(topic: str, count: int, domains: list[str], rate: float | None
         await producer.stop()
 
 
-def stats(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=30) as reply:
+def stats(port: int, what: str = "stats") -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{what}", timeout=30) as reply:
         result: dict[str, Any] = json.load(reply)
         return result
 
@@ -248,7 +248,7 @@ async def run() -> dict[str, Any]:
             reset(receiver_port)
             await produce(topic, int(100 * PACED_SECONDS), domains, rate=100)
             time.sleep(3)
-            result["latency_ms"] = percentiles(stats(receiver_port)["latency_ms"])
+            result["latency_ms"] = percentiles(stats(receiver_port, "latency")["latency_ms"])
             log(f"  {result['latency_ms']}")
         finally:
             result["router_shutdown_s"] = round(stop(router), 2)

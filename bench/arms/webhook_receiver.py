@@ -5,8 +5,8 @@ answer goes back (what the router sees as delivered).
 
     python -m bench.arms.webhook_receiver PORT LATENCY
 
-GET /stats: {"posts", "unique", "latency_ms": [...since the last /reset]};
-POST /reset clears the latency list.
+GET /stats: {"posts", "unique"} (cheap: the bench polls it every second);
+GET /latency: {"latency_ms": [...since the last /reset]}; POST /reset clears it.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class Receiver:
         return web.Response(text="ok")
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"posts": self.posts, "unique": len(self.keys), "latency_ms": self.latencies}
-        )
+        return web.json_response({"posts": self.posts, "unique": len(self.keys)})
+
+    async def latency(self, request: web.Request) -> web.Response:
+        return web.json_response({"latency_ms": self.latencies})
 
     async def reset(self, request: web.Request) -> web.Response:
         self.latencies = []
@@ -54,6 +55,7 @@ def main() -> None:
         [
             web.post("/hook", receiver.hook),
             web.get("/stats", receiver.stats),
+            web.get("/latency", receiver.latency),
             web.post("/reset", receiver.reset),
         ]
     )
