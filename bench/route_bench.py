@@ -152,7 +152,15 @@ async def run() -> dict[str, Any]:
     )
     result: dict[str, Any] = {"alerts": ALERTS, "receiver_latency_ms": LATENCY * 1000}
     try:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 30
+        while True:  # the receiver answers
+            try:
+                stats(receiver_port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         log("arm: ceiling (raw aiohttp POSTs, no Kafka)")
         ceiling = start(
             [sys.executable, "-m", "bench.arms.route_ceiling",
