@@ -39,7 +39,7 @@ class Receiver:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({"posts": self.posts, "unique": len(self.keys)})
 
-    async def latency(self, request: web.Request) -> web.Response:
+    async def latency_list(self, request: web.Request) -> web.Response:
         return web.json_response({"latency_ms": self.latencies})
 
     async def reset(self, request: web.Request) -> web.Response:
@@ -55,7 +55,7 @@ def main() -> None:
         [
             web.post("/hook", receiver.hook),
             web.get("/stats", receiver.stats),
-            web.get("/latency", receiver.latency),
+            web.get("/latency", receiver.latency_list),
             web.post("/reset", receiver.reset),
         ]
     )
