@@ -22,6 +22,7 @@ from scorer.icp.loader import load_icp
 from scorer.lifecycle.crm import LOST, WON, Columns, CRMExportError, Opportunity, load_opportunities
 from scorer.lifecycle.derive import DeriveOptions, derive
 from scorer.lifecycle.render import derivation_markdown, render_icp, template_parts
+from scorer.lifecycle.signals import Signal, derive_signals
 from scorer.timefmt import parse_duration
 
 Company = dict[str, Any]
@@ -105,7 +106,22 @@ def cmd_derive(args: argparse.Namespace) -> int:
     options = DeriveOptions(min_support=args.min_support, min_lift=args.min_lift)
     derivation = derive(companies, won, lost or None, options, _as_of([*outcomes, *lost_file]))
     template = template_parts(Path(args.template).read_text()) if args.template else None
-    text = render_icp(derivation, args.id, args.version, args.name, template)
+    signals: list[Signal] = []
+    if args.events:
+        try:
+            events = open(args.events, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise LifecycleInputError(f"{args.events}: cannot read ({exc.strerror})") from None
+        with events:
+            signals = derive_signals(
+                events,
+                [*outcomes, *lost_file],
+                companies,
+                won,
+                options,
+                lookback=args.lookback,
+            )
+    text = render_icp(derivation, args.id, args.version, args.name, template, signals=signals)
     report = derivation_markdown(derivation)
     if args.output == "-":
         sys.stdout.write(text)
@@ -214,6 +230,15 @@ def add_lifecycle_commands(icp: Any) -> None:
     derive_cmd.add_argument("-o", "--output", default="-", help="ICP YAML (default stdout)")
     derive_cmd.add_argument("--report", help="also write the markdown evidence report here")
     derive_cmd.add_argument("--template", help="ICP whose intent, tiers and hot rule to keep")
+    derive_cmd.add_argument(
+        "--events", help="event history (JSON lines): derive intent signals and their points"
+    )
+    derive_cmd.add_argument(
+        "--lookback",
+        type=_duration,
+        default=30 * 86400.0,
+        help="engagement counted before a deal was created (default 30d)",
+    )
     derive_cmd.add_argument("--id", default="derived")
     derive_cmd.add_argument("--version", type=int, default=1)
     derive_cmd.add_argument("--name", default="Derived from CRM outcomes")

@@ -9,6 +9,7 @@ otherwise misread (`NO` for Norway, `yes`, numbers as text).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 
 from scorer.icp.loader import loads_icp
 from scorer.lifecycle.derive import Derivation, Proposal, Value
+from scorer.lifecycle.signals import Signal
 
 SAMPLE_TEMPLATE = Path(__file__).resolve().parents[1] / "samples" / "midmarket-saas.yaml"
 _TEMPLATE_KEYS = ("intent", "personas", "weights", "tiers", "hot", "exclude")
@@ -61,6 +63,7 @@ def render_icp(
     name: str | None = None,
     template: dict[str, Any] | None = None,
     header: str = "Proposed by `scorer icp derive`",
+    signals: Sequence[Signal] = (),
 ) -> str:
     """The proposed ICP as YAML text, checked to load as a valid ICP."""
     options = derivation.options
@@ -78,7 +81,21 @@ def render_icp(
     lines.append("fit:")
     for proposal in derivation.proposals:
         lines.extend(criterion_lines(proposal))
-    parts = template if template is not None else template_parts()
+    parts = dict(template if template is not None else template_parts())
+    if signals:
+        intent = dict(parts.pop("intent", None) or {})
+        intent.pop("signals", None)
+        lines.append("intent:")
+        for key, value in intent.items():
+            lines.append(f"  {key}: {flow(value)}")
+        lines.append(
+            "  # Signals from the engagement before won deals (lift = win rate of the"
+            " accounts that showed it / base)."
+        )
+        lines.append("  signals:")
+        for signal in signals:
+            lines.append(f"    # {signal.label}: {signal.evidence.summary()}")
+            lines.append(f"    - {flow(signal.rule())}")
     if parts:
         lines.append(yaml.safe_dump(parts, default_flow_style=None, sort_keys=False).rstrip())
     text = "\n".join(lines) + "\n"

@@ -99,3 +99,35 @@ def test_psi_is_zero_for_equal_and_large_for_swapped_distributions() -> None:
     """PSI: identical shares give 0, a swapped 90/10 split gives more than 0.25."""
     assert psi([30, 70], [3, 7]) == pytest.approx(0.0)
     assert psi([90, 10], [10, 90]) > 0.25
+
+
+def test_intent_signals_come_from_the_engagement_before_won_deals(
+    sample: Sample, derivation: Derivation
+) -> None:
+    """The buying burst before deals (demo requests, forms, leads, enterprise pricing)
+    earns points; pages every account visits at random earn none; the ICP validates."""
+    import orjson
+
+    from scorer.lifecycle.signals import derive_signals
+
+    won = {o.domain for o in sample.opportunities if o.outcome == WON}
+    signals = derive_signals(
+        (orjson.dumps(e) for e in sample.events),
+        sample.opportunities,
+        [c["domain"] for c in sample.companies],
+        won,
+    )
+    labels = [s.label for s in signals]
+    assert {"demo_request", "form_submit", "lead_created", "page_view /pricing/enterprise"} <= set(
+        labels
+    )
+    assert not {"page_view /careers", "page_view /about", "page_view /", "page_view"} & set(labels)
+    points = {s.label: s.points for s in signals}
+    assert points["demo_request"] > points["page_view /pricing"] >= 1
+    assert max(points.values()) == 40
+    text = render_icp(derivation, signals=signals)
+    icp = loads_icp(text)
+    assert {(s.type, s.path): s.points for s in icp.intent.signals} == {
+        (s.type, s.path): s.points for s in signals
+    }
+    assert "# demo_request: support" in text
