@@ -55,7 +55,7 @@ bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
 bench-lifecycle: setup ## backtest 1M events x 2 ICPs and derive over 100k accounts (no Kafka)
 	$(BIN)/python -m bench.lifecycle_bench
 
-bench-route: setup ## scorer route to a 50 ms webhook: alerts/s, latency at 100/s, memory (~25 min)
+bench-route: setup ## scorer route to a 50 ms webhook: alerts/s, latency at 100/s, memory (~15 min)
 	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.route_bench
 
 schemas: setup ## regenerate schemas/ from scorer/models.py

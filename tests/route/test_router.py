@@ -209,3 +209,51 @@ def test_router_delivers_each_alert_to_its_destinations_once(
     for secret in (SLACK_TOKEN, HUBSPOT_TOKEN, SALESFORCE_TOKEN, WEBHOOK_SECRET):
         assert secret not in log
     assert "slack-wrong-channel refused alert" in log
+
+
+DOWN_ROUTES = """
+destinations:
+  hook:
+    type: webhook
+    url: {webhook}/hook
+    secret: ${{ROUTE_WEBHOOK_SECRET}}
+  hubspot:
+    type: hubspot
+    access_token: ${{HUBSPOT_TOKEN}}
+    host: {hubspot}
+default: [hook, hubspot]
+"""
+
+
+def test_a_destination_that_is_down_does_not_hold_up_the_others(
+    deployment: Deployment,
+    services: Services,
+    alerts: tuple[Path, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """HubSpot answers 500 to everything, slowly: the webhook still gets every alert while
+    HubSpot's lane is busy, and HubSpot's alerts end in the route DLQ after
+    SCORER_ROUTE_MAX_ATTEMPTS tries."""
+    _, docs = alerts
+    services.hubspot.flap, services.hubspot.latency = 1.0, 0.2
+    routes = write_routes(tmp_path / "routes.yaml", services, DOWN_ROUTES)
+    deployment.extra_env.update({**router_env(services), "SCORER_ROUTE_MAX_ATTEMPTS": "2"})
+    router = deployment.start_router(routes)
+    router.wait_ready(60)
+    asyncio.run(publish_alerts(deployment, docs))
+    ids = {d["alert_id"] for d in docs}
+    wait_for(lambda: set(services.webhook.posts) == ids, 60, "every alert at the webhook")
+    waiting = metric(
+        router.get("/metrics").decode(), "scorer_route_queue_depth", destination="hubspot"
+    )
+    assert waiting > 0, "HubSpot's lane should still be busy when the webhook is done"
+    dead = asyncio.run(deployment.consume("route-dlq", until=lambda r: len(r) >= len(docs)))
+    assert {orjson.loads(r.value)["alert_id"] for r in dead} == ids
+    assert {dict(r.headers)["route-reason"] for r in dead} == {b"max_attempts"}
+    assert {dict(r.headers)["route-destination"] for r in dead} == {b"hubspot"}
+    assert services.hubspot.requests == 2 * len(docs)
+    exposition = router.get("/metrics").decode()
+    assert metric(
+        exposition, "scorer_route_dlq_total", destination="hubspot", reason="max_attempts"
+    ) == len(docs)
+    assert metric(exposition, "scorer_route_retries_total", destination="hubspot") == len(docs)
