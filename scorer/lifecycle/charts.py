@@ -40,15 +40,24 @@ def _frame(title: str, y_max: float, y_format: str) -> list[str]:
 
 
 def _legend(labels: Sequence[str]) -> list[str]:
-    out = []
-    x = LEFT
+    """Swatches and labels under the plot, wrapped to a second row when they do not fit."""
+    placed: list[tuple[int, int, int, str]] = []  # (row, x, colour index, label)
+    row, x = 0, LEFT
     for index, label in enumerate(labels):
+        width = 24 + 7 * len(label)
+        if x > LEFT and x + width > WIDTH - RIGHT:
+            row, x = row + 1, LEFT
+        placed.append((row, x, index, label))
+        x += width
+    first = HEIGHT - 16 - 14 * row
+    out = []
+    for line, left, index, label in placed:
         colour = PALETTE[index % len(PALETTE)]
+        y = first + 14 * line
         out.append(
-            f'<rect x="{x}" y="{HEIGHT - 16}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{x + 14}" y="{HEIGHT - 7}" font-size="11">{escape(label)}</text>'
+            f'<rect x="{left}" y="{y}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{left + 14}" y="{y + 9}" font-size="11">{escape(label)}</text>'
         )
-        x += 24 + 7 * len(label)
     return out
 
 
