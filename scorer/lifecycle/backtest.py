@@ -374,3 +374,21 @@ def backtest(
         },
         "icps": [evaluate(history, run, opportunities, horizon) for run in runs],
     }
+
+
+def alerts_since(
+    lines: Iterable[bytes],
+    icp: ICPDocument,
+    companies: Mapping[str, Mapping[str, Any]],
+    opportunities: Sequence[Opportunity],
+    since: float,
+    horizon: float = 90 * DAY,
+) -> dict[str, Any]:
+    """How an ICP's alerts since `since` (its last version, say) fared: the whole
+    history is replayed (intent needs what came before), the alerts from `since` on
+    are judged against the outcomes."""
+    history, (run,) = replay(lines, [("active", icp)], companies)
+    run.alerts = [alert for alert in run.alerts if alert.at >= since]
+    judged = evaluate(history, run, opportunities, horizon)
+    keys = ("alerts", "accounts_alerted", "precision", "median_days_to_opportunity")
+    return {"since": since, **{key: judged.get(key) for key in keys}}

@@ -23,7 +23,7 @@ from scorer.lifecycle.crm import LOST, WON, Columns, CRMExportError, Opportunity
 from scorer.lifecycle.derive import DeriveOptions, derive
 from scorer.lifecycle.render import derivation_markdown, render_icp, template_parts
 from scorer.lifecycle.signals import Signal, derive_signals
-from scorer.timefmt import parse_duration
+from scorer.timefmt import parse_duration, parse_record_time
 
 Company = dict[str, Any]
 
@@ -168,6 +168,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    from scorer.lifecycle.backtest import alerts_since
     from scorer.lifecycle.review import review, review_html, review_text
 
     active = load_icp(args.icp)
@@ -186,6 +187,20 @@ def cmd_review(args: argparse.Namespace) -> int:
         options,
         _as_of([*outcomes, *lost_file]),
     )
+    if args.events:
+        if not (args.outcomes and args.since):
+            raise LifecycleInputError("review --events needs --outcomes and --since DATE")
+        since = parse_record_time(args.since)
+        if since is None:
+            raise LifecycleInputError(f"--since: not a date or RFC 3339 time: {args.since!r}")
+        try:
+            events = open(args.events, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise LifecycleInputError(f"{args.events}: cannot read ({exc.strerror})") from None
+        with events:
+            result.since = alerts_since(
+                events, active, companies, _opportunities(args.outcomes, args, None), since
+            )
     sys.stdout.write(review_text(result))
     if args.html:
         Path(args.html).write_text(review_html(result))
@@ -269,6 +284,9 @@ def add_lifecycle_commands(icp: Any) -> None:
     check.add_argument("--lost", help="recent lost accounts")
     check.add_argument("--baseline", help="earlier won accounts (default: every company)")
     check.add_argument("--firmographics", required=True)
+    check.add_argument("--events", help="event history: alert precision since --since")
+    check.add_argument("--outcomes", help="opportunities export (with --events)")
+    check.add_argument("--since", help="the active version's start, a date (with --events)")
     check.add_argument("--html", help="write the HTML report here")
     check.add_argument("-o", "--output", help="write the proposed ICP YAML here")
     _thresholds(check)

@@ -35,7 +35,7 @@ from scorer.lifecycle.derive import (
 from scorer.lifecycle.evidence import Evidence, psi, psi_label
 from scorer.lifecycle.render import flow, render_icp, template_parts
 from scorer.lifecycle.report import page, table
-from scorer.timefmt import parse_record_time
+from scorer.timefmt import format_epoch, parse_record_time
 
 DAY = 86400.0
 UNKNOWN = "(unknown)"
@@ -67,6 +67,7 @@ class Review:
     active_text: str = ""
     proposed_text: str = ""
     diff: str = ""
+    since: dict[str, Any] | None = None  # alerts since the last version, when history is given
 
 
 def drift(recent: Iterable[Company], baseline: Iterable[Company], as_of: float) -> list[Drift]:
@@ -212,6 +213,13 @@ def review_text(result: Review) -> str:
     for c in result.checks:
         out.append(f"  {c.status:<9} {c.criterion}")
         out.append(f"            {c.evidence.summary()}")
+    if result.since is not None:
+        s = result.since
+        when = format_epoch(s["since"])[:10]
+        out.append(
+            f"Alerts since {when}: {s['alerts']:,} alerts, {s['accounts_alerted']:,} accounts, "
+            f"precision {s['precision']:.1%}"
+        )
     out.append("Proposed change (unified diff):")
     out.append(result.diff.rstrip() or "  (none)")
     return "\n".join(out) + "\n"
@@ -250,6 +258,24 @@ def review_html(result: Review, title: str = "ICP review") -> str:
                 ]
                 for c in result.checks
             ],
+        ),
+        *(
+            [
+                "<h2>Alerts since the last version</h2>",
+                table(
+                    ["since", "alerts", "accounts alerted", "precision"],
+                    [
+                        [
+                            format_epoch(result.since["since"])[:10],
+                            result.since["alerts"],
+                            result.since["accounts_alerted"],
+                            f"{result.since['precision']:.1%}",
+                        ]
+                    ],
+                ),
+            ]
+            if result.since is not None
+            else []
         ),
         "<h2>Proposed ICP (diff)</h2>",
         "<pre>" + "\n".join(diff_lines) + "</pre>",

@@ -173,3 +173,21 @@ def test_a_replay_split_over_processes_equals_one_pass(sample: Sample, tmp_path:
     _, single = replay_file(path, icps, companies, jobs=1)
     _, parts = replay_file(path, icps, companies, jobs=3)
     assert [r.alerts for r in parts] == [r.alerts for r in single]
+
+
+def test_review_precision_counts_only_the_alerts_since_the_version() -> None:
+    """Alerts before `since` are replayed (for intent) but not judged: of a (day 0) and
+    b (day 20), only b's alert is after day 10, and b opened an opportunity in time."""
+    from scorer.lifecycle.backtest import alerts_since
+
+    companies = {
+        "a.example": {"domain": "a.example", "industry": "software"},
+        "b.example": {"domain": "b.example", "industry": "software"},
+    }
+    lines = [_event("e1", "a.example", 0), _event("e2", "b.example", 20)]
+    outcomes = [Opportunity("b.example", WON, None, T0 + 25 * DAY, T0 + 40 * DAY)]
+    since = alerts_since(lines, TINY_ICP, companies, outcomes, T0 + 10 * DAY)
+    assert (since["alerts"], since["accounts_alerted"], since["precision"]) == (1, 1, 1.0)
+    assert since["median_days_to_opportunity"] == pytest.approx(5.0)
+    everything = alerts_since(lines, TINY_ICP, companies, outcomes, T0 - DAY)
+    assert (everything["alerts"], everything["precision"]) == (2, 0.5)
