@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -33,7 +36,8 @@ def chromium_binary() -> str:
 class Browser:
     def __init__(self, width: int = 1280, height: int = 900) -> None:
         self.port = free_port()
-        self.profile = tempfile.TemporaryDirectory()
+        # Chromium's helper processes may still write the profile as it exits.
+        self.profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [
                 chromium_binary(),
@@ -49,6 +53,7 @@ class Browser:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helpers too are stopped by close()
         )
         self.ids = itertools.count(1)
 
@@ -72,11 +77,17 @@ class Browser:
         return Page(client, socket, self.ids)
 
     def close(self) -> None:
-        self.process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        time.sleep(0.2)  # helpers of the group finish exiting
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.profile.cleanup()
 
 
