@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scorer.icp.compiled import lookup
 from scorer.lifecycle.evidence import Evidence
 
 DAY = 86400.0
@@ -329,7 +330,7 @@ def _greedy_values(
     snowflake more often and so every tool looks a little better than it is;
     judged among the accounts without snowflake, the bystanders fall back to 1.
     """
-    path = name.split(".")
+    path = tuple(name.split("."))
     chosen = [max(kept, key=lambda v: (v.evidence.interval[0], v.label))]
     candidates = {v.key: v for v in leaning if v.key != chosen[0].key}
     while candidates:
@@ -338,7 +339,7 @@ def _greedy_values(
         wins: Counter[Any] = Counter()
         rest = rest_wins = 0
         for record, is_win in zip(records, wins_mask, strict=True):
-            value = _lookup(record, path)
+            value = lookup(record, path)
             if match(value):
                 continue
             rest += 1
@@ -416,9 +417,9 @@ def _propose(
             operator = "in" if kind == CATEGORICAL else "contains_any"
         match = _matcher(kind, operand)
         support = wins = 0
-        path = name.split(".")
+        path = tuple(name.split("."))
         for record, is_win in zip(records, wins_mask, strict=True):
-            if match(_lookup(record, path)):
+            if match(lookup(record, path)):
                 support += 1
                 wins += is_win
         evidence = Evidence(support, wins, population, population_wins)
@@ -437,12 +438,3 @@ def _propose(
             Proposal(name, operator, operand, weight, must_have, evidence, draft_parts)
         )
     return sorted(proposals, key=lambda p: (-p.weight, -p.evidence.lift, p.field))
-
-
-def _lookup(record: Company, path: list[str]) -> Any:
-    value: Any = record
-    for part in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
