@@ -23,6 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from scorer.route.messages import account_link, sign, slack_blocks
 from scorer.route.rules import SlackDestination, WebhookDestination
 
+THREADS_KEPT = 50_000  # accounts whose Slack thread is remembered before old ones are dropped
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Slack's answers that no retry can fix: the token, the channel or the message is wrong.
 SLACK_PERMANENT = frozenset(
@@ -243,4 +244,7 @@ class SlackSender:
         ts = str(answer.get("ts", ""))
         if thread is None and ts:
             self.threads[job.domain] = (ts, job.timestamp)
+            if len(self.threads) > THREADS_KEPT:  # bounded: forget threads past the window
+                cutoff = job.timestamp - self.config.thread_window
+                self.threads = {d: t for d, t in self.threads.items() if t[1] >= cutoff}
         return ts or None
