@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 
 from scorer.config import Settings
 from scorer.route.metrics import RouteMetrics
+from scorer.route.rules import load_routes
 from scorer.stream.metrics import Metrics
 from scorer.stream.worker import SHUTDOWN_SECONDS
 
@@ -67,12 +68,15 @@ def test_the_rule_tests_can_fail(tmp_path: Path) -> None:
 
 
 def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (path.name, doc)
-        for path in K8S
-        for doc in yaml.safe_load_all(path.read_text())
-        if doc and path.name != "kustomization.yaml"
-    ]
+    """(name, document): the file's name, or file:kind for a file of several documents."""
+    out = []
+    for path in K8S:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in docs:
+            out.append((path.name if len(docs) == 1 else f"{path.name}:{doc['kind']}", doc))
+    return out
 
 
 @pytest.mark.parametrize("name,doc", k8s_documents(), ids=lambda v: v if isinstance(v, str) else "")
@@ -91,7 +95,7 @@ def test_the_kubernetes_validator_rejects_a_typo() -> None:
 def test_kubernetes_manifests_match_the_worker() -> None:
     docs = dict(k8s_documents())
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(docs)
+    assert sorted(kustomization["resources"]) == sorted({name.split(":")[0] for name in docs})
     pod = docs["statefulset.yaml"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_SECONDS
@@ -121,6 +125,8 @@ def test_docker_compose_file() -> None:
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), volume
     assert set(services["scorer"]["environment"]) <= SETTINGS_ENV
+    assert set(services["router"]["environment"]) <= SETTINGS_ENV
+    assert load_routes(DEPLOY / "router-routes.yaml").destinations
     assert (ROOT / services["scorer"]["build"]["dockerfile"]).exists()
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "compose.yml").read_text())
     target = scrape["scrape_configs"][0]["static_configs"][0]["targets"][0]
@@ -162,3 +168,23 @@ def test_dashboard_uses_only_exported_metrics() -> None:
         for name in re.findall(r"\b(scorer_[a-z_]+)", rule["expr"])
     }
     assert in_rules <= exported, in_rules - exported
+
+
+def test_router_manifests_match_the_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router Deployment probes /healthz and /readyz on SCORER_ROUTER_WEB_PORT, mounts
+    the routes file it is given, and that file validates (secrets from the environment)."""
+    from scorer.route.rules import parse_routes
+
+    docs = dict(k8s_documents())
+    pod = docs["router.yaml:Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_SECONDS
+    assert container["ports"][0]["containerPort"] == Settings().router_web_port
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    args = container["args"]
+    mount = container["volumeMounts"][0]["mountPath"]
+    assert args[:2] == ["route", "--routes"] and args[2] == f"{mount}/routes.yaml"
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "set")
+    routes = docs["router.yaml:ConfigMap"]["data"]["routes.yaml"]
+    assert parse_routes(yaml.safe_load(routes)).destinations
