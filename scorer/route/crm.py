@@ -88,6 +88,8 @@ class HubSpotSender(_Threaded):
             status = getattr(exc, "status", None)
             if not isinstance(status, int):
                 raise
+            if status == 0:  # the client's wrapping of a connection or TLS error
+                raise DeliveryError("hubspot: connection error", retriable=True) from None
             headers = getattr(exc, "headers", None) or {}
             raise status_error("hubspot", status, headers.get("Retry-After")) from None
 
@@ -109,7 +111,8 @@ class HubSpotSender(_Threaded):
             ]
         )
         answer = self.client.crm.companies.batch_api.upsert(
-            batch_input_simple_public_object_batch_input_upsert=batch
+            batch_input_simple_public_object_batch_input_upsert=batch,
+            _request_timeout=config.timeout,
         )
         company_id = str(answer.results[0].id)
         if config.create_task:
@@ -136,7 +139,8 @@ class HubSpotSender(_Threaded):
             self.client.crm.objects.tasks.basic_api.create(
                 simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
                     properties=task, associations=[link]
-                )
+                ),
+                _request_timeout=config.timeout,
             )
         return company_id
 

@@ -36,6 +36,8 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 60.0
 
 Finish = Callable[[str, Job, str, str | None, str], Awaitable[None]]
+Seen = Callable[[str, Job], bool]
+FINISH_RETRY_SECONDS = 1.0
 
 
 def backoff(attempt: int, retry_after: float | None, rng: random.Random) -> float:
@@ -82,8 +84,10 @@ class Lane:
         limits: Limits,
         metrics: RouteMetrics,
         finish: Finish,
+        seen: Seen = lambda name, job: False,
     ) -> None:
         self.name = name
+        self.seen = seen
         self.sender = sender
         self.concurrency = concurrency
         self.limit = RateLimit(rate)
@@ -117,19 +121,44 @@ class Lane:
             job = await self.queue.get()
             self.busy += 1
             try:
-                await self._deliver(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug must not kill the lane; the offset stays uncommitted
-                log.exception("%s: delivery failed unexpectedly", self.name)
+                outcome = await self._attempt(job)
+                await self._finish(job, *outcome)
             finally:
                 self.busy -= 1
 
-    async def _deliver(self, job: Job) -> None:
+    async def _attempt(self, job: Job) -> tuple[str, str | None, str]:
+        """(outcome, ref or detail, DLQ reason) of one job; never raises but cancellation."""
+        try:
+            return await self._deliver(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an odd answer: to the DLQ, never a stuck offset
+            log.exception("%s: delivery of alert %s failed unexpectedly", self.name, job.alert_id)
+            return "dlq", f"{self.name}: {type(exc).__name__}", "error"
+
+    async def _finish(self, job: Job, outcome: str, ref: str | None, reason: str) -> None:
+        """Record the end of a job; retried until the delivery log has it (broker trouble)."""
         while True:
-            if time.time() - job.timestamp > self.limits.max_age:
-                await self.finish(self.name, job, "dlq", None, "max_age")
+            try:
+                await self.finish(self.name, job, outcome, ref, reason)
                 return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "%s: recording alert %s failed (%s); retrying",
+                    self.name,
+                    job.alert_id,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(FINISH_RETRY_SECONDS)
+
+    async def _deliver(self, job: Job) -> tuple[str, str | None, str]:
+        while True:
+            if self.seen(self.name, job):  # delivered by an earlier copy of this job
+                return "skipped", None, ""
+            if time.time() - job.timestamp > self.limits.max_age:
+                return "dlq", None, "max_age"
             await self.limit.wait()
             try:
                 ref = await self.sender.send(job)
@@ -137,8 +166,7 @@ class Lane:
                 job.attempts += 1
                 if not exc.retriable:
                     log.error("%s refused alert %s: %s", self.name, job.alert_id, exc.detail)
-                    await self.finish(self.name, job, "dlq", exc.detail, "rejected")
-                    return
+                    return "dlq", exc.detail, "rejected"
                 if job.attempts >= self.limits.max_attempts:
                     log.warning(
                         "%s: alert %s failed %d times (%s); to the route DLQ",
@@ -147,13 +175,11 @@ class Lane:
                         job.attempts,
                         exc.detail,
                     )
-                    await self.finish(self.name, job, "dlq", exc.detail, "max_attempts")
-                    return
+                    return "dlq", exc.detail, "max_attempts"
                 self.retries.inc()
                 await asyncio.sleep(backoff(job.attempts, exc.retry_after, self.rng))
                 continue
-            await self.finish(self.name, job, "delivered", ref, "")
-            return
+            return "delivered", ref, ""
 
 
 class Pending:

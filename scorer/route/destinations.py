@@ -8,6 +8,7 @@ log (the Slack message's ts, which later alerts thread under), or None.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -53,8 +54,17 @@ SLACK_PERMANENT = frozenset(
         "no_service_id",
         "no_team",
         "team_disabled",
+        "invalid_arguments",
+        "not_allowed_token_type",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
     }
 )
+# slack_sdk logs request URLs (an incoming webhook's URL is its secret) when its
+# logger's level is NOTSET; this one never logs below WARNING.
+SLACK_LOG = logging.getLogger("scorer.route.slack")
+SLACK_LOG.setLevel(logging.WARNING)
 
 
 class DeliveryError(Exception):
@@ -91,6 +101,10 @@ class Job:
     timestamp: float  # the alert record's time, seconds
     attempts: int = 0
     first_try: float = field(default_factory=time.monotonic)
+    # The Pending of the assignment that dispatched it: a job left over from an
+    # earlier assignment of its partition finishes against that one, never the new.
+    pending: Any = field(default=None, repr=False)
+    replayed: bool = False  # copied back from the route DLQ: delivered whatever the log says
 
     @property
     def alert_id(self) -> str:
@@ -142,7 +156,8 @@ class WebhookSender:
         try:
             async with self.session.post(self.config.url, data=job.raw, headers=headers) as reply:
                 await reply.read()
-                if reply.status >= 300:
+                # 409: a receiver that deduplicates says it has this Idempotency-Key.
+                if reply.status >= 300 and reply.status != 409:
                     raise status_error("webhook", reply.status, reply.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"webhook: {type(exc).__name__}", retriable=True) from None
@@ -188,6 +203,7 @@ class SlackSender:
                 timeout=timeout,
                 retry_handlers=handlers,
                 session=self.session,
+                logger=SLACK_LOG,
             )
         elif self.config.webhook_url is not None:
             self.hook = AsyncWebhookClient(
@@ -195,6 +211,7 @@ class SlackSender:
                 timeout=timeout,
                 retry_handlers=handlers,
                 session=self.session,
+                logger=SLACK_LOG,
             )
 
     async def close(self) -> None:

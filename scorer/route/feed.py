@@ -63,10 +63,10 @@ class FeedHub:
         )
         await response.prepare(request)
         queue: asyncio.Queue[bytes] = asyncio.Queue(PAGE_QUEUE)
-        for data in self.recent:
-            await response.write(b"data: " + data + b"\n\n")
-        self.pages.add(queue)
+        self.pages.add(queue)  # first: cards published while the backlog is written wait here
         try:
+            for data in list(self.recent):
+                await response.write(b"data: " + data + b"\n\n")
             while True:
                 try:
                     data = await asyncio.wait_for(queue.get(), timeout=15)

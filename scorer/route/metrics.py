@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from scorer.stream.metrics import package_version
 
 DELIVERY_OUTCOMES = ("delivered", "dlq", "skipped")
-DLQ_REASONS = ("rejected", "max_attempts", "max_age")
+DLQ_REASONS = ("rejected", "max_attempts", "max_age", "error")
 ALERT_OUTCOMES = ("routed", "unrouted", "invalid")
 # A webhook answers in tens of milliseconds; a rate-limited Slack channel or a
 # destination that is down turns that into minutes.

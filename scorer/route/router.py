@@ -65,6 +65,30 @@ def make_sender(config: Any, hub: FeedHub) -> Sender:
     raise TypeError(f"unknown destination {config!r}")
 
 
+def _alert_document(value: bytes | None) -> dict[str, Any] | None:
+    """The alert, if the bytes are one the rules can read: an alert id, an account with
+    a domain, and (when present) icp and score objects."""
+    try:
+        alert = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(alert, dict) or not isinstance(alert.get("alert_id"), str):
+        return None
+    account = alert.get("account")
+    if not isinstance(account, dict) or not isinstance(account.get("domain"), str):
+        return None
+    if any(not isinstance(alert.get(key, {}), dict) for key in ("icp", "score", "trigger")):
+        return None
+    return alert
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
 class Companies:
     """Company records by domain, from the firmographics topic, for account-field rules."""
 
@@ -121,6 +145,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
                 limits,
                 self.metrics,
                 self.finish,
+                lambda name, job: not job.replayed and self.log.seen(job.alert_id, name),
             )
             for name, d in routes.destinations.items()
         }
@@ -262,6 +287,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.log.prune(committed)
         for tp in assigned:
             self.pending.setdefault(tp.partition, Pending())
+        self.paused = False  # a new assignment starts unpaused: look again next cycle
         self.assigned = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
@@ -315,23 +341,24 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def dispatch(self, record: Any, pending: Pending) -> None:
         """One hot-accounts record into the lanes of the destinations it goes to."""
-        try:
-            alert = orjson.loads(record.value) if record.value is not None else None
-        except orjson.JSONDecodeError:
-            alert = None
-        if not isinstance(alert, dict) or "alert_id" not in alert:
+        alert = _alert_document(record.value)
+        if alert is None:
             self.metrics.alerts.labels(outcome="invalid").inc()
             detail = "not an alert document"
             await self._dead_letter(record.value, record, "", "invalid_json", detail)
             pending.add(record.offset, 0)
             return
-        domain = str(alert.get("account", {}).get("domain", ""))
+        domain = alert["account"]["domain"]
         company = self.companies.get(domain)
-        names = destinations_for(self.routes, alert, company)
+        replayed = _header(record.headers, "route-destination")
+        if replayed in self.lanes:  # a route-DLQ record copied back: its destination only
+            names = [replayed]
+        else:
+            names = destinations_for(self.routes, alert, company)
         self.metrics.alerts.labels(outcome="routed" if names else "unrouted").inc()
         jobs = 0
         for name in names:
-            if self.log.seen(str(alert["alert_id"]), name):
+            if self.log.seen(str(alert["alert_id"]), name) and replayed != name:
                 self.metrics.deliveries.labels(destination=name, outcome="skipped").inc()
                 continue
             job = Job(
@@ -341,6 +368,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
                 record.partition,
                 record.offset,
                 record.timestamp / 1000.0,
+                pending=pending,
+                replayed=replayed == name,
             )
             self.lanes[name].queue.put_nowait(job)
             jobs += 1
@@ -349,22 +378,24 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
     async def finish(self, name: str, job: Job, outcome: str, ref: str | None, reason: str) -> None:
         """A delivery ended: log it, dead-letter it if it failed, free its offset."""
         assert self.producer is not None
+        if outcome == "skipped":  # an earlier copy of this job delivered it
+            self.metrics.deliveries.labels(destination=name, outcome="skipped").inc()
+            job.pending.done(job.offset)
+            return
         if outcome == "dlq":
-            self.metrics.dlq.labels(destination=name, reason=reason).inc()
             await self._dead_letter(job.raw, job, name, reason, ref or reason)
+            self.metrics.dlq.labels(destination=name, reason=reason).inc()
         else:
             self.metrics.latency.labels(destination=name).observe(
                 max(0.0, time.time() - job.timestamp)
             )
-        self.metrics.deliveries.labels(destination=name, outcome=outcome).inc()
         value = self.log.entry(name, job, outcome, ref)
         # Wait for the broker's ack before the lane takes its next alert: a crash
         # then repeats at most the deliveries in flight (`concurrency` of them).
         key = self.log.key(job.alert_id, name)
         await (await self.producer.send(self.log.topic, key=key, value=value))
-        pending = self.pending.get(job.partition)
-        if pending is not None:
-            pending.done(job.offset)
+        self.metrics.deliveries.labels(destination=name, outcome=outcome).inc()
+        job.pending.done(job.offset)
 
     async def _dead_letter(
         self, value: bytes | None, source: Any, destination: str, reason: str, detail: str
@@ -379,7 +410,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             ("original-offset", str(source.offset).encode()),
         ]
         key = source.key if hasattr(source, "key") else source.domain.encode()
-        await self.producer.send(self.dlq_topic, value=value, key=key, headers=headers)
+        await (await self.producer.send(self.dlq_topic, value=value, key=key, headers=headers))
 
     async def commit(self) -> None:
         """Delivery records and DLQ records first, then the input offsets they cover."""

@@ -63,7 +63,7 @@ class _Destination(BaseModel):
 
     concurrency: int = Field(4, ge=1, le=256)
     rate_per_second: float | None = Field(None, gt=0)
-    timeout: float = 10.0
+    timeout: float = Field(10.0, gt=0)
     queue_limit: int = Field(10_000, ge=1)
 
     @field_validator("timeout", mode="before")
@@ -91,7 +91,7 @@ class SlackDestination(_Destination):
     token: SecretStr | None = None
     channel: str | None = None
     webhook_url: SecretStr | None = None
-    thread_window: float = 24 * 3600.0
+    thread_window: float = Field(24 * 3600.0, gt=0)
     account_link: str | None = None
     api_url: str = "https://slack.com/api/"
     concurrency: int = Field(1, ge=1, le=256)
@@ -167,14 +167,30 @@ class Match(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    icp: list[str] | None = None
-    tier: list[str] | None = None
+    icp: list[str] | None = Field(None, min_length=1)
+    tier: list[str] | None = Field(None, min_length=1)
     min_total: float | None = None
-    country: list[str] | None = None
-    industry: list[str] | None = None
-    owner: list[str] | None = None
+    country: list[str] | None = Field(None, min_length=1)
+    industry: list[str] | None = Field(None, min_length=1)
+    owner: list[str] | None = Field(None, min_length=1)
     employees: tuple[float, float] | None = None
-    fields: dict[str, list[Any]] | None = None
+    fields: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
+
+    @field_validator("employees")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError("the low end is above the high end")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _no_booleans(cls, value: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        # YAML reads unquoted NO, yes, on, off as booleans: quote them ("NO" is Norway).
+        for path, allowed in (value or {}).items():
+            if any(isinstance(item, bool) for item in allowed):
+                raise ValueError(f"{path}: a yes/no value; quote it if you mean text ('NO')")
+        return value
 
 
 class Rule(BaseModel):

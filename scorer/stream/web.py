@@ -31,7 +31,8 @@ class WebServer:
                 *routes,
             ]
         )
-        self.runner = web.AppRunner(self.app, access_log=None)
+        # A short shutdown: open /feed streams must not hold up SIGTERM's exit.
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
 
     async def start(self) -> None:
         await self.runner.setup()

@@ -4,6 +4,7 @@ what is retried (429 with Retry-After, 5xx), what is refused for good, and when.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ async def attempt(sender: Any, item: Job) -> Any:
 
 
 async def test_slack_incoming_webhook_and_its_errors(
-    services: Services, monkeypatch: pytest.MonkeyPatch
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An incoming webhook gets the blocks; 429 is retriable with its Retry-After after
     slack_sdk's own retry; `no_service` (a deleted webhook) is refused for good."""
@@ -71,7 +72,9 @@ async def test_slack_incoming_webhook_and_its_errors(
     assert await attempt(SlackSender(config), job()) is None
     assert services.slack.messages[-1]["blocks"][0]["type"] == "header"
     services.slack.script = ["429", "429"]
+    caplog.set_level(logging.DEBUG)
     limited = await attempt(SlackSender(config), job())
+    assert url not in caplog.text  # the webhook URL is the secret: never logged
     assert isinstance(limited, DeliveryError) and limited.retriable
     assert limited.retry_after == 1.0
     services.slack.script = ["no_service"]
@@ -179,7 +182,15 @@ class Scripted:
         return "ref"
 
 
-async def run_lane(sender: Scripted, item: Job, attempts: int = 3, age: float = 60) -> list[Any]:
+class Broken(Scripted):
+    async def send(self, item: Job) -> str | None:
+        self.calls.append(time.monotonic())
+        raise RuntimeError("an answer nobody expected")
+
+
+async def run_lane(
+    sender: Scripted, item: Job, attempts: int = 3, age: float = 60, seen: bool = False
+) -> list[Any]:
     from prometheus_client import CollectorRegistry
 
     finished: list[Any] = []
@@ -190,7 +201,7 @@ async def run_lane(sender: Scripted, item: Job, attempts: int = 3, age: float = 
         done.set()
 
     metrics = RouteMetrics(CollectorRegistry(), ["d"])
-    lane = Lane("d", sender, 1, None, 10, Limits(attempts, age), metrics, finish)
+    lane = Lane("d", sender, 1, None, 10, Limits(attempts, age), metrics, finish, lambda n, j: seen)
     lane.start()
     lane.queue.put_nowait(item)
     await asyncio.wait_for(done.wait(), 30)
@@ -221,4 +232,19 @@ async def test_lane_sends_an_alert_older_than_max_age_to_the_dlq_untried() -> No
     old = job()
     old.timestamp -= 120
     assert await run_lane(sender, old, age=60) == [("dlq", None, "max_age")]
+    assert sender.calls == []
+
+
+async def test_lane_sends_an_unexpected_failure_to_the_dlq_instead_of_sticking() -> None:
+    """A sender raising something unexpected ends in the DLQ (reason error), so the
+    offset can still be committed."""
+    broken = Broken()
+    assert await run_lane(broken, job()) == [("dlq", "d: RuntimeError", "error")]
+    assert len(broken.calls) == 1
+
+
+async def test_lane_skips_a_job_an_earlier_copy_delivered() -> None:
+    """After a rebalance the same alert can be queued twice: the second is skipped."""
+    sender = Scripted()
+    assert await run_lane(sender, job(), seen=True) == [("skipped", None, "")]
     assert sender.calls == []

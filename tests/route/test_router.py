@@ -240,6 +240,8 @@ def test_a_destination_that_is_down_does_not_hold_up_the_others(
     deployment.extra_env.update({**router_env(services), "SCORER_ROUTE_MAX_ATTEMPTS": "2"})
     router = deployment.start_router(routes)
     router.wait_ready(60)
+    malformed = (deployment.topic("hot-accounts"), b"x", b'{"alert_id": "x", "account": null}')
+    asyncio.run(deployment.produce([malformed]))
     asyncio.run(publish_alerts(deployment, docs))
     ids = {d["alert_id"] for d in docs}
     wait_for(lambda: set(services.webhook.posts) == ids, 60, "every alert at the webhook")
@@ -247,7 +249,10 @@ def test_a_destination_that_is_down_does_not_hold_up_the_others(
         router.get("/metrics").decode(), "scorer_route_queue_depth", destination="hubspot"
     )
     assert waiting > 0, "HubSpot's lane should still be busy when the webhook is done"
-    dead = asyncio.run(deployment.consume("route-dlq", until=lambda r: len(r) >= len(docs)))
+    records = asyncio.run(deployment.consume("route-dlq", until=lambda r: len(r) >= len(docs) + 1))
+    invalid = [r for r in records if dict(r.headers)["route-reason"] == b"invalid_json"]
+    dead = [r for r in records if r not in invalid]
+    assert len(invalid) == 1 and invalid[0].value == malformed[2]  # counted, not a crash
     assert {orjson.loads(r.value)["alert_id"] for r in dead} == ids
     assert {dict(r.headers)["route-reason"] for r in dead} == {b"max_attempts"}
     assert {dict(r.headers)["route-destination"] for r in dead} == {b"hubspot"}
@@ -257,3 +262,20 @@ def test_a_destination_that_is_down_does_not_hold_up_the_others(
         exposition, "scorer_route_dlq_total", destination="hubspot", reason="max_attempts"
     ) == len(docs)
     assert metric(exposition, "scorer_route_retries_total", destination="hubspot") == len(docs)
+
+    # HubSpot is back: the route-DLQ records, copied back with their headers, go to
+    # HubSpot only; the webhook, which had them, gets nothing again.
+    services.hubspot.flap = 0.0
+    posts = len(services.webhook.posts)
+    asyncio.run(
+        deployment.produce(
+            ((deployment.topic("hot-accounts"), r.key, r.value) for r in dead[:10]),
+            headers=list(dead[0].headers),
+        )
+    )
+    wait_for(lambda: len(services.hubspot.tasks) == 10, 60, "the replayed alerts at HubSpot")
+    time.sleep(1)
+    assert len(services.webhook.posts) == posts
+    assert set(services.hubspot.companies) == {
+        orjson.loads(r.value)["account"]["domain"] for r in dead[:10]
+    }
