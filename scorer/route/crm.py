@@ -34,7 +34,7 @@ from hubspot.crm.objects.tasks import (
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
-from scorer.route.destinations import DeliveryError, Job, status_error
+from scorer.route.destinations import DeliveryError, Job, Sender, status_error
 from scorer.route.messages import task_text
 from scorer.route.rules import HubSpotDestination, SalesforceDestination
 
@@ -47,7 +47,7 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-class _Threaded:
+class _Threaded(Sender):
     """A synchronous client's calls, run off the event loop."""
 
     def __init__(self, threads: int) -> None:
@@ -58,9 +58,6 @@ class _Threaded:
 
     async def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def remember(self, job_domain: str, ref: str, at: float) -> None:
-        return None
 
 
 class HubSpotSender(_Threaded):

@@ -238,8 +238,10 @@ class DeliveryLog:
         if sender is not None and value.get("ref"):
             sender.remember(str(value.get("a", "")), str(value["ref"]), float(value.get("t", 0)))
 
-    def entry(self, destination: str, job: Job, outcome: str, ref: str | None) -> bytes:
-        """The log record for a finished delivery; remembered here too."""
+    def entry(
+        self, destination: str, job: Job, outcome: str, ref: str | None
+    ) -> tuple[bytes, bytes]:
+        """(key, value) of the log record for a finished delivery; remembered here too."""
         key = self.key(job.alert_id, destination)
         self.entries[key] = (job.partition, job.offset)
         value = {
@@ -251,7 +253,7 @@ class DeliveryLog:
             "outcome": outcome,
             "ref": ref,
         }
-        return orjson.dumps(value)
+        return key, orjson.dumps(value)
 
     def prune(self, committed: dict[int, int]) -> None:
         """Forget entries below a committed offset: no replay reaches them."""

@@ -12,7 +12,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -100,7 +100,6 @@ class Job:
     offset: int
     timestamp: float  # the alert record's time, seconds
     attempts: int = 0
-    first_try: float = field(default_factory=time.monotonic)
     # The Pending of the assignment that dispatched it: a job left over from an
     # earlier assignment of its partition finishes against that one, never the new.
     pending: Any = field(default=None, repr=False)
@@ -115,17 +114,24 @@ class Job:
         return str(self.alert.get("account", {}).get("domain", ""))
 
 
-class Sender(Protocol):
-    async def start(self) -> None: ...
+class Sender:
+    """A destination's client. `start`/`close` own its connections; `remember` takes
+    a reference back from the delivery log (only Slack keeps any)."""
 
-    async def close(self) -> None: ...
+    async def start(self) -> None:
+        return None
 
-    async def send(self, job: Job) -> str | None: ...
+    async def close(self) -> None:
+        return None
 
-    def remember(self, job_domain: str, ref: str, at: float) -> None: ...
+    async def send(self, job: Job) -> str | None:
+        raise NotImplementedError
+
+    def remember(self, job_domain: str, ref: str, at: float) -> None:
+        return None
 
 
-class WebhookSender:
+class WebhookSender(Sender):
     """POST the alert bytes with an Idempotency-Key and an HMAC-SHA256 signature."""
 
     def __init__(self, config: WebhookDestination) -> None:
@@ -163,9 +169,6 @@ class WebhookSender:
             raise DeliveryError(f"webhook: {type(exc).__name__}", retriable=True) from None
         return None
 
-    def remember(self, job_domain: str, ref: str, at: float) -> None:
-        return None
-
 
 def slack_failure(exc: SlackApiError) -> DeliveryError:
     """Slack's error code (or HTTP status) and whether a retry can help."""
@@ -181,7 +184,7 @@ def slack_failure(exc: SlackApiError) -> DeliveryError:
     )
 
 
-class SlackSender:
+class SlackSender(Sender):
     """chat.postMessage (threads an account's later alerts) or an incoming webhook."""
 
     def __init__(self, config: SlackDestination) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from scorer.route.destinations import Job
+from scorer.route.destinations import Job, Sender
 from scorer.route.messages import reason_lines, trigger_text
 from scorer.route.rules import FeedDestination
 
@@ -87,21 +87,12 @@ class FeedHub:
         return [web.get("/feed", self.page), web.get("/feed/events", self.events)]
 
 
-class FeedSender:
+class FeedSender(Sender):
     """The feed as a destination: publishing cannot fail."""
 
     def __init__(self, config: FeedDestination, hub: FeedHub) -> None:
         self.hub = hub
 
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
     async def send(self, job: Job) -> str | None:
         self.hub.publish(job.alert)
-        return None
-
-    def remember(self, job_domain: str, ref: str, at: float) -> None:
         return None

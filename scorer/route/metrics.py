@@ -67,15 +67,19 @@ class RouteMetrics:
         )
         info = Gauge("scorer_route_build_info", "Router version", ["version"], registry=registry)
         info.labels(version=package_version()).set(1)
+        # Children bound once (and so exported at 0): the per-alert and per-delivery
+        # paths pay a dict lookup, not a labels() call.
+        self.delivery = {
+            (name, outcome): self.deliveries.labels(destination=name, outcome=outcome)
+            for name in names
+            for outcome in DELIVERY_OUTCOMES
+        }
+        self.delivered_after = {name: self.latency.labels(destination=name) for name in names}
+        self.alert = {outcome: self.alerts.labels(outcome=outcome) for outcome in ALERT_OUTCOMES}
         for name in names:
-            for outcome in DELIVERY_OUTCOMES:
-                self.deliveries.labels(destination=name, outcome=outcome)
             for reason in DLQ_REASONS:
                 self.dlq.labels(destination=name, reason=reason)
-            self.latency.labels(destination=name)
             self.retries.labels(destination=name)
-        for outcome in ALERT_OUTCOMES:
-            self.alerts.labels(outcome=outcome)
 
     def depth(self, name: str, measure: Callable[[], float]) -> None:
         self.queue_depth.labels(destination=name).set_function(measure)

@@ -19,8 +19,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import CollectorRegistry
 
 from scorer.config import Settings
@@ -40,7 +38,8 @@ from scorer.route.rules import (
     destinations_for,
 )
 from scorer.stream.followers import Follower
-from scorer.stream.kafka import client_options, partitions_of, reader
+from scorer.stream.kafka import client_options, create_missing, partitions_of, reader
+from scorer.stream.tasks import producer_options
 from scorer.stream.web import WebServer
 
 log = logging.getLogger("scorer.route")
@@ -186,16 +185,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.web.start()
         await self._ensure_topics()
         options = client_options(self.settings)
-        self.producer = AIOKafkaProducer(
-            **options,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            retry_backoff_ms=10,
-            compression_type=None
-            if self.settings.compression == "none"
-            else self.settings.compression,
-        )
+        # The worker's producer settings, with a linger: deliveries finish one by one.
+        self.producer = AIOKafkaProducer(**{**producer_options(self.settings), "linger_ms": 5})
         await self.producer.start()
         for sender in self.senders.values():
             await sender.start()
@@ -223,31 +214,19 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             lane.start()
 
     async def _ensure_topics(self) -> None:
-        settings = self.settings
-        admin = AIOKafkaAdminClient(**client_options(settings))
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            wanted = [
-                NewTopic(
-                    name,
-                    settings.topic_partitions,
-                    settings.replication_factor,
-                    topic_configs=configs,
-                )
-                for name, configs in (
-                    (self.hot_topic, {}),
-                    (settings.topic(settings.firmographics_topic), {"cleanup.policy": "compact"}),
-                    (self.log.topic, DELIVERIES_CONFIGS),
-                    (self.dlq_topic, {}),
-                )
-                if name not in existing
-            ]
-            if wanted:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(wanted)
-        finally:
-            await admin.close()
+        settings, partitions = self.settings, self.settings.topic_partitions
+        await create_missing(
+            settings,
+            {
+                self.hot_topic: (partitions, {}),
+                settings.topic(settings.firmographics_topic): (
+                    partitions,
+                    {"cleanup.policy": "compact"},
+                ),
+                self.log.topic: (partitions, DELIVERIES_CONFIGS),
+                self.dlq_topic: (partitions, {}),
+            },
+        )
 
     async def _catch_up_log(self) -> int:
         """Read the delivery log from where this process left it to its end."""
@@ -264,7 +243,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             for records in batches.values():
                 for record in records:
                     self.log.apply(record, self.senders)
-                count += sum(len(r) for r in batches.values())
+                count += len(records)
 
     # -- rebalance -----------------------------------------------------------------
 
@@ -280,7 +259,12 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         assert consumer is not None
         await self._catch_up_log()
         committed: dict[int, int] = {}
-        for p in await partitions_of(client_options(self.settings), self.hot_topic):
+        # Every partition's commit, to drop the log entries no replay can reach;
+        # the consumer's metadata knows them, no admin round trip needed.
+        partitions = consumer.partitions_for_topic(self.hot_topic) or await partitions_of(
+            client_options(self.settings), self.hot_topic
+        )
+        for p in partitions:
             offset = await consumer.committed(TopicPartition(self.hot_topic, p))
             if offset is not None:
                 committed[p] = offset
@@ -343,7 +327,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         """One hot-accounts record into the lanes of the destinations it goes to."""
         alert = _alert_document(record.value)
         if alert is None:
-            self.metrics.alerts.labels(outcome="invalid").inc()
+            self.metrics.alert["invalid"].inc()
             detail = "not an alert document"
             await self._dead_letter(record.value, record, "", "invalid_json", detail)
             pending.add(record.offset, 0)
@@ -355,11 +339,11 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             names = [replayed]
         else:
             names = destinations_for(self.routes, alert, company)
-        self.metrics.alerts.labels(outcome="routed" if names else "unrouted").inc()
+        self.metrics.alert["routed" if names else "unrouted"].inc()
         jobs = 0
         for name in names:
             if self.log.seen(str(alert["alert_id"]), name) and replayed != name:
-                self.metrics.deliveries.labels(destination=name, outcome="skipped").inc()
+                self.metrics.delivery[name, "skipped"].inc()
                 continue
             job = Job(
                 alert,
@@ -379,22 +363,19 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         """A delivery ended: log it, dead-letter it if it failed, free its offset."""
         assert self.producer is not None
         if outcome == "skipped":  # an earlier copy of this job delivered it
-            self.metrics.deliveries.labels(destination=name, outcome="skipped").inc()
+            self.metrics.delivery[name, "skipped"].inc()
             job.pending.done(job.offset)
             return
         if outcome == "dlq":
             await self._dead_letter(job.raw, job, name, reason, ref or reason)
             self.metrics.dlq.labels(destination=name, reason=reason).inc()
         else:
-            self.metrics.latency.labels(destination=name).observe(
-                max(0.0, time.time() - job.timestamp)
-            )
-        value = self.log.entry(name, job, outcome, ref)
+            self.metrics.delivered_after[name].observe(max(0.0, time.time() - job.timestamp))
+        key, value = self.log.entry(name, job, outcome, ref)
         # Wait for the broker's ack before the lane takes its next alert: a crash
         # then repeats at most the deliveries in flight (`concurrency` of them).
-        key = self.log.key(job.alert_id, name)
         await (await self.producer.send(self.log.topic, key=key, value=value))
-        self.metrics.deliveries.labels(destination=name, outcome=outcome).inc()
+        self.metrics.delivery[name, outcome].inc()
         job.pending.done(job.offset)
 
     async def _dead_letter(

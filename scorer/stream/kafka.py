@@ -152,29 +152,50 @@ async def ensure_topics(
     count: a task joins them by partition number (co-partitioning). With
     `check_partitions`, a mismatch is a `ConfigError` naming the counts.
     """
+    specs: dict[str, tuple[int, dict[str, str]]] = {}
+    for name in topics.all():
+        configs = {"cleanup.policy": "compact"} if name in topics.compacted() else {}
+        if name == topics.changelog:
+            configs.update(CHANGELOG_CONFIGS)
+        specs[name] = (1 if name == topics.icp else settings.topic_partitions, configs)
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         if check_partitions:
             await _check_copartitioned(admin, topics, existing, settings.topic_partitions)
-        wanted = []
-        for name in topics.all():
-            if name in existing:
-                continue
-            configs = {"cleanup.policy": "compact"} if name in topics.compacted() else {}
-            if name == topics.changelog:
-                configs.update(CHANGELOG_CONFIGS)
-            partitions = 1 if name == topics.icp else settings.topic_partitions
-            wanted.append(
-                NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
-            )
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
-                await admin.create_topics(wanted)
-        return [t.name for t in wanted]
+        return await _create(admin, settings, specs, existing)
     finally:
         await admin.close()
+
+
+async def create_missing(
+    settings: Settings, specs: dict[str, tuple[int, dict[str, str]]]
+) -> list[str]:
+    """Create the topics of `specs` ({name: (partitions, configs)}) that do not exist."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return await _create(admin, settings, specs, set(await admin.list_topics()))
+    finally:
+        await admin.close()
+
+
+async def _create(
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    specs: dict[str, tuple[int, dict[str, str]]],
+    existing: set[str],
+) -> list[str]:
+    wanted = [
+        NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
+        for name, (partitions, configs) in specs.items()
+        if name not in existing
+    ]
+    if wanted:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+            await admin.create_topics(wanted)
+    return [t.name for t in wanted]
 
 
 async def _check_copartitioned(

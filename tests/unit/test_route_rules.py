@@ -233,7 +233,7 @@ def test_delivery_log_round_trip_and_prune() -> None:
     """A logged delivery is seen again after a read-back, and pruned once committed."""
     job = Job(ALERT, orjson.dumps(ALERT), None, partition=2, offset=7, timestamp=1.0)
     writer = DeliveryLog("t")
-    value = writer.entry("slack", job, "delivered", "123.45")
+    _, value = writer.entry("slack", job, "delivered", "123.45")
     reader = DeliveryLog("t")
     remembered: list[tuple[str, str, float]] = []
     sender = SimpleNamespace(remember=lambda d, ref, at: remembered.append((d, ref, at)))
