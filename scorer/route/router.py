@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from scorer.config import Settings
 from scorer.enrichment.domains import normalise_domain
+from scorer.logs import BrokerOutage
 from scorer.route.crm import HubSpotSender, SalesforceSender
 from scorer.route.delivery import DeliveryLog, Lane, Limits, Pending
 from scorer.route.destinations import Job, Sender, SlackSender, WebhookSender
@@ -117,9 +118,14 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
     """One `scorer route` process."""
 
     def __init__(
-        self, settings: Settings, routes: RoutesDocument, registry: CollectorRegistry | None = None
+        self,
+        settings: Settings,
+        routes: RoutesDocument,
+        registry: CollectorRegistry | None = None,
+        outage: BrokerOutage | None = None,
     ) -> None:
         self.settings = settings
+        self.outage = outage if outage is not None else BrokerOutage()
         self.routes = routes
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = RouteMetrics(self.registry, routes.destinations)
@@ -212,6 +218,12 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer.subscribe([self.hot_topic], listener=self)
         for lane in self.lanes.values():
             lane.start()
+        log.info(
+            "routing %s to %s; feed on :%d/feed",
+            self.hot_topic,
+            ", ".join(self.routes.destinations),
+            self.settings.router_web_port,
+        )
 
     async def _ensure_topics(self) -> None:
         settings, partitions = self.settings, self.settings.topic_partitions

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Protocol
 
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -25,7 +26,7 @@ from aiokafka.errors import (
 
 from scorer.config import Settings
 from scorer.errors import ConfigError
-from scorer.logs import broker_problem, configure_logging
+from scorer.logs import BrokerOutage, broker_problem, configure_logging
 from scorer.stream.loop import Worker
 
 log = logging.getLogger("scorer.worker")
@@ -42,50 +43,73 @@ REFUSED = (
 )
 
 
+class Service(Protocol):
+    """A long-running process body: the worker, or the router."""
+
+    settings: Settings
+    outage: BrokerOutage
+    stopping: asyncio.Event
+
+    def stop(self) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 async def serve(settings: Settings) -> int:
     outage = configure_logging(settings.log_level, settings.log_format)
-    worker = Worker(settings, outage=outage)
+    return await serve_service(Worker(settings, outage=outage), "worker", log, SHUTDOWN_SECONDS)
+
+
+async def serve_service(
+    service: Service, name: str, logger: logging.Logger, shutdown_seconds: float
+) -> int:
+    """Run until it ends or SIGTERM/SIGINT; the exit statuses of the module docstring."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, worker.stop)
-    main = asyncio.create_task(_run(worker))
-    stop = asyncio.create_task(worker.stopping.wait())
+        loop.add_signal_handler(signum, service.stop)
+    main = asyncio.create_task(_run(service, name, logger))
+    stop = asyncio.create_task(service.stopping.wait())
     await asyncio.wait([main, stop], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
     if main.done():
         return main.result()
     try:
-        return await asyncio.wait_for(main, SHUTDOWN_SECONDS)
+        return await asyncio.wait_for(main, shutdown_seconds)
     except TimeoutError:
-        log.error("shutdown did not finish within %.0f s; exiting", SHUTDOWN_SECONDS)
+        logger.error("shutdown did not finish within %.0f s; exiting", shutdown_seconds)
         return EXIT_SHUTDOWN_TIMEOUT
 
 
-async def _run(worker: Worker) -> int:
+async def _run(service: Service, name: str, logger: logging.Logger) -> int:
+    status = 0
     try:
-        if not worker.stopping.is_set():
-            await worker.start()
-        await worker.run()
-        return 0
+        if not service.stopping.is_set():
+            await service.start()
+        await service.run()
     except ConfigError as exc:
-        log.error("%s", exc)
+        logger.error("%s", exc)
         status = EXIT_CONFIG
     except REFUSED as exc:
-        log.error("the broker refused the worker: %s: %s", type(exc).__name__, exc)
+        logger.error("the broker refused the %s: %s: %s", name, type(exc).__name__, exc)
         status = EXIT_FAILED
     except KafkaConnectionError as exc:
-        log.error(
+        logger.error(
             "cannot use the broker at %s: %s",
-            worker.settings.broker,
-            broker_problem(worker.outage, exc),
+            service.settings.broker,
+            broker_problem(service.outage, exc),
         )
         status = EXIT_FAILED
     except Exception:
-        log.exception("the worker failed")
+        logger.exception("the %s failed", name)
         status = EXIT_FAILED
     try:
-        await asyncio.wait_for(worker.close(), 5.0)
-    except Exception:  # closing a half-started worker: best effort
-        log.debug("close after failure", exc_info=True)
+        await asyncio.wait_for(service.close(), 5.0)
+    except Exception:  # closing a half-started service: best effort
+        logger.debug("close after failure", exc_info=True)
     return status
 
 
