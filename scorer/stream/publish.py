@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Iterable
 from typing import IO, Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from scorer.config import Settings
 from scorer.enrichment.domains import normalise_domain
 from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.document import ICPDocument
 from scorer.icp.loader import loads_icp
-from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of, reader
+from scorer.stream.followers import Follower
+from scorer.stream.kafka import Topics, client_options, ensure_topics
 from scorer.timefmt import format_duration
 
 
@@ -51,32 +53,35 @@ async def publish_icp(settings: Settings, document: ICPDocument) -> None:
 
 async def current_icps(settings: Settings) -> dict[str, ICPDocument]:
     """The ICPs on the icp-profiles topic as the workers see them: per id, the
-    highest version not deleted since (invalid documents are skipped)."""
-    topics = Topics.from_settings(settings)
-    consumer = reader(settings)
-    await consumer.start()
+    highest version not deleted since (invalid documents are skipped). Read by
+    the workers' own `Follower`, stopped once it has read the topic to its end."""
     found: dict[str, ICPDocument] = {}
+
+    def apply(record: Any, dead_letter: Any) -> None:
+        key = record.key.decode(errors="replace") if record.key else ""
+        if record.value is None:
+            found.pop(key, None)
+            return
+        try:
+            document = loads_icp(record.value)
+        except InvalidICPError:
+            return
+        known = found.get(key)
+        if document.id == key and (known is None or document.version > known.version):
+            found[key] = document
+
+    ignore = lambda record, reason, detail: None  # noqa: E731 - the workers dead-letter bad ICPs
+    follower = Follower(settings, Topics.from_settings(settings).icp, apply, ignore)
+    reading = asyncio.create_task(follower.run())
+    loaded = asyncio.create_task(follower.loaded.wait())
     try:
-        parts = await partitions_of(client_options(settings), topics.icp)
-        assigned = [TopicPartition(topics.icp, p) for p in sorted(parts)]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    key = record.key.decode(errors="replace") if record.key else ""
-                    if record.value is None:
-                        found.pop(key, None)
-                        continue
-                    try:
-                        document = loads_icp(record.value)
-                    except InvalidICPError:
-                        continue
-                    known = found.get(key)
-                    if document.id == key and (known is None or document.version > known.version):
-                        found[key] = document
+        await asyncio.wait([reading, loaded], return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():
+            reading.result()  # it failed: say why
     finally:
-        await consumer.stop()
+        for task in (reading, loaded):
+            task.cancel()
+        await asyncio.gather(reading, loaded, return_exceptions=True)
     return found
 
 
