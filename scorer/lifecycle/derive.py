@@ -54,6 +54,11 @@ class DeriveOptions:
 DEFAULT_OPTIONS = DeriveOptions()
 
 
+def kept(e: Evidence, options: DeriveOptions) -> bool:
+    """The keep rule: enough support, enough lift, and the lift's interval above 1."""
+    return e.support >= options.min_support and e.interval[0] > 1.0 and e.lift >= options.min_lift
+
+
 @dataclass(frozen=True, slots=True)
 class Value:
     """One value of one field: a category, a band, a list item or a recency."""
@@ -65,10 +70,7 @@ class Value:
     evidence: Evidence
 
     def qualifies(self, options: DeriveOptions) -> bool:
-        e = self.evidence
-        return (
-            e.support >= options.min_support and e.interval[0] > 1.0 and e.lift >= options.min_lift
-        )
+        return kept(self.evidence, options)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from scorer.errors import InvalidInputError
 from scorer.events import decode_event
 from scorer.lifecycle.crm import WON, Opportunity
-from scorer.lifecycle.derive import DEFAULT_OPTIONS, DeriveOptions
+from scorer.lifecycle.derive import DAY, DEFAULT_OPTIONS, DeriveOptions, kept
 from scorer.lifecycle.evidence import Evidence
 
-DAY = 86400.0
 PAGE_VIEW = "page_view"
 
 
@@ -98,18 +97,14 @@ def derive_signals(
         support.update(keys)
         if account in wins:
             winners.update(keys)
-    kept = []
+    chosen = []
     for key in sorted(support, key=lambda k: (k[0], k[1] or "")):
         evidence = Evidence(support[key], winners[key], len(accounts), len(wins))
-        if (
-            evidence.support >= options.min_support
-            and evidence.lift >= options.min_lift
-            and evidence.interval[0] > 1.0
-        ):
-            kept.append(Signal(key[0], key[1], evidence))
-    if not kept:
+        if kept(evidence, options):
+            chosen.append(Signal(key[0], key[1], evidence))
+    if not chosen:
         return []
-    strongest = max(math.log2(s.evidence.lift) for s in kept)
+    strongest = max(math.log2(s.evidence.lift) for s in chosen)
     scaled = [
         Signal(
             s.type,
@@ -117,6 +112,6 @@ def derive_signals(
             s.evidence,
             max(1, round(top_points * math.log2(s.evidence.lift) / strongest)),
         )
-        for s in kept
+        for s in chosen
     ]
     return sorted(scaled, key=lambda s: (-s.points, s.label))
