@@ -3,11 +3,13 @@ files (generated once into bench/results/tmp/), progress lines, the machine."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,26 @@ def machine() -> str:
     )
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
     return f"{os.cpu_count()} cores, {cpu}, {memory} GiB, Python {platform.python_version()}"
+
+
+def save_result(
+    result: dict[str, Any],
+    kind: str,
+    started: float,
+    report: Callable[[dict[str, Any]], str],
+    latest: str | None = None,
+) -> Path:
+    """Date and machine added, the table printed, written as results/<date>-<kind>.json
+    (and `latest` too, when named). `report` may add to the document (its goals)."""
+    document = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                **result}  # fmt: skip
+    table = report(document)
+    document["wall_s"] = round(time.monotonic() - started)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2) + "\n"
+    path = RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-{kind}.json"
+    path.write_text(text)
+    if latest:
+        (RESULTS / latest).write_text(text)
+    print(table)
+    return path

@@ -27,14 +27,13 @@ import os
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.common import RESULTS, ROOT, TMP, log, machine
+from bench.common import ROOT, TMP, log, save_result
 from bench.stream_bench import free_port, percentiles, rss_mb, start, stop, wait_ready
 from scorer import synthetic
 
@@ -304,15 +303,7 @@ def report(result: dict[str, Any]) -> str:
 def main() -> int:
     TMP.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    result = asyncio.run(run())
-    document = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-                **result}  # fmt: skip
-    table = report(document)
-    document["wall_s"] = round(time.monotonic() - started)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-route.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    print(table)
+    path = save_result(asyncio.run(run()), "route", started, report)
     print(f"\n(written to {path.relative_to(ROOT)})")
     return 0
 

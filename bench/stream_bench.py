@@ -61,13 +61,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.common import (
     ACTIVE_DOMAINS,
     ICPS,
-    RESULTS,
     ROOT,
     TMP,
     companies_file,
     events_file,
     log,
-    machine,
+    save_result,
 )
 from scorer import synthetic
 from scorer.config import Settings
@@ -640,19 +639,7 @@ def main() -> int:
     if QUICK:
         print(json.dumps(result, indent=2))
         return 0
-    document = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "events": EVENTS,
-        **result,
-    }
-    table = report(document)
-    document["wall_s"] = round(time.monotonic() - started)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=2) + "\n"
-    (RESULTS / "latest.json").write_text(text)
-    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-stream.json").write_text(text)
-    print(table)
+    save_result({"events": EVENTS, **result}, "stream", started, report, latest="latest.json")
     return 0
 
 

@@ -134,16 +134,15 @@ class Processor:
         produced_at = record.timestamp / 1000.0
         self.metrics.ingest_to_score.observe(now - produced_at)
         for score in scores:
-            if score.alert and score.icp.shadow:
-                # A shadow ICP never alerts: its would-be alert goes to account-scores.
-                doc = build_document(score, HOT_ACCOUNT, now)
-                task.send(topics.scores, key, orjson.dumps(doc))
-                self.metrics.shadow_alert(score.icp.id, score.tier or "")
-            elif score.alert:
-                doc = build_document(score, HOT_ACCOUNT, now)
-                task.send(topics.hot, key, orjson.dumps(doc))
-                task.alert_times.append(produced_at)
-                self.metrics.alert(score.icp.id, score.tier or "")
+            if score.alert:
+                alert = orjson.dumps(build_document(score, HOT_ACCOUNT, now))
+                if score.icp.shadow:  # never alerts: its would-be alert goes to account-scores
+                    task.send(topics.scores, key, alert)
+                    self.metrics.shadow_alert(score.icp.id, score.tier or "")
+                else:
+                    task.send(topics.hot, key, alert)
+                    task.alert_times.append(produced_at)
+                    self.metrics.alert(score.icp.id, score.tier or "")
             elif score.hot:
                 self.metrics.suppressed(score.icp.id, "cooldown")
         if self.emit_scores:
