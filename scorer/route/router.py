@@ -158,7 +158,6 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.pending: dict[int, Pending] = {}
         self.stopping = asyncio.Event()
         self.assigned = False
-        self.paused = False
         self.pauses = 0
         self.pause_logged = -60.0
         self.consumer: AIOKafkaConsumer | None = None
@@ -283,7 +282,6 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.log.prune(committed)
         for tp in assigned:
             self.pending.setdefault(tp.partition, Pending())
-        self.paused = False  # a new assignment starts unpaused: look again next cycle
         self.assigned = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
@@ -308,10 +306,15 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.drain()
 
     def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause reading while a lane is full, resume once none is. The consumer's own
+        paused set is the state: it survives a rebalance, which a flag here would not."""
         full = [name for name, lane in self.lanes.items() if lane.full()]
-        if full and not self.paused:
-            consumer.pause(*consumer.assignment())
-            self.paused = True
+        paused = consumer.paused()
+        if full:
+            unpaused = consumer.assignment() - paused
+            if not unpaused:
+                return
+            consumer.pause(*unpaused)
             self.pauses += 1
             now = time.monotonic()
             if now - self.pause_logged >= 60:  # a state change, not a line per pause
@@ -322,9 +325,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
                     self.pauses,
                 )
                 self.pause_logged, self.pauses = now, 0
-        elif self.paused and not full:
-            consumer.resume(*consumer.assignment())
-            self.paused = False
+        elif paused:
+            consumer.resume(*paused)
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         lag = 0

@@ -47,6 +47,7 @@ destinations:
     type: webhook
     url: {webhook}/hook
     secret: ${{ROUTE_WEBHOOK_SECRET}}
+    queue_limit: 20  # small: reading pauses and resumes many times on the way
   hubspot:
     type: hubspot
     access_token: ${{HUBSPOT_TOKEN}}
