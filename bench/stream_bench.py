@@ -24,7 +24,8 @@ the same RocksDB volume (warm) and on an empty one (cold: every task's store
 rebuilt from its changelog).
 
 Environment: BENCH_EVENTS (1,000,000), BENCH_ARM_SECONDS (120),
-BENCH_PACED_SECONDS (30), BENCH_PROFILE=1 (py-spy on the scorer while it
+BENCH_PACED_SECONDS (30), BENCH_PACED_RATE (the paced phases' 100 %, instead of the
+scorer's drain rate: for tuning), BENCH_PROFILE=1 (py-spy on the scorer while it
 drains), BENCH_QUICK=1 (the scorer's drain only, no results file: for
 tuning; BENCH_QUICK=latency adds the paced phases), BENCH_SCORER_WRAP (a
 command to run the worker under, e.g. a profiler), SCORER_BROKER (else the
@@ -49,7 +50,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 from bench.common import (
     ACTIVE_DOMAINS,
@@ -139,40 +141,58 @@ async def produce_file(prefix: str, path: Path) -> int:
     return count
 
 
-async def produce_paced(prefix: str, events: list[bytes], rate: float) -> dict[str, float]:
-    """Send at `rate` events/s; returns each event id's record timestamp (s)."""
-    # Decoded before the clock starts: the producer shares the machine's two
-    # cores with the broker and the worker.
-    prepared = [(*record_for(prefix, raw), raw, orjson.loads(raw)["event_id"]) for raw in events]
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=2, acks="all")
+Paced = list[tuple[str, int, bytes | None, bytes, str]]
+
+
+def prepare_paced(prefix: str, events: list[bytes]) -> Paced:
+    """(topic, partition, key, value, event id) of each event, decoded before the
+    clock starts. Keys and partitions are those a client's default partitioner gives."""
+    prepared: Paced = []
+    for raw in events:
+        topic, key = record_for(prefix, raw)
+        partition = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS if key else len(prepared) % PARTITIONS
+        prepared.append((topic, partition, key, raw, orjson.loads(raw)["event_id"]))
+    return prepared
+
+
+async def produce_paced(prepared: Paced, rate: float) -> dict[str, float]:
+    """Send at `rate` events/s; returns each event id's record timestamp (s).
+
+    Every 5 ms the events due are appended to one record batch per partition
+    (no per-record `send`): the load generator shares the machine's two cores
+    with the broker and the worker, and should take as little of them as it can."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
     await producer.start()
     sent_at: dict[str, float] = {}
-    tick = 0.01
-    per_tick = rate * tick
     try:
         start = time.monotonic()
-        pending = []
-        done = 0.0
+        pending: list[asyncio.Future[Any]] = []
         index = 0
-        while index < len(events):
-            done += per_tick
-            while index < min(len(events), int(done)):
-                topic, key, raw, event_id = prepared[index]
-                now = time.time()
-                sent_at[event_id] = now
-                pending.append(
-                    await producer.send(topic, raw, key=key, timestamp_ms=int(now * 1000))
-                )
-                index += 1
-            target = start + (index / rate)
-            delay = target - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if len(pending) > 5000:
+        while index < len(prepared):
+            due = min(len(prepared), int((time.monotonic() - start) * rate) + 1)
+            now = time.time()
+            stamp = int(now * 1000)
+            batches: dict[tuple[str, int], Any] = {}
+            for topic, partition, key, raw, event_id in prepared[index:due]:
+                batch = batches.get((topic, partition))
+                if batch is None:
+                    batch = batches[topic, partition] = producer.create_batch()
+                if batch.append(key=key, value=raw, timestamp=stamp) is None:
+                    batch.close()
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = batches[topic, partition] = producer.create_batch()
+                    batch.append(key=key, value=raw, timestamp=stamp)
+                sent_at[event_id] = stamp / 1000.0
+            for (topic, partition), batch in batches.items():
+                batch.close()
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+            index = due
+            if len(pending) > 2000:
                 await asyncio.gather(*pending)
                 pending.clear()
+            await asyncio.sleep(0.005)
         await asyncio.gather(*pending)
-        behind = time.monotonic() - start - len(events) / rate
+        behind = time.monotonic() - start - len(prepared) / rate
         if behind > 1:
             log(f"  the producer fell {behind:.1f} s behind its pace")
     finally:
@@ -267,7 +287,7 @@ class Drain:
     first_progress_s: float
     seconds: float
     processed: int
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    cpu: float  # the arm process's CPU over the measured window, in cores
 
 
 async def measure_drain(
@@ -278,14 +298,14 @@ async def measure_drain(
     cap: float = ARM_SECONDS,
 ) -> Drain:
     started = time.monotonic()
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, float]] = []  # (time, committed, the arm's CPU seconds)
     first = None
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"arm exited with {process.returncode}")
         now = time.monotonic()
         done = await committed_total(group, tps)
-        samples.append((now, done))
+        samples.append((now, done, cpu_seconds(process.pid)))
         if first is None and done > 0:
             first = now
             log(f"  first commit {now - started:.1f} s after start")
@@ -296,12 +316,13 @@ async def measure_drain(
         await asyncio.sleep(0.5)
     assert first is not None
     lo, hi = 0.05 * total, 0.95 * total
-    window = [(t, n) for t, n in samples if lo <= n <= hi] if done >= total else []
+    window = [s for s in samples if lo <= s[1] <= hi] if done >= total else []
     if len(window) < 2:  # capped, or too few samples: from the first commit to the end
-        window = [(t, n) for t, n in samples if t >= first]
-    (t0, n0), (t1, n1) = window[0], window[-1]
+        window = [s for s in samples if s[0] >= first]
+    (t0, n0, c0), (t1, n1, c1) = window[0], window[-1]
     rate = (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
-    return Drain(rate, first - started, samples[-1][0] - started, done)
+    cpu = (c1 - c0) / (t1 - t0) if t1 > t0 else float("nan")
+    return Drain(rate, first - started, samples[-1][0] - started, done, cpu)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> float:
@@ -316,9 +337,14 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> float:
     return time.monotonic() - start
 
 
+STARTED: list[subprocess.Popen[bytes]] = []  # stopped when the run ends, however it ends
+
+
 def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     handle = log_path.open("wb")
-    return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    STARTED.append(process)
+    return process
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -327,6 +353,24 @@ def rss_mb(pid: int) -> tuple[float, float]:
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
     )
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def histogram_totals(port: int, name: str) -> tuple[float, float]:
+    """(sum, count) of a histogram on the worker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = dict(
+        line.rsplit(" ", 1)
+        for line in text.splitlines()
+        if line.startswith((f"{name}_sum ", f"{name}_count "))
+    )  # _sum and _count
+    return float(values.get(f"{name}_sum", 0)), float(values.get(f"{name}_count", 0))
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 600) -> float:
@@ -448,7 +492,7 @@ async def run() -> dict[str, Any]:
         result["arms"]["scorer"] = arm_result(drain)
         match = re.search(r"first event processed ([\d.]+) s", worker_log.read_text())
         result["first_event_s"] = float(match[1]) if match else None
-        log(f"  scorer: {drain.events_per_s:,.0f} events/s")
+        log(f"  scorer: {drain.events_per_s:,.0f} events/s, {drain.cpu:.2f} cores")
         if profiler is not None:
             profiler.wait()
         if QUICK == "1":
@@ -457,27 +501,49 @@ async def run() -> dict[str, Any]:
 
         # Paced load: fresh events, later in event time (cooldowns have passed).
         last = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=2.0 * EVENTS)
-        rate = drain.events_per_s
+        rate = float(os.environ.get("BENCH_PACED_RATE", 0)) or drain.events_per_s  # for tuning
         result["latency_ms"] = {}
         for share, seed in ((0.5, 101), (0.8, 102)):
             count = int(rate * share * PACED_SECONDS)
             last += timedelta(days=3)
-            paced = [
-                padded(e)
-                for e in synthetic.events(count, domains[:ACTIVE_DOMAINS], seed=seed, start=last)
-            ]
+            paced = prepare_paced(
+                prefix,
+                [
+                    padded(e)
+                    for e in synthetic.events(
+                        count, domains[:ACTIVE_DOMAINS], seed=seed, start=last
+                    )
+                ],
+            )
             last += timedelta(seconds=2.0 * count)
             log(f"paced load: {share:.0%} of {rate:,.0f}/s = {rate * share:,.0f}/s for "
                 f"{PACED_SECONDS:.0f} s")  # fmt: skip
             watch = AlertWatch(f"{prefix}hot-accounts")
             watch.wait_ready()
-            sent_at = await produce_paced(prefix, paced, rate * share)
+            cpu_before, own_before, wall = (
+                cpu_seconds(process.pid),
+                time.process_time(),
+                time.monotonic(),
+            )
+            commits_before = histogram_totals(port, "scorer_commit_seconds")
+            sent_at = await produce_paced(paced, rate * share)
             await wait_drained(process, f"{prefix}scorer", tps)
+            wall = time.monotonic() - wall
+            cpu = {  # share of one core, from the start of the load to the drained input
+                "worker": round((cpu_seconds(process.pid) - cpu_before) / wall, 2),
+                "load_generator": round((time.process_time() - own_before) / wall, 2),
+            }
+            commits = histogram_totals(port, "scorer_commit_seconds")
+            commit_count = commits[1] - commits_before[1]
+            commit_mean = (commits[0] - commits_before[0]) / commit_count if commit_count else 0
             await asyncio.sleep(1.0)  # the last commit's alerts reach the watcher
             latencies = watch.latencies_ms(sent_at)
             result["latency_ms"][f"{int(share * 100)}pct"] = {
                 **percentiles(latencies),
                 "events_per_s": round(rate * share),
+                "cpu": cpu,
+                "task_commits": int(commit_count),
+                "task_commit_mean_ms": round(commit_mean * 1000, 1),
             }
             log(f"  {result['latency_ms'][f'{int(share * 100)}pct']}")
 
@@ -494,7 +560,7 @@ async def run() -> dict[str, Any]:
                     "visitor_id": f"v-{i}", "page_url": "https://scorer.example/pricing"})
             for i, d in enumerate(domains)
         ]  # fmt: skip
-        await produce_paced(prefix, one_each, rate=max(1000.0, rate * 0.8))
+        await produce_paced(prepare_paced(prefix, one_each), rate=max(1000.0, rate * 0.8))
         await wait_drained(process, f"{prefix}scorer", tps)
         result["rss_mb"] = round(rss_mb(process.pid)[1])
         result["state_accounts"] = await accounts_in_changelog(
@@ -521,6 +587,8 @@ async def run() -> dict[str, Any]:
         }
         return result
     finally:
+        for process in STARTED:
+            stop(process)
         await delete_run_topics(prefix)
 
 
@@ -569,6 +637,7 @@ def arm_result(drain: Drain) -> dict[str, Any]:
         "first_commit_s": round(drain.first_progress_s, 1),
         "processed": drain.processed,
         "seconds": round(drain.seconds, 1),
+        "cpu_cores": round(drain.cpu, 2),
     }
 
 
