@@ -36,6 +36,7 @@ class Event:
     title: str | None = None
 
 
+_STR = {str}
 _VISITOR_OPTIONAL = ("company_domain", "visitor_id", "session_id", "page_url", "referrer", "ip")
 _LEAD_OPTIONAL = ("company_domain", "title", "full_name", "source")
 
@@ -47,14 +48,26 @@ def _not_a_string(key: str, value: Any, required: bool) -> InvalidInputError:
     return InvalidInputError("schema", f"{key}: expected {kind}")
 
 
+_PATHS: dict[str, str | None] = {}
+_PATHS_LIMIT = 100_000
+
+
 def url_path(page_url: str | None) -> str | None:
     """The path of a page URL (``/pricing``), or None when there is none."""
     if not page_url:
         return None
+    # A memo, as for domains: a site has few pages. Bounded by clearing.
+    path = _PATHS.get(page_url, _PATHS)
+    if path is not _PATHS:
+        return path  # type: ignore[return-value]
     try:
-        return urlsplit(page_url).path or "/"
+        path = urlsplit(page_url).path or "/"
     except ValueError:
-        return None
+        path = None
+    if len(_PATHS) >= _PATHS_LIMIT:
+        _PATHS.clear()
+    _PATHS[page_url] = path
+    return path
 
 
 def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
@@ -75,20 +88,29 @@ def event_from_document(doc: dict[str, Any]) -> Event:
     """Validate an already-parsed event document (the hot path: kept flat)."""
     get = doc.get
     event_id = get("event_id")
-    if type(event_id) is not str or not event_id:
-        raise _not_a_string("event_id", event_id, True)
     kind = get("type")
-    if type(kind) is not str or not kind:
+    # Every field the engine reads is a string (or null, or missing); when
+    # every value is a string, one C-level pass over the values says so.
+    strings_only = {*map(type, doc.values())} == _STR
+    if not strings_only:
+        if type(event_id) is not str:
+            raise _not_a_string("event_id", event_id, True)
+        if type(kind) is not str:
+            raise _not_a_string("type", kind, True)
+    if not event_id:
+        raise _not_a_string("event_id", event_id, True)
+    if not kind:
         raise _not_a_string("type", kind, True)
     occurred_at = get("occurred_at")
     if occurred_at is None:
         raise InvalidInputError("timestamp", "occurred_at: required")
     at = parse_event_time(occurred_at)
     is_lead = kind == LEAD_CREATED
-    for key in _LEAD_OPTIONAL if is_lead else _VISITOR_OPTIONAL:
-        value = get(key)
-        if value is not None and type(value) is not str:
-            raise _not_a_string(key, value, False)
+    if not strings_only:
+        for key in _LEAD_OPTIONAL if is_lead else _VISITOR_OPTIONAL:
+            value = get(key)
+            if value is not None and type(value) is not str:
+                raise _not_a_string(key, value, False)
     company_domain = get("company_domain")
     if is_lead:
         lead_id = get("lead_id")

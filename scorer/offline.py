@@ -84,13 +84,14 @@ def score_lines(
     totals = totals if totals is not None else Totals()
     outcomes = totals.outcomes
     kind = HOT_ACCOUNT if emit == EMIT_ALERTS else ACCOUNT_SCORE
+    every = emit == EMIT_SCORES  # else only hot scores are built: alerts and suppressed
     write = out.write
     dumps = orjson.dumps
     for number, raw in enumerate(lines, start=1):
         totals.lines = number
         if progress is not None and not number & 4095:
             progress.tick(totals)
-        if not raw.strip():
+        if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
             continue
         try:
             event = decode_event(raw)
@@ -107,7 +108,7 @@ def score_lines(
         state = states.get(account)
         if state is None:
             state = states[account] = AccountState()
-        outcome, scores = engine.apply(state, event, companies.get(account))
+        outcome, scores = engine.apply(state, event, companies.get(account), None, every)
         outcomes[outcome] += 1
         if outcome != SCORED:
             continue

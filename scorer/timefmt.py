@@ -39,13 +39,13 @@ def format_duration(seconds: float) -> str:
 
 def parse_event_time(text: object, field: str = "occurred_at") -> float:
     """Epoch seconds of an RFC 3339 timestamp that must carry a time zone."""
-    if not isinstance(text, str):
+    if type(text) is not str:
         raise InvalidInputError("timestamp", f"{field}: expected an RFC 3339 string")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInputError("timestamp", f"{field}: not an RFC 3339 timestamp") from None
-    if parsed.tzinfo is None or "T" not in text.upper():
+    if parsed.tzinfo is None or ("T" not in text and "t" not in text):
         raise InvalidInputError("timestamp", f"{field}: needs a date, a time and a time zone")
     return parsed.timestamp()
 

@@ -35,6 +35,9 @@ def _norm(value: Any) -> Any:
 
 
 def _number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, first
+        return float(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -57,6 +60,12 @@ def _hashable(values: list[Any]) -> frozenset[Any]:
 
 def _members(value: Any) -> list[Any]:
     """Comparable forms of a value's items (a scalar is a one-item list)."""
+    if type(value) is list:
+        return [
+            x.casefold() if type(x) is str else _norm(x)
+            for x in value
+            if type(x) is str or not isinstance(x, dict | list)
+        ]
     return [_norm(x) for x in _items(value) if not isinstance(x, dict | list)]
 
 
@@ -106,7 +115,7 @@ def lookup(record: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
         return record.get(path[0])
     value: Any = record
     for part in path:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
@@ -160,17 +169,21 @@ class CompanyFit:
         return weight, disqualified
 
 
+def _confidence(origin: Any) -> float:
+    """A field's confidence from its `sources` entry: 1.0 unless given."""
+    if type(origin) is not dict and not isinstance(origin, Mapping):
+        return 1.0
+    confidence = _number(origin.get("confidence"))
+    return 1.0 if confidence is None else min(1.0, max(0.0, confidence))
+
+
 def _origin(sources: Mapping[str, Any], field: str) -> tuple[float, str | None]:
     """(confidence, source name) of a field; confidence defaults to 1.0."""
     origin = sources.get(field)
     if not isinstance(origin, Mapping):
         return 1.0, None
-    confidence = _number(origin.get("confidence"))
     source = origin.get("source")
-    return (
-        1.0 if confidence is None else min(1.0, max(0.0, confidence)),
-        source if isinstance(source, str) else None,
-    )
+    return _confidence(origin), source if isinstance(source, str) else None
 
 
 def _judge(c: CompiledCriterion, value: Any, at: float | None) -> bool | None:
@@ -220,23 +233,32 @@ class CompiledICP:
     def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
         """Sum up every event-independent criterion on a record (None = no record)."""
         sources = record.get("sources") if record is not None else None
-        if not isinstance(sources, Mapping):
+        if type(sources) is not dict and not isinstance(sources, Mapping):
             sources = {}
         static_weight = quality = 0.0
         disqualified = False
         timed = []
         for c in self.criteria:
-            value = lookup(record, c.path)
+            path = c.path
+            if record is None:
+                value = None
+            elif len(path) == 1:
+                value = record.get(path[0])
+            else:
+                value = lookup(record, path)
             if value is None and c.operator != "exists":
                 continue  # unknown: no fit, no quality, never disqualifies
-            if c.field in sources:
-                quality += c.weight * _origin(sources, c.field)[0]
-            else:
-                quality += c.weight
-            if c.operator == "within_days":
+            origin = sources.get(c.field)
+            quality += c.weight if origin is None else c.weight * _confidence(origin)
+            match = c.match
+            if match is not None:
+                matched = match(value)
+            elif c.operator == "within_days":
                 timed.append((parse_record_time(value), c.window, c.weight, c.must_have))
                 continue
-            if _judge(c, value, None):
+            else:  # exists
+                matched = (value is not None) == c.operand
+            if matched:
                 static_weight += c.weight
             elif c.must_have:
                 disqualified = True

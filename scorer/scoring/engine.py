@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scorer.enrichment.firmographics import LazyCompany
 from scorer.events import LEAD_CREATED, Event
 from scorer.icp.compiled import CompanyFit, CompiledICP, CriterionResult, compile_icp
 from scorer.icp.document import ICPDocument
@@ -122,6 +123,8 @@ class Engine:
         active = self._active
         mark = company if token is None else token
         if entry is None or entry[0] is not mark or entry[1] is not active:
+            if type(company) is LazyCompany:
+                company = company.doc()  # decoded once for every ICP's criteria
             entry = (mark, active, [icp.company_fit(company) for icp in active])
             self._fits[domain] = entry
         return entry[2]
@@ -138,28 +141,48 @@ class Engine:
         event: Event,
         company: Company | None,
         company_token: object = None,
+        every: bool = True,
     ) -> tuple[str, list[Score]]:
         """Apply a resolved event to its account's state; (outcome, scores).
-        `company_token`: see `company_fits`."""
+
+        `company_token`: see `company_fits`; the company is only read when its
+        fit is not cached or a score is built, so it may be decoded lazily.
+        `every`: a `Score` per active ICP; False gives only the hot ones
+        (alerts and suppressed), the state changing exactly the same: callers
+        that publish alerts only skip building scores nobody reads."""
         account = event.account
         assert account is not None, "unresolved events are counted, not applied"
         window = self.dedup_window
         at = event.at
+        event_id = event.event_id
+        # AccountState.is_expired, is_applied and remember, written out.
         # Expiry first: ids older than the horizon are then never consulted.
-        if state.is_expired(at, window):
+        account_clock = state.clock
+        if account_clock is not None and at < account_clock - window:
             return EXPIRED, []
-        if state.is_applied(event.event_id, at):
+        seen = state.seen
+        if event_id == state.last_event_id or seen.contains(event_id, at):
             return DUPLICATE, []
-        state.remember(event.event_id, at, window)
-        scores = []
-        is_lead = event.type == LEAD_CREATED
-        icp_states = state.icps
-        fits = self.company_fits(account, company, company_token)
+        if account_clock is None or at > account_clock:
+            state.clock = account_clock = at
+        state.last_event_id = event_id
+        seen.add(event_id, at, account_clock - window)
+
+        active = self._active
+        entry = self._fits.get(account)
+        mark = company if company_token is None else company_token
+        if entry is None or entry[0] is not mark or entry[1] is not active:
+            fits = self.company_fits(account, company, company_token)
+        else:
+            fits = entry[2]
         key = (event.type, event.path)
         signal_points = self._points.get(key)
         if signal_points is None:
             signal_points = self._signal_points(key)
-        for icp, company_fit, points in zip(self._active, fits, signal_points, strict=True):
+        scores = []
+        is_lead = event.type == LEAD_CREATED
+        icp_states = state.icps
+        for icp, company_fit, points in zip(active, fits, signal_points, strict=True):
             icp_state = icp_states.get(icp.id)
             if icp_state is None:
                 icp_state = icp_states[icp.id] = IcpState()
@@ -180,18 +203,24 @@ class Engine:
             icp_state.raw = raw
             icp_state.clock = clock
             intent = raw if raw < 100.0 else 100.0
-            # Rules 2, 3, 7, 8, 9.
-            weight, disqualified = company_fit.evaluate(at)
-            excluded = account in icp.excluded
+            # Rules 2, 3 (CompanyFit.evaluate, written out), 7, 8, 9.
+            weight = company_fit.static_weight
+            disqualified = company_fit.static_disqualified
+            for stamp, timed_window, timed_weight, must_have in company_fit.timed:
+                if stamp is not None and at - timed_window <= stamp <= at:
+                    weight += timed_weight
+                elif must_have:
+                    disqualified = True
             if disqualified:
                 fit = total = 0.0
-                tier = None
                 hot = False
             else:
                 fit = 100.0 * weight / icp.total_weight
                 total = (icp.w_fit * fit + icp.w_intent * intent) / (icp.w_fit + icp.w_intent)
-                tier = icp.tier(total)
-                hot = not excluded and total >= icp.min_total and fit >= icp.min_fit
+                hot = total >= icp.min_total and fit >= icp.min_fit and account not in icp.excluded
+            if not hot and not every:
+                continue
+            tier = None if disqualified else icp.tier(total)
             # Rule 10.
             alert = hot and should_alert(icp, tier, clock, icp_state.alert_at, icp_state.alert_tier)
             if alert:
@@ -210,7 +239,7 @@ class Engine:
                     tier,
                     hot,
                     disqualified,
-                    excluded,
+                    account in icp.excluded,
                     alert,
                     points,
                     persona,
