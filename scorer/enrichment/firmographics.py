@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 import orjson
@@ -133,3 +133,35 @@ def read_companies(
 
 def is_csv(path: str) -> bool:
     return path.lower().endswith((".csv", ".csv.gz"))
+
+
+class LazyCompany(Mapping[str, Any]):
+    """A company record kept as bytes, decoded on first read.
+
+    The engine reads a company only when its cached fit is stale, and an
+    alert reads it for its reasons; most events need neither, so most never
+    decode it."""
+
+    __slots__ = ("_doc", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._doc: dict[str, Any] | None = None
+
+    def doc(self) -> dict[str, Any]:
+        doc = self._doc
+        if doc is None:
+            doc = self._doc = orjson.loads(self.raw)
+        return doc
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.doc().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.doc()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.doc())
+
+    def __len__(self) -> int:
+        return len(self.doc())

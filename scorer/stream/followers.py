@@ -3,9 +3,10 @@
 Each is read from the beginning by a plain consumer outside the group
 (read_committed), then followed; a null value deletes. `loaded` is set once
 the records there at start-up have been applied. Companies are kept as their
-checked JSON bytes (about 0.5 KB each) and decoded on first use into a
-bounded LRU, so 100,000 companies do not cost 100,000 decoded dicts; the
-engine keeps each company's fit (a few numbers) keyed by the record's bytes.
+checked JSON bytes (about 0.5 KB each) and decoded only when read (a
+`LazyCompany`), so 100,000 companies do not cost 100,000 decoded dicts; the
+engine keeps each company's fit (a few numbers) keyed by the record's bytes,
+and most events read nothing more.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 
 from scorer.config import Settings
 from scorer.enrichment.domains import normalise_domain
-from scorer.enrichment.firmographics import check_record
+from scorer.enrichment.firmographics import LazyCompany, check_record
 from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.loader import loads_icp
 from scorer.scoring.engine import Engine
@@ -30,7 +30,6 @@ from scorer.stream.kafka import client_options, partitions_of, reader
 from scorer.stream.metrics import Metrics
 
 log = logging.getLogger("scorer.worker")
-COMPANY_CACHE_LIMIT = 20_000
 DeadLetter = Callable[[Any, str, str], None]
 
 
@@ -42,28 +41,18 @@ class Firmographics:
         self.metrics = metrics
         self.max_bytes = max_bytes
         self.records: dict[bytes, bytes] = {}
-        self.decoded: OrderedDict[bytes, Any] = OrderedDict()
         self.hits = self.misses = 0  # since the last flush_counts
 
-    def company(self, key: bytes) -> tuple[Any, bytes | None]:
-        """The account's company record (None: every field unknown) and its
-        bytes, the token that keeps the engine's fit of it valid while the
-        record is unchanged, however often it is decoded again."""
+    def company(self, key: bytes) -> tuple[LazyCompany | None, bytes | None]:
+        """The account's company record (None: every field unknown), not yet
+        decoded, and its bytes: the token that keeps the engine's fit of it
+        valid while the record is unchanged."""
         raw = self.records.get(key)
-        decoded = self.decoded
-        company = decoded.get(key, decoded)
-        if company is decoded:
-            company = orjson.loads(raw) if raw is not None else None
-            decoded[key] = company
-            if len(decoded) > COMPANY_CACHE_LIMIT:
-                decoded.popitem(last=False)
-        else:
-            decoded.move_to_end(key)
-        if company is None:
+        if raw is None:
             self.misses += 1
-        else:
-            self.hits += 1
-        return company, raw
+            return None, None
+        self.hits += 1
+        return LazyCompany(raw), raw
 
     def flush_counts(self) -> None:
         """Lookups since the last call into the Prometheus counters."""
@@ -104,7 +93,6 @@ class Firmographics:
             # (the domain written in another form): no re-encoding per company.
             same = checked["domain"] == document.get("domain")
             self.records[key] = record.value if same else orjson.dumps(checked)
-        self.decoded.pop(key, None)
         self.engine.forget_company(domain)
 
 

@@ -194,6 +194,7 @@ class Metrics:
             for outcome in OUTCOMES
         }
         self.lookup = {result: self.lookups_total.labels(result) for result in ("hit", "miss")}
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         for reason in DLQ_REASONS:
             self.dlq_total.labels(reason)
 
@@ -211,13 +212,22 @@ class Metrics:
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)
 
     def alert(self, icp: str, tier: str) -> None:
-        self.alerts_total.labels(icp, tier).inc()
+        self._child(self.alerts_total, icp, tier).inc()
 
     def shadow_alert(self, icp: str, tier: str) -> None:
-        self.shadow_alerts_total.labels(icp, tier).inc()
+        self._child(self.shadow_alerts_total, icp, tier).inc()
 
     def suppressed(self, icp: str, reason: str) -> None:
-        self.suppressed_total.labels(icp, reason).inc()
+        self._child(self.suppressed_total, icp, reason).inc()
+
+    def _child(self, counter: Counter, *labels: str) -> Counter:
+        """`counter.labels(*labels)`, memoised: `labels` checks and locks on
+        every call, and a hot ICP alerts or is suppressed many times a second."""
+        key = (counter, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        return child
 
     def dlq(self, reason: str) -> None:
         self.dlq_total.labels(reason).inc()

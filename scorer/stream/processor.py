@@ -24,7 +24,7 @@ from aiokafka.partitioner import murmur2
 from scorer.config import Settings
 from scorer.errors import InvalidInputError
 from scorer.events import decode_event
-from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine
+from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine, Score
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.stream.dlq import dlq_headers
 from scorer.stream.followers import Firmographics
@@ -98,8 +98,10 @@ class Processor:
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def handle(self, task: Task, record: Any) -> None:
+        # Once per event: attribute lookups are kept few and local.
         topics = self.topics
-        stream = "lead" if record.topic == topics.lead else "visitor"
+        topic = record.topic
+        stream = "lead" if topic == topics.lead else "visitor"
         raw = record.value
         if raw is None:
             self.dead_letter(task, record, "schema", "null value")
@@ -119,20 +121,31 @@ class Processor:
         partition = self._partition_of.get(key)
         if partition is None:
             partition = self.partition_of(key)
-        if record.topic != topics.rekey and (record.key != key or record.partition != partition):
+        if topic != topics.rekey and (record.key != key or record.partition != partition):
             task.send(topics.rekey, key, raw, record.headers, partition)
             return
         store = task.store
-        state = store.account(key)
         company, token = self.firmographics.company(key)
-        outcome, scores = self.engine.apply(state, event, company, token)
-        self.count(stream, outcome)
+        outcome, scores = self.engine.apply(
+            store.account(key), event, company, token, self.emit_scores
+        )
+        counts = self._counts
+        counted = (stream, outcome)
+        counts[counted] = counts.get(counted, 0) + 1
         if outcome != SCORED:
             return
         store.dirty.add(key)
         now = self.now
         produced_at = record.timestamp / 1000.0
         self.metrics.ingest_to_score.observe(now - produced_at)
+        if scores:
+            self.publish(task, key, scores, now, produced_at)
+
+    def publish(
+        self, task: Task, key: bytes, scores: list[Score], now: float, produced_at: float
+    ) -> None:
+        """An event's alerts (and, with SCORER_EMIT_SCORES, its scores) to the outbox."""
+        topics = self.topics
         for score in scores:
             if score.alert:
                 alert = orjson.dumps(build_document(score, HOT_ACCOUNT, now))
