@@ -4,7 +4,8 @@ with aiokafka, no scoring.
 A task per partition, as the scorer has: each getmany batch's records of input
 partition p are appended to record batches built by hand (no per-record
 `send`) and sent to partition p of the output topic, compressed with the
-scorer's codec (lz4) and a linger; then the batch's offsets are committed.
+scorer's codec (SCORER_COMPRESSION, the worker's default when unset) and a
+linger; then the batch's offsets are committed.
 
     python bench/arms/ceiling.py BOOTSTRAP GROUP OUTPUT INPUT [INPUT...]
 Runs until SIGTERM.
@@ -18,6 +19,10 @@ import sys
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from scorer.config import Settings
+
+CODEC = None if Settings().compression == "none" else Settings().compression
 
 
 async def send_records(
@@ -51,7 +56,7 @@ async def main(bootstrap: str, group: str, output: str, inputs: list[str]) -> No
         linger_ms=5,
         max_batch_size=256 * 1024,
         acks="all",
-        compression_type="lz4",
+        compression_type=CODEC,
     )
     await consumer.start()
     await producer.start()
