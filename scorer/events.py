@@ -49,7 +49,7 @@ def _not_a_string(key: str, value: Any, required: bool) -> InvalidInputError:
 
 
 _PATHS: dict[str, str | None] = {}
-_PATHS_LIMIT = 100_000
+_PATHS_LIMIT = 20_000
 
 
 def url_path(page_url: str | None) -> str | None:

@@ -44,7 +44,7 @@ FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
 )
 
 
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 50_000  # about 11 MB when full
 _normalised: dict[str, str] = {}
 
 

@@ -33,7 +33,7 @@ from scorer.stream.metrics import Metrics
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")
-PARTITION_MEMO_LIMIT = 200_000
+PARTITION_MEMO_LIMIT = 50_000  # about 8 MB when full
 
 
 class Processor:

@@ -37,6 +37,7 @@ from scorer.stream.state import BucketedIds, load_account, store_account
 
 MARKER_KEY = b"\x00scorer:changelog-id"
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+BLOCK_CACHE_BYTES = 16 * 1024 * 1024  # shared by every store of the process
 META_KEY = b"\x00scorer:meta"
 _MISSING = object()
 
@@ -99,9 +100,10 @@ class RocksBacking:
     written in the same batch as the records they describe."""
 
     def __init__(self, path: Path) -> None:
-        from rocksdict import Options, Rdict, WriteBatch  # optional dependency
+        from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch  # optional
 
         self._rdict, self._options, self._batch = Rdict, Options, WriteBatch
+        self._table_options = BlockBasedOptions
         self.path = path
         self.db: Any = None
         self._open()
@@ -114,6 +116,11 @@ class RocksBacking:
         # State writes arrive once per commit and per account; 8 MB is plenty.
         options.set_write_buffer_size(WRITE_BUFFER_BYTES)
         options.set_max_write_buffer_number(2)
+        # One block cache for all of a worker's stores instead of RocksDB's
+        # default per database: reads mostly come from the account LRU.
+        table = self._table_options()
+        table.set_block_cache(_shared_block_cache())
+        options.set_block_based_table_factory(table)
         self.db = self._rdict(str(self.path), options=options)
         raw = self.db.get(META_KEY)
         meta = orjson.loads(raw) if raw else {}
@@ -154,6 +161,18 @@ class RocksBacking:
 
     def close(self) -> None:
         self.db.close()
+
+
+_BLOCK_CACHE: list[Any] = []
+
+
+def _shared_block_cache() -> Any:
+    """The process's one RocksDB block cache (BLOCK_CACHE_BYTES), made on first use."""
+    if not _BLOCK_CACHE:
+        from rocksdict import Cache
+
+        _BLOCK_CACHE.append(Cache(BLOCK_CACHE_BYTES))
+    return _BLOCK_CACHE[0]
 
 
 def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Path:
