@@ -229,7 +229,16 @@ class Worker:
         raise AssertionError(f"worker not ready after {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        """The log's tail, after the worker's own warnings and errors from
+        before it (a client's tracebacks can fill any tail)."""
+        text = self.log_path.read_text(errors="replace")
+        tail = text[-6000:]
+        ours = [
+            line
+            for line in text[:-6000].splitlines()
+            if " scorer." in line and (" WARNING " in line or " ERROR " in line)
+        ]
+        return "\n".join([*ours[:40], "...", tail]) if ours else tail
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -39,7 +39,13 @@ from scorer.route.rules import (
     destinations_for,
 )
 from scorer.stream.followers import Follower
-from scorer.stream.kafka import client_options, create_missing, partitions_of, reader
+from scorer.stream.kafka import (
+    client_options,
+    create_missing,
+    partitions_of,
+    reader,
+    stop_consumer,
+)
 from scorer.stream.tasks import producer_options
 from scorer.stream.web import WebServer
 
@@ -440,7 +446,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         for client in (self.consumer, self.log_reader):
             if client is not None:
                 with contextlib.suppress(Exception):
-                    await client.stop()
+                    await stop_consumer(client)
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
 from scorer.stream.metrics import Metrics
@@ -154,7 +154,10 @@ class Checkpoint:
             log.warning("partition %d: producer fenced; the task moved away", task.partition)
             self.lost.append(task)
             return
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, IllegalOperation) as exc:
+            # IllegalOperation is not a KafkaError: aiokafka raises it for a
+            # send after its sender has put the transaction in an error state,
+            # which can happen when the broker goes away in the middle of a commit.
             log.warning(
                 "partition %d: commit failed (%s); rewinding to the last commit",
                 task.partition,

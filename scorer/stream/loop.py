@@ -30,7 +30,13 @@ from scorer.stream.assignor import TaskAssignor
 from scorer.stream.checkpoint import Checkpoint, CommitFailed
 from scorer.stream.dlq import dlq_headers
 from scorer.stream.followers import Firmographics, Follower, Icps
-from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of
+from scorer.stream.kafka import (
+    Topics,
+    client_options,
+    ensure_topics,
+    partitions_of,
+    stop_consumer,
+)
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
 from scorer.stream.tasks import Task, TaskFactory, TaskManager, producer_options
@@ -383,7 +389,7 @@ class Worker:
         if self.manager is not None:
             await self.manager.close_all()
         if self.consumer is not None:
-            await self.consumer.stop()  # leaves the group
+            await stop_consumer(self.consumer)  # leaves the group
         if self.side_producer is not None:
             await self.side_producer.stop()
         await self.web.stop()
