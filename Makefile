@@ -46,7 +46,7 @@ kafka-up: ## start the local Kafka broker on KAFKA_PORT (default 9092)
 kafka-down: ## stop the local Kafka broker
 	bash deploy/local/kafka.sh down
 
-bench: setup ## streaming benchmark: ceiling, floor and scorer arms on a local broker (~25 min)
+bench: setup ## streaming benchmark: ceiling, floor and scorer arms on a local broker (~7 min)
 	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.stream_bench
 
 bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
