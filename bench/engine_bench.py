@@ -110,7 +110,7 @@ def scorer_seconds(companies: Path, events: Path) -> tuple[float, float]:
         pinned(command), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     elapsed = time.perf_counter() - start
-    match = re.search(r"scored in ([\d.]+) s", done.stderr)
+    match = re.search(r"scoring ([\d.]+) s", done.stderr)
     if match is None:
         raise RuntimeError(f"no timing in scorer's summary: {done.stderr[-500:]}")
     return elapsed, float(match[1])

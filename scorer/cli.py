@@ -102,7 +102,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         scoring = finished - loaded
         sys.stderr.write(
             f"{totals.lines:,} lines in {finished - started:.1f} s "
-            f"(firmographics loaded in {loaded - started:.1f} s, scored in {scoring:.2f} s, "
+            f"(firmographics loaded in {loaded - started:.1f} s; scoring {scoring:.2f} s, "
             f"{totals.lines / max(scoring, 1e-9):,.0f} lines/s): {counts}; "
             f"{totals.alerts:,} alerts, {totals.suppressed:,} suppressed"
             + (f", {totals.shadow_alerts:,} shadow" if totals.shadow_alerts else "")
