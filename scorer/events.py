@@ -8,6 +8,7 @@ keeps the two in agreement. The IP address is dropped here, on ingest.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,26 +49,15 @@ def _not_a_string(key: str, value: Any, required: bool) -> InvalidInputError:
     return InvalidInputError("schema", f"{key}: expected {kind}")
 
 
-_PATHS: dict[str, str | None] = {}
-_PATHS_LIMIT = 20_000
-
-
+@functools.lru_cache(maxsize=20_000)  # a site has few pages (urlsplit's own cache: 128)
 def url_path(page_url: str | None) -> str | None:
     """The path of a page URL (``/pricing``), or None when there is none."""
     if not page_url:
         return None
-    # A memo, as for domains: a site has few pages. Bounded by clearing.
-    path = _PATHS.get(page_url, _PATHS)
-    if path is not _PATHS:
-        return path  # type: ignore[return-value]
     try:
-        path = urlsplit(page_url).path or "/"
+        return urlsplit(page_url).path or "/"
     except ValueError:
-        path = None
-    if len(_PATHS) >= _PATHS_LIMIT:
-        _PATHS.clear()
-    _PATHS[page_url] = path
-    return path
+        return None
 
 
 def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:

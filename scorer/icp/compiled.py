@@ -60,12 +60,6 @@ def _hashable(values: list[Any]) -> frozenset[Any]:
 
 def _members(value: Any) -> list[Any]:
     """Comparable forms of a value's items (a scalar is a one-item list)."""
-    if type(value) is list:
-        return [
-            x.casefold() if type(x) is str else _norm(x)
-            for x in value
-            if type(x) is str or not isinstance(x, dict | list)
-        ]
     return [_norm(x) for x in _items(value) if not isinstance(x, dict | list)]
 
 
@@ -115,7 +109,7 @@ def lookup(record: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
         return record.get(path[0])
     value: Any = record
     for part in path:
-        if type(value) is not dict and not isinstance(value, Mapping):
+        if not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
@@ -157,21 +151,10 @@ class CompanyFit:
     quality: float  # data quality, already divided by the total weight
     timed: tuple[tuple[float | None, float, float, bool], ...]  # (at, window, weight, must_have)
 
-    def evaluate(self, at: float) -> tuple[float, bool]:
-        """(matched weight, disqualified) for an event at epoch `at`."""
-        weight = self.static_weight
-        disqualified = self.static_disqualified
-        for stamp, window, criterion_weight, must_have in self.timed:
-            if stamp is not None and at - window <= stamp <= at:
-                weight += criterion_weight
-            elif must_have:
-                disqualified = True
-        return weight, disqualified
-
 
 def _confidence(origin: Any) -> float:
     """A field's confidence from its `sources` entry: 1.0 unless given."""
-    if type(origin) is not dict and not isinstance(origin, Mapping):
+    if not isinstance(origin, Mapping):
         return 1.0
     confidence = _number(origin.get("confidence"))
     return 1.0 if confidence is None else min(1.0, max(0.0, confidence))
@@ -233,32 +216,21 @@ class CompiledICP:
     def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
         """Sum up every event-independent criterion on a record (None = no record)."""
         sources = record.get("sources") if record is not None else None
-        if type(sources) is not dict and not isinstance(sources, Mapping):
+        if not isinstance(sources, Mapping):
             sources = {}
         static_weight = quality = 0.0
         disqualified = False
         timed = []
         for c in self.criteria:
-            path = c.path
-            if record is None:
-                value = None
-            elif len(path) == 1:
-                value = record.get(path[0])
-            else:
-                value = lookup(record, path)
+            value = lookup(record, c.path)
             if value is None and c.operator != "exists":
                 continue  # unknown: no fit, no quality, never disqualifies
             origin = sources.get(c.field)
             quality += c.weight if origin is None else c.weight * _confidence(origin)
-            match = c.match
-            if match is not None:
-                matched = match(value)
-            elif c.operator == "within_days":
+            if c.operator == "within_days":
                 timed.append((parse_record_time(value), c.window, c.weight, c.must_have))
                 continue
-            else:  # exists
-                matched = (value is not None) == c.operand
-            if matched:
+            if _judge(c, value, None):
                 static_weight += c.weight
             elif c.must_have:
                 disqualified = True

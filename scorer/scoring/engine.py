@@ -155,12 +155,14 @@ class Engine:
         window = self.dedup_window
         at = event.at
         event_id = event.event_id
-        # AccountState.is_expired, is_applied and remember, written out.
+        # The account's dedup (see scorer.scoring.state), on the inner loop.
         # Expiry first: ids older than the horizon are then never consulted.
         account_clock = state.clock
         if account_clock is not None and at < account_clock - window:
             return EXPIRED, []
         seen = state.seen
+        # last_event_id also covers a write of this record that landed
+        # without the write of its id (see scorer.stream.state).
         if event_id == state.last_event_id or seen.contains(event_id, at):
             return DUPLICATE, []
         if account_clock is None or at > account_clock:
@@ -169,12 +171,7 @@ class Engine:
         seen.add(event_id, at, account_clock - window)
 
         active = self._active
-        entry = self._fits.get(account)
-        mark = company if company_token is None else company_token
-        if entry is None or entry[0] is not mark or entry[1] is not active:
-            fits = self.company_fits(account, company, company_token)
-        else:
-            fits = entry[2]
+        fits = self.company_fits(account, company, company_token)
         key = (event.type, event.path)
         signal_points = self._points.get(key)
         if signal_points is None:
@@ -203,7 +200,7 @@ class Engine:
             icp_state.raw = raw
             icp_state.clock = clock
             intent = raw if raw < 100.0 else 100.0
-            # Rules 2, 3 (CompanyFit.evaluate, written out), 7, 8, 9.
+            # Rules 2, 3 (the timed criteria, at the event's time), 7, 8, 9.
             weight = company_fit.static_weight
             disqualified = company_fit.static_disqualified
             for stamp, timed_window, timed_weight, must_have in company_fit.timed:

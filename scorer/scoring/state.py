@@ -70,27 +70,14 @@ class IcpState:
 
 @dataclass(slots=True)
 class AccountState:
-    """All state of one account: per-ICP state, its clock and applied ids."""
+    """All state of one account: per-ICP state, its clock and applied ids.
+    `Engine.apply` checks expiry and replays against it and records applied
+    events (the rules of this module's docstring)."""
 
     clock: float | None = None  # newest occurred_at applied, over all ICPs
     last_event_id: str | None = None
     icps: dict[str, IcpState] = field(default_factory=dict)
     seen: SeenIds = field(default_factory=WindowedIds)
-
-    def is_expired(self, at: float, window: float) -> bool:
-        return self.clock is not None and at < self.clock - window
-
-    def is_applied(self, event_id: str, at: float) -> bool:
-        # last_event_id also covers a write of this record that landed
-        # without the write of its id (see scorer.stream.state).
-        return event_id == self.last_event_id or self.seen.contains(event_id, at)
-
-    def remember(self, event_id: str, at: float, window: float) -> None:
-        """Record an applied event."""
-        if self.clock is None or at > self.clock:
-            self.clock = at
-        self.last_event_id = event_id
-        self.seen.add(event_id, at, self.clock - window)
 
     def core(self) -> dict[str, Any]:
         """Everything but the applied ids, as plain JSON values."""

@@ -98,7 +98,6 @@ class Processor:
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def handle(self, task: Task, record: Any) -> None:
-        # Once per event: attribute lookups are kept few and local.
         topics = self.topics
         topic = record.topic
         stream = "lead" if topic == topics.lead else "visitor"
@@ -129,9 +128,7 @@ class Processor:
         outcome, scores = self.engine.apply(
             store.account(key), event, company, token, self.emit_scores
         )
-        counts = self._counts
-        counted = (stream, outcome)
-        counts[counted] = counts.get(counted, 0) + 1
+        self.count(stream, outcome)
         if outcome != SCORED:
             return
         store.dirty.add(key)
