@@ -11,14 +11,18 @@ import math
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from scorer.stream.metrics import package_version
 from tests.fault.recovery import wait_caught_up
-from tests.integration.streaming import event_records, sample, setup_deployment
+from tests.integration.streaming import (
+    event_records,
+    sample,
+    samples,
+    setup_deployment,
+    total,
+)
 from tests.kafka_harness import Deployment, start_broker
 from tests.observability import Prometheus, tool
 
@@ -26,20 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "icp-scorer.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 EMAIL = "jane.doe@example.com"
-
-
-def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
-def total(metrics: dict[str, Any], name: str, **labels: str) -> float:
-    return sum(
-        v for got, v in metrics.get(name, []) if all(got.get(k) == x for k, x in labels.items())
-    )
 
 
 def bad_records(deployment: Deployment) -> list[tuple[str, bytes, bytes]]:

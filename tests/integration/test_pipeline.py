@@ -12,6 +12,7 @@ from tests.integration.streaming import (
     processing_order,
     resolved_ids,
     sample,
+    scored_stream,
     setup_deployment,
 )
 from tests.kafka_harness import Deployment
@@ -22,16 +23,9 @@ async def test_stream_alerts_equal_batch_alerts(deployment: Deployment, tmp_path
     per-account order; the first event is processed within 10 s of the worker's start."""
     companies, events = sample(tmp_path, 400, 3000)
     setup_deployment(deployment, companies)
-    await deployment.produce(event_records(deployment, events))
-    worker = deployment.start_worker(SCORER_EMIT_SCORES="true")
-    worker.wait_ready()
-    expected = 2 * len(resolved_ids(events))
-    scores = await deployment.documents(
-        "account-scores", until=lambda r: len(r) >= expected, timeout=120
-    )
-    assert len(scores) == expected
+    worker, scores, alerts = await scored_stream(deployment, events)
+    assert len(scores) == 2 * len(resolved_ids(events))
     assert {d["trigger"]["event_id"] for d in scores} == resolved_ids(events)
-    alerts = await deployment.documents("hot-accounts", idle=3, timeout=60)
     batch = batch_alerts(tmp_path, companies, processing_order(scores, events))
     assert batch, "the sample should produce alerts"
     assert sorted(map(comparable, alerts)) == sorted(map(comparable, batch))

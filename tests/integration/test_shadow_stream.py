@@ -4,7 +4,6 @@ hot-accounts holds only the active ICP's alerts, and `scorer icp promote` goes l
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import orjson
@@ -12,13 +11,17 @@ import yaml
 
 from tests.integration.streaming import (
     ICPS,
+    batch_alerts,
     comparable,
-    event_records,
     processing_order,
     resolved_ids,
     sample,
+    samples,
+    scored_stream,
+    setup_deployment,
+    total,
 )
-from tests.kafka_harness import SCORER, Deployment
+from tests.kafka_harness import Deployment
 
 
 def shadow_copy(tmp: Path) -> Path:
@@ -38,28 +41,12 @@ async def test_shadow_icp_stream_equals_batch_and_promote_makes_it_active(
     `scorer icp promote --replace` publishes it active as the next version."""
     companies, events = sample(tmp_path, 400, 3000)
     candidate = shadow_copy(tmp_path)
-    for icp in (ICPS[0], candidate):
-        deployment.run("icp", "publish", icp)
-    deployment.run("firmographics", "load", companies)
-    await deployment.produce(event_records(deployment, events))
-    worker = deployment.start_worker(SCORER_EMIT_SCORES="true")
-    worker.wait_ready()
-    expected = 2 * len(resolved_ids(events))
-    records = await deployment.documents(
-        "account-scores", until=lambda r: len(r) >= expected, timeout=120
-    )
-    assert len(records) == expected
-    alerts = await deployment.documents("hot-accounts", idle=3, timeout=60)
+    icps = [ICPS[0], candidate]
+    setup_deployment(deployment, companies, icps)
+    worker, records, alerts = await scored_stream(deployment, events)
+    assert len(records) == 2 * len(resolved_ids(events))
 
-    replay = tmp_path / "replay.jsonl"
-    ordered = processing_order(records, events)
-    replay.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in ordered))
-    out = subprocess.run(
-        [SCORER, "score", "--quiet", "--icp", str(ICPS[0]), "--icp", str(candidate),
-         "--firmographics", str(companies), str(replay)],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    batch = [orjson.loads(line) for line in out.splitlines()]
+    batch = batch_alerts(tmp_path, companies, processing_order(records, events), icps)
     batch_shadow = [d for d in batch if d.get("shadow")]
     batch_active = [d for d in batch if not d.get("shadow")]
     stream_shadow = [d for d in records if d["type"] == "hot_account"]
@@ -68,12 +55,8 @@ async def test_shadow_icp_stream_equals_batch_and_promote_makes_it_active(
     assert sorted(map(comparable, stream_shadow)) == sorted(map(comparable, batch_shadow))
     assert sorted(map(comparable, alerts)) == sorted(map(comparable, batch_active))
     assert all(a["icp"]["id"] == "midmarket-saas" for a in alerts)
-    metrics = worker.get("/metrics").decode()
-    counted = sum(
-        float(line.split()[-1])
-        for line in metrics.splitlines()
-        if line.startswith('scorer_shadow_alerts_total{icp="midmarket-next"')
-    )
+    metrics = samples(worker.get("/metrics").decode())
+    counted = total(metrics, "scorer_shadow_alerts_total", icp="midmarket-next")
     assert counted == len(stream_shadow)
 
     result = deployment.run("icp", "promote", "midmarket-next", "--replace", "midmarket-saas")
