@@ -26,7 +26,7 @@ from scorer.enrichment.firmographics import LazyCompany, check_record
 from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.loader import loads_icp
 from scorer.scoring.engine import Engine
-from scorer.stream.kafka import client_options, partitions_of, reader
+from scorer.stream.kafka import client_options, partitions_of, reader, stop_consumer
 from scorer.stream.metrics import Metrics
 
 log = logging.getLogger("scorer.worker")
@@ -168,4 +168,4 @@ class Follower:
                         )
                         self.loaded.set()
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)

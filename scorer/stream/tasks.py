@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from scorer.config import Settings
-from scorer.stream.kafka import Topics, client_options, reader
+from scorer.stream.kafka import Topics, client_options, reader, stop_consumer
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import (
     AccountStore,
@@ -200,7 +200,7 @@ class TaskFactory:
                 time.monotonic() - started,
             )
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     @staticmethod
     async def _belongs(consumer: AIOKafkaConsumer, task: Task, end: int) -> bool:
