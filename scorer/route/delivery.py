@@ -84,7 +84,7 @@ class Lane:
         limits: Limits,
         metrics: RouteMetrics,
         finish: Finish,
-        seen: Seen = lambda name, job: False,
+        seen: Seen,
     ) -> None:
         self.name = name
         self.seen = seen

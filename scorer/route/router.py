@@ -83,8 +83,9 @@ def _alert_document(value: bytes | None) -> dict[str, Any] | None:
     account = alert.get("account")
     if not isinstance(account, dict) or not isinstance(account.get("domain"), str):
         return None
-    if any(not isinstance(alert.get(key, {}), dict) for key in ("icp", "score", "trigger")):
-        return None
+    for key in ("icp", "score", "trigger"):  # optional, but objects when present
+        if key in alert and not isinstance(alert[key], dict):
+            return None
     return alert
 
 
