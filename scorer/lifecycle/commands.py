@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -32,14 +32,18 @@ class LifecycleInputError(Exception):
     """An input file could not be used; the message is printed as is."""
 
 
+def _open_input(path: str) -> BinaryIO:
+    """An input file opened for reading, or a LifecycleInputError naming it."""
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise LifecycleInputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def _companies(path: str) -> dict[str, Company]:
     out: dict[str, Company] = {}
     problems = []
-    try:
-        stream = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise LifecycleInputError(f"{path}: cannot read ({exc.strerror})") from None
-    with stream:
+    with _open_input(path) as stream:
         for line, item in read_companies(stream, is_csv(path)):
             if isinstance(item, InvalidInputError):
                 problems.append(f"{path}: line {line}: {item}")
@@ -108,11 +112,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     template = template_parts(Path(args.template).read_text()) if args.template else None
     signals: list[Signal] = []
     if args.events:
-        try:
-            events = open(args.events, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise LifecycleInputError(f"{args.events}: cannot read ({exc.strerror})") from None
-        with events:
+        with _open_input(args.events) as events:
             signals = derive_signals(
                 events,
                 [*outcomes, *lost_file],
@@ -146,8 +146,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         icps.append((f"{'AB'[index] if index < 2 else index + 1}: {Path(path).stem}", document))
     companies = _companies(args.firmographics)
     opportunities = _opportunities(args.outcomes, args, None)
-    if not os.access(args.events, os.R_OK) or not Path(args.events).is_file():
-        raise LifecycleInputError(f"{args.events}: cannot read (no such readable file)")
+    _open_input(args.events).close()  # backtest() opens it in each process: fail here, clearly
     result = backtest(
         args.events,
         icps,
@@ -193,11 +192,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         since = parse_record_time(args.since)
         if since is None:
             raise LifecycleInputError(f"--since: not a date or RFC 3339 time: {args.since!r}")
-        try:
-            events = open(args.events, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise LifecycleInputError(f"{args.events}: cannot read ({exc.strerror})") from None
-        with events:
+        with _open_input(args.events) as events:
             result.since = alerts_since(
                 events, active, companies, _opportunities(args.outcomes, args, None), since
             )
