@@ -361,6 +361,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def local_broker_pid() -> int | None:
+    """The broker's pid when it runs on this machine (deploy/local starts it as
+    `java ... kafka.Kafka <server.properties>`, listening on BOOTSTRAP's port)."""
+    host, _, port = BOOTSTRAP.rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        return None
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            if b"kafka.Kafka" not in args:
+                continue
+            props = Path(args[args.index(b"kafka.Kafka") + 1].decode()).read_text()
+        except (OSError, IndexError, UnicodeDecodeError):
+            continue
+        if f":{port}" in props:
+            return int(cmdline.parent.name)
+    return None
+
+
 def histogram_totals(port: int, name: str) -> tuple[float, float]:
     """(sum, count) of a histogram on the worker's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -520,9 +539,11 @@ async def run() -> dict[str, Any]:
                 f"{PACED_SECONDS:.0f} s")  # fmt: skip
             watch = AlertWatch(f"{prefix}hot-accounts")
             watch.wait_ready()
-            cpu_before, own_before, wall = (
+            broker = local_broker_pid()
+            cpu_before, own_before, broker_before, wall = (
                 cpu_seconds(process.pid),
                 time.process_time(),
+                cpu_seconds(broker) if broker else 0.0,
                 time.monotonic(),
             )
             commits_before = histogram_totals(port, "scorer_commit_seconds")
@@ -532,6 +553,9 @@ async def run() -> dict[str, Any]:
             cpu = {  # share of one core, from the start of the load to the drained input
                 "worker": round((cpu_seconds(process.pid) - cpu_before) / wall, 2),
                 "load_generator": round((time.process_time() - own_before) / wall, 2),
+                "broker": (  # None when the broker runs on another machine
+                    round((cpu_seconds(broker) - broker_before) / wall, 2) if broker else None
+                ),
             }
             commits = histogram_totals(port, "scorer_commit_seconds")
             commit_count = commits[1] - commits_before[1]
