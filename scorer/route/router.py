@@ -163,6 +163,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         }
         self.companies = Companies()
         self.pending: dict[int, Pending] = {}
+        self.unacked: list[asyncio.Future[Any]] = []  # dead letters sent by `dispatch`
         self.stopping = asyncio.Event()
         self.assigned = False
         self.pauses = 0
@@ -350,7 +351,11 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         if alert is None:
             self.metrics.alert["invalid"].inc()
             detail = "not an alert document"
-            await self._dead_letter(record.value, record, "", "invalid_json", detail)
+            # Not awaited here (a run of bad records would go one round trip
+            # at a time): `commit` checks the ack before it commits the offset.
+            self.unacked.append(
+                await self._dead_letter(record.value, record, "", "invalid_json", detail)
+            )
             pending.add(record.offset, 0)
             return
         domain = alert["account"]["domain"]
@@ -388,7 +393,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             job.pending.done(job.offset)
             return
         if outcome == "dlq":
-            await self._dead_letter(job.raw, job, name, reason, ref or reason)
+            await (await self._dead_letter(job.raw, job, name, reason, ref or reason))
             self.metrics.dlq.labels(destination=name, reason=reason).inc()
         else:
             self.metrics.delivered_after[name].observe(max(0.0, time.time() - job.timestamp))
@@ -401,7 +406,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _dead_letter(
         self, value: bytes | None, source: Any, destination: str, reason: str, detail: str
-    ) -> None:
+    ) -> asyncio.Future[Any]:
+        """Queue a route-DLQ record; returns the future of the broker's ack."""
         assert self.producer is not None
         headers = [
             ("route-reason", reason.encode()),
@@ -412,7 +418,10 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             ("original-offset", str(source.offset).encode()),
         ]
         key = source.key if hasattr(source, "key") else source.domain.encode()
-        await (await self.producer.send(self.dlq_topic, value=value, key=key, headers=headers))
+        future: asyncio.Future[Any] = await self.producer.send(
+            self.dlq_topic, value=value, key=key, headers=headers
+        )
+        return future
 
     async def commit(self) -> None:
         """Delivery records and DLQ records first, then the input offsets they cover."""
@@ -427,6 +436,9 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             if offset is not None and tp in assignment:
                 offsets[tp] = offset
         await producer.flush()
+        for future in self.unacked:  # a refused dead letter: no offset is committed, ever
+            future.result()
+        self.unacked = []
         if offsets:
             await consumer.commit(offsets)
             self.log.prune({tp.partition: offset for tp, offset in offsets.items()})

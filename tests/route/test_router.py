@@ -241,8 +241,11 @@ def test_a_destination_that_is_down_does_not_hold_up_the_others(
     deployment.extra_env.update({**router_env(services), "SCORER_ROUTE_MAX_ATTEMPTS": "2"})
     router = deployment.start_router(routes)
     router.wait_ready(60)
-    malformed = (deployment.topic("hot-accounts"), b"x", b'{"alert_id": "x", "account": null}')
-    asyncio.run(deployment.produce([malformed]))
+    malformed = [  # dead-lettered without waiting for each ack: all land, none lost
+        (deployment.topic("hot-accounts"), b"x", b'{"alert_id": "x%d", "account": null}' % i)
+        for i in range(20)
+    ]
+    asyncio.run(deployment.produce(malformed))
     asyncio.run(publish_alerts(deployment, docs))
     ids = {d["alert_id"] for d in docs}
     wait_for(lambda: set(services.webhook.posts) == ids, 60, "every alert at the webhook")
@@ -250,10 +253,12 @@ def test_a_destination_that_is_down_does_not_hold_up_the_others(
         router.get("/metrics").decode(), "scorer_route_queue_depth", destination="hubspot"
     )
     assert waiting > 0, "HubSpot's lane should still be busy when the webhook is done"
-    records = asyncio.run(deployment.consume("route-dlq", until=lambda r: len(r) >= len(docs) + 1))
+    records = asyncio.run(
+        deployment.consume("route-dlq", until=lambda r: len(r) >= len(docs) + len(malformed))
+    )
     invalid = [r for r in records if dict(r.headers)["route-reason"] == b"invalid_json"]
     dead = [r for r in records if r not in invalid]
-    assert len(invalid) == 1 and invalid[0].value == malformed[2]  # counted, not a crash
+    assert [r.value for r in invalid] == [m[2] for m in malformed]  # counted, not a crash
     assert {orjson.loads(r.value)["alert_id"] for r in dead} == ids
     assert {dict(r.headers)["route-reason"] for r in dead} == {b"max_attempts"}
     assert {dict(r.headers)["route-destination"] for r in dead} == {b"hubspot"}
@@ -263,6 +268,7 @@ def test_a_destination_that_is_down_does_not_hold_up_the_others(
         exposition, "scorer_route_dlq_total", destination="hubspot", reason="max_attempts"
     ) == len(docs)
     assert metric(exposition, "scorer_route_retries_total", destination="hubspot") == len(docs)
+    assert metric(exposition, "scorer_route_alerts_total", outcome="invalid") == len(malformed)
 
     # HubSpot is back: the route-DLQ records, copied back with their headers, go to
     # HubSpot only; the webhook, which had them, gets nothing again.
