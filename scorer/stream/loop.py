@@ -6,7 +6,8 @@ The cycle, on one asyncio loop:
     queue the outputs on the partition's task (`Processor`)
   → commit every task with work (`Checkpoint`) once `SCORER_COMMIT_INTERVAL`
     has passed, or at once when the batch was the last one waiting (a worker
-    that keeps up commits, and so publishes its alerts, every cycle).
+    that keeps up commits, and so publishes its alerts, every cycle, or every
+    `SCORER_COMMIT_MIN_GAP` if that is set).
 The compacted inputs are followed beside it (`followers`); the assignment is
 the `TaskManager`'s.
 """
@@ -212,17 +213,23 @@ class Worker:
             self.checkpoint,
         )
         assert consumer is not None and manager is not None
-        interval = self.settings.commit_interval
+        interval, min_gap = self.settings.commit_interval, self.settings.commit_min_gap
         last_commit = time.monotonic()
+        due_at: float | None = None  # caught up, with work to commit once the gap has passed
         retry = FETCH_RETRY_SECONDS
         while not self.stopping.is_set():
             for job in self.background:
                 if job.done() and not job.cancelled() and job.exception() is not None:
                     raise job.exception()  # type: ignore[misc]
             generation = manager.generation
-            # Short waits while a commit is in flight: the next one starts as
-            # soon as it ends.
-            wait_ms = 5 if checkpoint.busy else 100
+            # Short waits while a commit is in flight (the next one starts as
+            # soon as it ends) or due soon.
+            if checkpoint.busy:
+                wait_ms = 5
+            elif due_at is not None:
+                wait_ms = min(100, max(1, int((due_at - time.monotonic()) * 1000) + 1))
+            else:
+                wait_ms = 100
             try:
                 batch = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_BATCH)
             except (KafkaConnectionError, KafkaTimeoutError):
@@ -275,7 +282,13 @@ class Worker:
                 if not await self._settle(manager, checkpoint):
                     continue
                 now = time.monotonic()
-                if now - last_commit >= interval or self._caught_up(consumer, tasks):
+                since = now - last_commit
+                # Behind: commit every SCORER_COMMIT_INTERVAL. Caught up: after
+                # every batch, unless the last commit began less than
+                # SCORER_COMMIT_MIN_GAP ago.
+                caught_up = self._caught_up(consumer, tasks)
+                due_at = last_commit + min_gap if caught_up and since < min_gap else None
+                if since >= interval if not caught_up else due_at is None:
                     await self._advance_positions(consumer, manager)
                     if checkpoint.start(list(tasks.values())):
                         last_commit = now

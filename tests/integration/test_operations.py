@@ -17,6 +17,8 @@ import orjson
 from scorer.stream.metrics import package_version
 from tests.fault.recovery import wait_caught_up
 from tests.integration.streaming import (
+    batch_alerts,
+    comparable,
     event_records,
     sample,
     samples,
@@ -30,6 +32,35 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "icp-scorer.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 EMAIL = "jane.doe@example.com"
+
+
+async def test_a_commit_gap_caps_the_commit_rate(deployment: Deployment, tmp_path: Path) -> None:
+    """SCORER_COMMIT_MIN_GAP: a worker keeping up with a trickle begins a commit
+    at most once per gap (each commits every task with work: 4 here), and its
+    alerts are still exactly the batch's."""
+    companies, events = sample(tmp_path, 200, 300, seed=5)
+    setup_deployment(deployment, companies)
+    gap = 0.5
+    worker = deployment.start_worker(SCORER_COMMIT_MIN_GAP=str(gap))
+    worker.wait_ready()
+    before = total(samples(worker.get("/metrics").decode()), "scorer_commit_seconds_count")
+    started = time.monotonic()
+    records = event_records(deployment, events)
+    for start in range(0, len(records), 10):  # 300 events in about 3 s
+        await deployment.produce(records[start : start + 10])
+        await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 60
+    while total(samples(worker.get("/metrics").decode()), "scorer_events_total") < len(records):
+        assert time.monotonic() < deadline, "worker did not count every event"
+        await asyncio.sleep(0.2)
+    alerts = await deployment.documents("hot-accounts", idle=2, timeout=30)
+    elapsed = time.monotonic() - started
+    commits = total(samples(worker.get("/metrics").decode()), "scorer_commit_seconds_count")
+    cycles = elapsed / gap + 1
+    print(f"{commits - before:.0f} task commits in {elapsed:.1f} s (at most {4 * cycles:.0f})")
+    assert 0 < commits - before <= 4 * cycles
+    expected = batch_alerts(tmp_path, companies, events)
+    assert sorted(map(comparable, alerts)) == sorted(map(comparable, expected))
 
 
 def bad_records(deployment: Deployment) -> list[tuple[str, bytes, bytes]]:
