@@ -363,21 +363,32 @@ def cpu_seconds(pid: int) -> float:
 
 def local_broker_pid() -> int | None:
     """The broker's pid when it runs on this machine (deploy/local starts it as
-    `java ... kafka.Kafka <server.properties>`, listening on BOOTSTRAP's port)."""
+    `java ... kafka.Kafka <server.properties>` with a listener on BOOTSTRAP's port)."""
     host, _, port = BOOTSTRAP.rpartition(":")
     if host not in ("127.0.0.1", "localhost"):
         return None
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            args = cmdline.read_bytes().split(b"\0")
+            args = (proc / "cmdline").read_bytes().split(b"\0")
             if b"kafka.Kafka" not in args:
                 continue
-            props = Path(args[args.index(b"kafka.Kafka") + 1].decode()).read_text()
+            props = proc / "cwd" / args[args.index(b"kafka.Kafka") + 1].decode()
+            lines = props.read_text().splitlines()
         except (OSError, IndexError, UnicodeDecodeError):
             continue
-        if f":{port}" in props:
-            return int(cmdline.parent.name)
+        listeners = [x for line in lines if line.startswith("listeners=") for x in
+                     line.split("=", 1)[1].split(",")]  # fmt: skip
+        if any(x.rpartition(":")[2] == port for x in listeners):
+            return int(proc.name)
     return None
+
+
+def broker_cpu_seconds(pid: int | None) -> float | None:
+    """The broker's CPU time so far; None when it is not local (or has gone)."""
+    try:
+        return cpu_seconds(pid) if pid else None
+    except OSError:
+        return None
 
 
 def histogram_totals(port: int, name: str) -> tuple[float, float]:
@@ -543,7 +554,7 @@ async def run() -> dict[str, Any]:
             cpu_before, own_before, broker_before, wall = (
                 cpu_seconds(process.pid),
                 time.process_time(),
-                cpu_seconds(broker) if broker else 0.0,
+                broker_cpu_seconds(broker),
                 time.monotonic(),
             )
             commits_before = histogram_totals(port, "scorer_commit_seconds")
@@ -554,7 +565,10 @@ async def run() -> dict[str, Any]:
                 "worker": round((cpu_seconds(process.pid) - cpu_before) / wall, 2),
                 "load_generator": round((time.process_time() - own_before) / wall, 2),
                 "broker": (  # None when the broker runs on another machine
-                    round((cpu_seconds(broker) - broker_before) / wall, 2) if broker else None
+                    round((broker_after - broker_before) / wall, 2)
+                    if broker_before is not None
+                    and (broker_after := broker_cpu_seconds(broker)) is not None
+                    else None
                 ),
             }
             commits = histogram_totals(port, "scorer_commit_seconds")

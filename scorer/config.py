@@ -52,9 +52,9 @@ class Settings(BaseSettings):
     commit_min_gap: float = Field(
         0.0,
         ge=0,
-        description="SCORER_COMMIT_MIN_GAP: seconds a caught-up worker lets pass from "
-        "the start of one commit to the next (0: it commits after every batch); a "
-        "larger gap spends less CPU, in the worker and the broker, at light load",
+        description="SCORER_COMMIT_MIN_GAP: the least time in seconds from the start of "
+        "one commit to the next (0: a worker that keeps up commits after every batch); "
+        "a larger gap spends less CPU, in the worker and the broker, at light load",
     )
     # zstd, not lz4: aiokafka compresses lz4 at level 9 (LZ4-HC), 46 MB/s here
     # against 156 MB/s for its zstd (level 3), which also compresses better

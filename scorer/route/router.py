@@ -435,10 +435,14 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             offset = pending.committable()
             if offset is not None and tp in assignment:
                 offsets[tp] = offset
+        covered = self.unacked[:]  # a revoke's commit may run beside `run`: only these
         await producer.flush()
-        for future in self.unacked:  # a refused dead letter: no offset is committed, ever
-            future.result()
-        self.unacked = []
+        errors = [future.exception() for future in covered]  # each one read: none logged
+        for error in errors:  # a refused dead letter stays listed: no offset is ever committed
+            if error is not None:
+                raise error
+        done = set(covered)
+        self.unacked = [future for future in self.unacked if future not in done]
         if offsets:
             await consumer.commit(offsets)
             self.log.prune({tp.partition: offset for tp, offset in offsets.items()})

@@ -6,8 +6,8 @@ The cycle, on one asyncio loop:
     queue the outputs on the partition's task (`Processor`)
   → commit every task with work (`Checkpoint`) once `SCORER_COMMIT_INTERVAL`
     has passed, or at once when the batch was the last one waiting (a worker
-    that keeps up commits, and so publishes its alerts, every cycle, or every
-    `SCORER_COMMIT_MIN_GAP` if that is set).
+    that keeps up commits, and so publishes its alerts, every cycle), never
+    sooner than `SCORER_COMMIT_MIN_GAP` after the last commit began.
 The compacted inputs are followed beside it (`followers`); the assignment is
 the `TaskManager`'s.
 """
@@ -215,7 +215,7 @@ class Worker:
         assert consumer is not None and manager is not None
         interval, min_gap = self.settings.commit_interval, self.settings.commit_min_gap
         last_commit = time.monotonic()
-        due_at: float | None = None  # caught up, with work to commit once the gap has passed
+        due_at: float | None = None  # when the next commit may begin, if not yet
         retry = FETCH_RETRY_SECONDS
         while not self.stopping.is_set():
             for job in self.background:
@@ -281,14 +281,13 @@ class Worker:
                     continue
                 if not await self._settle(manager, checkpoint):
                     continue
-                now = time.monotonic()
-                since = now - last_commit
                 # Behind: commit every SCORER_COMMIT_INTERVAL. Caught up: after
-                # every batch, unless the last commit began less than
-                # SCORER_COMMIT_MIN_GAP ago.
-                caught_up = self._caught_up(consumer, tasks)
-                due_at = last_commit + min_gap if caught_up and since < min_gap else None
-                if since >= interval if not caught_up else due_at is None:
+                # every batch. Either way no sooner than SCORER_COMMIT_MIN_GAP
+                # after the last commit began.
+                now = time.monotonic()
+                gap = min_gap if self._caught_up(consumer, tasks) else max(interval, min_gap)
+                due_at = last_commit + gap if now - last_commit < gap else None
+                if due_at is None:
                     await self._advance_positions(consumer, manager)
                     if checkpoint.start(list(tasks.values())):
                         last_commit = now
