@@ -85,9 +85,31 @@ class BucketedIds:
         self._dirty: set[int] = set()
         self._dead: set[int] = set()
         self.added: list[list[Any]] = []  # [event_id, occurred_at] since the last write
-        for event_id, at in recent or ():
-            if not self.contains(event_id, at):  # its bucket write was lost: put it back
-                self._put(event_id, at)
+        if recent:
+            self._restore(recent)
+
+    def _restore(self, recent: list[list[Any]]) -> None:
+        """`contains`, then `_put` for each id the record carries that its bucket
+        lacks (its write was lost, or not yet due), written out: every account
+        load runs this for up to RECENT_LIMIT ids."""
+        width, live, loaded, added = self.width, self._live, self._loaded, self.added
+        for entry in recent:
+            event_id, at = entry
+            number = int(at // width)
+            ids = loaded.get(number)
+            if ids is None:
+                ids = self._bucket(number)
+            if number in live:
+                if event_id in ids:
+                    continue
+            else:
+                live.add(number)
+                end = (number + 1) * width
+                if end < self._expires:
+                    self._expires = end
+            ids.add(event_id)
+            self._dirty.add(number)
+            added.append(entry)
 
     @property
     def live(self) -> list[int]:

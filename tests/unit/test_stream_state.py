@@ -97,3 +97,24 @@ def test_old_buckets_are_deleted_past_the_horizon() -> None:
     assert apply(table, engine, "a", "2026-11-20T10:00:00Z") == "expired"
     assert apply(table, engine, "b", "2026-11-20T13:30:00Z") == DUPLICATE
     assert bucket_key(KEY, int(make_event(occurred_at="2026-11-20T13:30:00Z").at // 3600)) in table
+
+
+def test_loading_puts_back_only_the_recent_ids_their_buckets_lack() -> None:
+    """A record whose `recent` ids are partly in their stored buckets (written) and
+    partly not (a lost or not yet due write): after a load every id is recognised,
+    and only the missing ones are marked for the next write, in their buckets."""
+    table: dict[bytes, bytes] = {}
+    hour = 3600.0
+    stored = ["a", "b"]  # in bucket 10, as written
+    table[bucket_key(KEY, 10)] = orjson.dumps(stored)
+    recent = [["a", 10 * hour + 1], ["c", 10 * hour + 2], ["b", 10 * hour + 3], ["d", 12 * hour]]
+    record = {"clock": 12 * hour, "last": "d", "icps": {}, "buckets": [10], "recent": recent}
+    table[KEY] = orjson.dumps(record)
+    _, ids = load_account(table, KEY, width=hour)
+    assert all(ids.contains(event_id, at) for event_id, at in recent)
+    assert not ids.contains("e", 10 * hour + 4)
+    assert ids.added == [["c", 10 * hour + 2], ["d", 12 * hour]]
+    assert ids.live == [10, 12]
+    ids.flush()
+    assert set(orjson.loads(table[bucket_key(KEY, 10)])) == {"a", "b", "c"}
+    assert orjson.loads(table[bucket_key(KEY, 12)]) == ["d"]
