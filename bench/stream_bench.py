@@ -73,7 +73,7 @@ from bench.common import (
 from scorer import synthetic
 from scorer.config import Settings
 from scorer.events import event_from_document
-from scorer.stream.kafka import Topics, ensure_topics
+from scorer.stream.kafka import Topics, ensure_topics, send_batches
 from scorer.stream.state import SEPARATOR
 from scorer.stream.store import MARKER_KEY
 
@@ -170,22 +170,14 @@ async def produce_paced(prepared: Paced, rate: float) -> dict[str, float]:
         index = 0
         while index < len(prepared):
             due = min(len(prepared), int((time.monotonic() - start) * rate) + 1)
-            now = time.time()
-            stamp = int(now * 1000)
-            batches: dict[tuple[str, int], Any] = {}
+            stamp = int(time.time() * 1000)
+            groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
             for topic, partition, key, raw, event_id in prepared[index:due]:
-                batch = batches.get((topic, partition))
-                if batch is None:
-                    batch = batches[topic, partition] = producer.create_batch()
-                if batch.append(key=key, value=raw, timestamp=stamp) is None:
-                    batch.close()
-                    pending.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = batches[topic, partition] = producer.create_batch()
-                    batch.append(key=key, value=raw, timestamp=stamp)
+                groups.setdefault((topic, partition), []).append((key, raw))
                 sent_at[event_id] = stamp / 1000.0
-            for (topic, partition), batch in batches.items():
-                batch.close()
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
+            for (topic, partition), records in groups.items():
+                sent = await send_batches(producer, topic, partition, records, stamp)
+                pending += [future for future, _ in sent]
             index = due
             if len(pending) > 2000:
                 await asyncio.gather(*pending)

@@ -2,8 +2,8 @@
 with aiokafka, no scoring.
 
 A task per partition, as the scorer has: each getmany batch's records of input
-partition p are appended to record batches built by hand (no per-record
-`send`) and sent to partition p of the output topic, compressed with the
+partition p are appended to whole record batches (no per-record `send`; the
+worker's own `send_batches`) and sent to partition p of the output topic, compressed with the
 scorer's codec (SCORER_COMPRESSION, the worker's default when unset) and a
 linger; then the batch's offsets are committed.
 
@@ -16,30 +16,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from scorer.config import Settings
+from scorer.stream.kafka import send_batches
 
 CODEC = None if Settings().compression == "none" else Settings().compression
-
-
-async def send_records(
-    producer: AIOKafkaProducer, topic: str, partition: int, records: Any
-) -> list:
-    futures = []
-    batch = producer.create_batch()
-    for record in records:
-        if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-            batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = producer.create_batch()
-            batch.append(key=record.key, value=record.value, timestamp=None)
-    if batch.record_count():
-        batch.close()
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
 
 
 async def main(bootstrap: str, group: str, output: str, inputs: list[str]) -> None:
@@ -69,7 +52,9 @@ async def main(bootstrap: str, group: str, output: str, inputs: list[str]) -> No
                 continue
             futures = []
             for tp, records in batches.items():
-                futures += await send_records(producer, output, tp.partition, records)
+                pairs = ((record.key, record.value) for record in records)
+                sent = await send_batches(producer, output, tp.partition, pairs)
+                futures += [future for future, _ in sent]
             await asyncio.gather(*futures)
             await consumer.commit()
     finally:

@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
+from scorer.stream.kafka import send_batches
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import MARKER_KEY
 from scorer.stream.tasks import Output, Task
@@ -179,24 +180,10 @@ class Checkpoint:
             marker_future = await producer.send(
                 changelog.topic, snap.marker, key=MARKER_KEY, partition=changelog.partition
             )
-        # The changelog partition is known: build whole record batches, one
-        # accumulator call per batch instead of one per record.
-        last_batch, count = None, 0
-        batch = producer.create_batch()
-        for key, value in snap.writes.items():
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                batch.close()
-                last_batch = await producer.send_batch(
-                    batch, changelog.topic, partition=changelog.partition
-                )
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-            count = batch.record_count()
-        if batch.record_count():
-            batch.close()
-            last_batch = await producer.send_batch(
-                batch, changelog.topic, partition=changelog.partition
-            )
+        sent = await send_batches(
+            producer, changelog.topic, changelog.partition, snap.writes.items()
+        )
+        last_batch, count = sent[-1] if sent else (None, 0)
         return last_batch, count, marker_future
 
     async def _transactional(self, snap: Snapshot, producer: AIOKafkaProducer) -> None:

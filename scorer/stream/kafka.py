@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -229,3 +230,29 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+async def send_batches(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    timestamp_ms: int | None = None,
+) -> list[tuple[asyncio.Future[Any], int]]:
+    """(key, value) records for one known partition, appended to whole record
+    batches: one accumulator call per batch instead of one per record.
+    `timestamp_ms` stamps every record (None: the time of the append).
+    Returns each batch's delivery future and record count, in order."""
+    sent: list[tuple[asyncio.Future[Any], int]] = []
+    batch, count = producer.create_batch(), 0
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:  # full
+            batch.close()
+            sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=timestamp_ms)
+        count = batch.record_count()
+    if batch.record_count():
+        batch.close()
+        sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+    return sent
