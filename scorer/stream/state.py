@@ -103,10 +103,7 @@ class BucketedIds:
                 if event_id in ids:
                     continue
             else:
-                live.add(number)
-                end = (number + 1) * width
-                if end < self._expires:
-                    self._expires = end
+                self._open(number)
             ids.add(event_id)
             self._dirty.add(number)
             added.append(entry)
@@ -127,12 +124,16 @@ class BucketedIds:
         number = int(at // self.width)
         self._bucket(number).add(event_id)
         if number not in self._live:
-            self._live.add(number)
-            end = (number + 1) * self.width
-            if end < self._expires:
-                self._expires = end
+            self._open(number)
         self._dirty.add(number)
         self.added.append([event_id, at])
+
+    def _open(self, number: int) -> None:
+        """A bucket becomes live; the oldest live one's end is when expiry is next due."""
+        self._live.add(number)
+        end = (number + 1) * self.width
+        if end < self._expires:
+            self._expires = end
 
     @property
     def changed(self) -> bool:
