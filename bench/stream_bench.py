@@ -59,6 +59,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
     ACTIVE_DOMAINS,
@@ -387,12 +388,8 @@ def histogram_totals(port: int, name: str) -> tuple[float, float]:
     """(sum, count) of a histogram on the worker's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    values = dict(
-        line.rsplit(" ", 1)
-        for line in text.splitlines()
-        if line.startswith((f"{name}_sum ", f"{name}_count "))
-    )  # _sum and _count
-    return float(values.get(f"{name}_sum", 0)), float(values.get(f"{name}_count", 0))
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return values.get(f"{name}_sum", 0.0), values.get(f"{name}_count", 0.0)
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 600) -> float:
@@ -553,16 +550,14 @@ async def run() -> dict[str, Any]:
             sent_at = await produce_paced(paced, rate * share)
             await wait_drained(process, f"{prefix}scorer", tps)
             wall = time.monotonic() - wall
+            broker_after = broker_cpu_seconds(broker)
             cpu = {  # share of one core, from the start of the load to the drained input
                 "worker": round((cpu_seconds(process.pid) - cpu_before) / wall, 2),
                 "load_generator": round((time.process_time() - own_before) / wall, 2),
-                "broker": (  # None when the broker runs on another machine
-                    round((broker_after - broker_before) / wall, 2)
-                    if broker_before is not None
-                    and (broker_after := broker_cpu_seconds(broker)) is not None
-                    else None
-                ),
+                "broker": None,  # when it runs on another machine
             }
+            if broker_before is not None and broker_after is not None:
+                cpu["broker"] = round((broker_after - broker_before) / wall, 2)
             commits = histogram_totals(port, "scorer_commit_seconds")
             commit_count = commits[1] - commits_before[1]
             commit_mean = (commits[0] - commits_before[0]) / commit_count if commit_count else 0
