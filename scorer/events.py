@@ -9,7 +9,6 @@ keeps the two in agreement. The IP address is dropped here, on ingest.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,18 +22,33 @@ MAX_EVENT_BYTES = 64 * 1024
 LEAD_CREATED = "lead_created"
 
 
-@dataclass(slots=True)
 class Event:
-    """A decoded, validated event. `account` is None when unresolved."""
+    """A decoded, validated event. `account` is None when unresolved.
 
-    event_id: str
-    type: str
-    occurred_at: str
-    at: float
-    account: str | None
-    path: str | None = None
-    lead_id: str | None = None
-    title: str | None = None
+    A plain slotted class rather than a dataclass: `events.pxd` declares it
+    as an extension type for the compiled core (see `scorer.compiled`)."""
+
+    __slots__ = ("account", "at", "event_id", "lead_id", "occurred_at", "path", "title", "type")
+
+    def __init__(
+        self,
+        event_id: str,
+        type: str,
+        occurred_at: str,
+        at: float,
+        account: str | None,
+        path: str | None = None,
+        lead_id: str | None = None,
+        title: str | None = None,
+    ) -> None:
+        self.event_id = event_id
+        self.type = type
+        self.occurred_at = occurred_at
+        self.at = at
+        self.account = account
+        self.path = path
+        self.lead_id = lead_id
+        self.title = title
 
 
 _STR = {str}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -58,26 +57,42 @@ class WindowedIds:
             self.ids.discard(order.popleft()[1])
 
 
-@dataclass(slots=True)
 class IcpState:
     """Intent and alert state of one account under one ICP id."""
 
-    raw: float = 0.0
-    clock: float | None = None
-    alert_at: float | None = None
-    alert_tier: str | None = None
+    __slots__ = ("alert_at", "alert_tier", "clock", "raw")
+
+    def __init__(
+        self,
+        raw: float = 0.0,
+        clock: float | None = None,
+        alert_at: float | None = None,
+        alert_tier: str | None = None,
+    ) -> None:
+        self.raw = raw
+        self.clock = clock
+        self.alert_at = alert_at
+        self.alert_tier = alert_tier
 
 
-@dataclass(slots=True)
 class AccountState:
     """All state of one account: per-ICP state, its clock and applied ids.
     `Engine.apply` checks expiry and replays against it and records applied
     events (the rules of this module's docstring)."""
 
-    clock: float | None = None  # newest occurred_at applied, over all ICPs
-    last_event_id: str | None = None
-    icps: dict[str, IcpState] = field(default_factory=dict)
-    seen: SeenIds = field(default_factory=WindowedIds)
+    __slots__ = ("clock", "icps", "last_event_id", "seen")
+
+    def __init__(
+        self,
+        clock: float | None = None,  # newest occurred_at applied, over all ICPs
+        last_event_id: str | None = None,
+        icps: dict[str, IcpState] | None = None,
+        seen: SeenIds | None = None,
+    ) -> None:
+        self.clock = clock
+        self.last_event_id = last_event_id
+        self.icps: dict[str, IcpState] = {} if icps is None else icps
+        self.seen: SeenIds = WindowedIds() if seen is None else seen
 
     def core(self) -> dict[str, Any]:
         """Everything but the applied ids, as plain JSON values."""
