@@ -12,7 +12,10 @@ export DEMO_SECONDS
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The compiled core (setup.py) is rebuilt whenever one of its sources changes.
+CORE_SOURCES := $(shell sed -n 's/^    "\(scorer\/.*\.py\)",$$/\1/p' setup.py) $(wildcard scorer/*.pxd scorer/*/*.pxd)
+
+$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -25,17 +28,18 @@ setup: $(STAMP) ## create .venv and install the package with its dev extras
 tools: ## install the tools the tests run (promtool, prometheus, kcat, chromium) if missing
 	@bash deploy/local/tools.sh
 
-test: setup tools ## run the test suite (starts its own Kafka broker)
+test: setup tools ## run the test suite (starts its own Kafka broker), then the unit tests in pure Python
 	$(BIN)/pytest
+	SCORER_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit
 
 lint: setup ## ruff, formatting and mypy --strict
-	$(BIN)/ruff check scorer tests bench
-	$(BIN)/ruff format --check scorer tests bench
+	$(BIN)/ruff check scorer tests bench setup.py
+	$(BIN)/ruff format --check scorer tests bench setup.py
 	$(BIN)/mypy
 
 format: setup ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix scorer tests bench
-	$(BIN)/ruff format scorer tests bench
+	$(BIN)/ruff check --fix scorer tests bench setup.py
+	$(BIN)/ruff format scorer tests bench setup.py
 
 demo: setup ## start Kafka, show hot accounts arriving live (DEMO_SECONDS=N stops by itself)
 	@bash deploy/local/demo.sh $(BIN)/scorer
@@ -64,3 +68,5 @@ schemas: setup ## regenerate schemas/ from scorer/models.py
 clean: ## remove the virtualenv, caches and local broker data
 	-bash deploy/local/kafka.sh down
 	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache .ruff_cache .hypothesis .scorer-data
+	find scorer \( -name '*.so' -o -name '*.c' \) -delete
+	rm -rf build

@@ -1,5 +1,10 @@
 """icp-scorer: real-time ICP scoring on Kafka, with reasons for every point."""
 
+from scorer import native
+
+if native.pure_requested():  # before any compiled module is imported
+    native.use_source_only()
+
 from scorer.events import Event, decode_event
 from scorer.icp import CompiledICP, ICPDocument, compile_icp, load_icp
 from scorer.scoring import AccountState, Engine, Score, build_document

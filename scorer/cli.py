@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
-from scorer import __version__, gcpolicy
+from scorer import __version__, gcpolicy, native
 from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
 from scorer.errors import BrokerError, InvalidICPError, InvalidInputError
@@ -237,7 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorer", description="Real-time ICP scoring engine on Kafka."
     )
-    parser.add_argument("--version", action="version", version=f"scorer {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"scorer {__version__} (scoring core: {native.describe()})",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = commands.add_parser("score", help="score a JSON-lines event file offline")

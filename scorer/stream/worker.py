@@ -24,6 +24,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
+from scorer import native
 from scorer.config import Settings
 from scorer.errors import ConfigError
 from scorer.logs import BrokerOutage, broker_problem, configure_logging
@@ -61,6 +62,7 @@ class Service(Protocol):
 
 async def serve(settings: Settings) -> int:
     outage = configure_logging(settings.log_level, settings.log_format)
+    log.info("scoring core: %s", native.describe())
     return await serve_service(Worker(settings, outage=outage), "worker", log, SHUTDOWN_SECONDS)
 
 

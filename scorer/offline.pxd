@@ -1,0 +1,15 @@
+# The compiled core's view of scorer/offline.py (see scorer/compiled.py).
+cimport cython
+
+from scorer.events cimport Event
+from scorer.scoring.engine cimport Engine
+from scorer.scoring.state cimport AccountState
+
+
+@cython.locals(
+    event=Event, state=AccountState, states=dict, number=cython.Py_ssize_t, every=cython.bint,
+)
+cpdef object score_lines(
+    object lines, Engine engine, object companies, object out, str emit=*, bint strict=*,
+    object errors=*, object progress=*, object clock=*, object totals=*,
+)

@@ -1,0 +1,29 @@
+# The compiled core's view of scorer/scoring/engine.py (see scorer/compiled.py):
+# the engine's state and the locals of its inner loop as C types.
+cimport cython
+
+from scorer.events cimport Event
+from scorer.icp.compiled cimport CompanyFit, CompiledICP
+from scorer.scoring.state cimport AccountState, IcpState, WindowedIds
+
+
+cdef class Engine:
+    cdef public double dedup_window
+    cdef public dict _icps
+    cdef public tuple _active
+    cdef public dict _fits
+    cdef public dict _points
+
+    cpdef list company_fits(self, str domain, object company, object token=*)
+
+    @cython.locals(
+        window=cython.double, at=cython.double, raw=cython.double, points=cython.double,
+        intent=cython.double, weight=cython.double, fit=cython.double, total=cython.double,
+        disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
+        icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
+        windowed=WindowedIds,
+    )
+    cpdef tuple apply(
+        self, AccountState state, Event event, object company,
+        object company_token=*, bint every=*,
+    )

@@ -1,0 +1,18 @@
+# The compiled core's view of scorer/scoring/state.py (see scorer/compiled.py).
+cdef class WindowedIds:
+    cdef public object order
+    cdef public set ids
+    cpdef bint contains(self, str event_id, double at)
+    cpdef void add(self, str event_id, double at, double horizon)
+
+cdef class IcpState:
+    cdef public double raw
+    cdef public object clock
+    cdef public object alert_at
+    cdef public object alert_tier
+
+cdef class AccountState:
+    cdef public object clock
+    cdef public object last_event_id
+    cdef public dict icps
+    cdef public object seen

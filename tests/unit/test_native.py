@@ -1,0 +1,84 @@
+"""The compiled scoring core (scorer/native.py): built, switchable, and scoring alike.
+
+`make test` runs the unit tests twice: as installed (compiled, which the
+first test insists on) and again with SCORER_PURE_PYTHON=1, so every rule
+and property test passes on both. The last test compares the two directly,
+document by document, on a run with replays, late, expired and bad events.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from scorer import native, synthetic
+
+ROOT = Path(__file__).parents[2]
+SAMPLES = ROOT / "scorer" / "samples"
+SCORER = shutil.which("scorer", path=str(Path(sys.executable).parent)) or "scorer"
+
+
+def test_the_core_runs_compiled_unless_told_not_to() -> None:
+    compiled = native.compiled_modules()
+    if native.pure_requested():
+        assert compiled == [], "SCORER_PURE_PYTHON=1 must import every module from its source"
+        assert native.describe().startswith("pure Python")
+    else:
+        assert compiled == list(native.MODULES), (
+            f"only {compiled} of {list(native.MODULES)} are compiled: run `make setup` "
+            "(it needs a C compiler and the Python headers; see README, 'Compiled core')"
+        )
+        assert native.stale_modules() == [], "the source changed since the build: `make setup`"
+        assert native.describe() == "compiled (Cython)"
+
+
+def _input(folder: Path) -> tuple[Path, Path]:
+    records = list(synthetic.companies(400, seed=3))
+    companies = folder / "companies.jsonl"
+    companies.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    docs = list(synthetic.events(30_000, [r["domain"] for r in records[:200]], seed=5))
+    rng = random.Random(8)
+    lines = [orjson.dumps(d) for d in docs]
+    # Replays, events far older than the dedup window, other time forms, bad lines.
+    for _ in range(2_000):
+        lines.insert(rng.randrange(len(lines)), rng.choice(lines))
+    old = dict(docs[0], event_id="ancient", occurred_at="2020-01-01T00:00:00+02:00")
+    lines.insert(20_000, orjson.dumps(old))
+    lines.insert(100, b'{"event_id": "x", "type": "page_view"}')
+    lines.insert(200, b"not json")
+    lines.insert(300, orjson.dumps(dict(docs[1], occurred_at=1700000000)))
+    events = folder / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    return companies, events
+
+
+def _score(companies: Path, events: Path, pure: bool) -> tuple[list[dict], str]:
+    env = {**os.environ, native.PURE_ENV: "1" if pure else "0"}
+    icps = [a for p in sorted(SAMPLES.glob("*.yaml")) for a in ("--icp", str(p))]
+    command = [SCORER, "score", *icps, "--firmographics", str(companies), "--emit", "scores"]
+    done = subprocess.run(
+        [*command, str(events)], env=env, capture_output=True, timeout=300, check=True
+    )
+    docs = [orjson.loads(line) for line in done.stdout.splitlines()]
+    for doc in docs:
+        del doc["scored_at"]  # the wall clock at scoring
+    # Bad lines, then the summary with its timings taken out.
+    return docs, re.sub(r" in [\d.]+ s \(.*?\)", "", done.stderr.decode())
+
+
+def test_compiled_and_pure_python_give_the_same_documents(tmp_path: Path) -> None:
+    companies, events = _input(tmp_path)
+    compiled, compiled_summary = _score(companies, events, pure=False)
+    pure, pure_summary = _score(companies, events, pure=True)
+    assert len(compiled) > 50_000  # a score per event and ICP
+    assert sum(doc["hot"] for doc in compiled) > 100
+    assert compiled == pure
+    assert compiled_summary == pure_summary
+    print(compiled_summary)
