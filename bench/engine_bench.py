@@ -7,7 +7,9 @@ Arms, each pinned to one core (taskset) and repeated, reported as medians:
   scorer         the real command, end to end (loading 100k companies included);
   scorer-loop    the same runs' scoring loop alone (the time the command reports
                  after loading the firmographics): the engine, its decoder and
-                 output, which the 100,000 events/s goal is about.
+                 output, which the 100,000 events/s goal is about;
+  pure-python-loop  the scoring loop of the same command with SCORER_PURE_PYTHON=1:
+                 what the compiled core (scorer/native.py) gains.
 
 Data (generated once into bench/results/tmp/, deterministic): BENCH_ENGINE_EVENTS
 events (default 1,000,000) over 50,000 active domains (Zipf), 100,000 companies,
@@ -31,6 +33,7 @@ from pathlib import Path
 import orjson
 
 from bench.common import COMPANIES, ICPS, RESULTS, companies_file, events_file, log, machine
+from scorer import native
 
 EVENTS = int(os.environ.get("BENCH_ENGINE_EVENTS", "1000000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
@@ -93,9 +96,10 @@ print(time.perf_counter() - start)
 """
 
 
-def scorer_seconds(companies: Path, events: Path) -> tuple[float, float]:
+def scorer_seconds(companies: Path, events: Path, pure: bool = False) -> tuple[float, float]:
     """(end to end, scoring loop alone) seconds of `scorer score`; the loop's
-    time is what the command reports after loading the firmographics."""
+    time is what the command reports after loading the firmographics. `pure`:
+    with the Python source instead of the compiled core."""
     icps = [a for p in ICPS for a in ("--icp", str(p))]
     command = [
         str(Path(sys.executable).parent / "scorer"),
@@ -106,8 +110,14 @@ def scorer_seconds(companies: Path, events: Path) -> tuple[float, float]:
         str(events),
     ]
     start = time.perf_counter()
+    env = {**os.environ, native.PURE_ENV: "1" if pure else "0"}
     done = subprocess.run(
-        pinned(command), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        pinned(command),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     elapsed = time.perf_counter() - start
     match = re.search(r"scoring ([\d.]+) s", done.stderr)
@@ -123,6 +133,7 @@ def main() -> int:
         "pydantic-naive": [],
         "scorer": [],
         "scorer-loop": [],
+        "pure-python-loop": [],
     }
     for round_ in range(1, REPEATS + 1):
         log(f"round {round_}/{REPEATS}: orjson-floor...")
@@ -135,11 +146,14 @@ def main() -> int:
         end_to_end, loop = scorer_seconds(companies, events)
         arms["scorer"].append(end_to_end)
         arms["scorer-loop"].append(loop)
+        log(f"round {round_}/{REPEATS}: scorer in pure Python...")
+        arms["pure-python-loop"].append(scorer_seconds(companies, events, pure=True)[1])
     medians = {arm: statistics.median(times) for arm, times in arms.items()}
     rates = {arm: EVENTS / seconds for arm, seconds in medians.items()}
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "core": native.describe(),
         "events": EVENTS,
         "companies": COMPANIES,
         "icps": 2,
@@ -150,6 +164,7 @@ def main() -> int:
             "scorer_vs_floor": round(rates["scorer"] / rates["orjson-floor"], 3),
             "scorer_vs_naive": round(rates["scorer"] / rates["pydantic-naive"], 3),
             "scorer_loop_vs_goal": round(rates["scorer-loop"] / 100_000, 3),
+            "compiled_vs_pure_loop": round(rates["scorer-loop"] / rates["pure-python-loop"], 3),
         },
         "goal_events_per_s": 100_000,
     }
@@ -161,7 +176,8 @@ def main() -> int:
         table.write(f"{arm:16} {medians[arm]:9.2f} {rates[arm]:10,.0f}\n")
     table.write(
         f"scorer / floor = {result['ratios']['scorer_vs_floor']}, "
-        f"scorer / naive = {result['ratios']['scorer_vs_naive']}\n"
+        f"scorer / naive = {result['ratios']['scorer_vs_naive']}, "
+        f"compiled / pure Python loop = {result['ratios']['compiled_vs_pure_loop']}\n"
     )
     print(table.getvalue(), end="")
     return 0
