@@ -8,7 +8,10 @@ warning, and `scorer --version` says which one a process runs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -22,6 +25,21 @@ CORE = [
     "scorer/scoring/engine.py",
     "scorer/offline.py",
 ]
+
+
+SOURCES_RECORD = Path("scorer/_core_sources.json")
+
+
+def record_sources() -> None:
+    """What the build compiled: each core module's .py and .pxd by SHA-256, so
+    that scorer/native.py can tell a build older than its source."""
+    paths = [Path(p) for p in CORE] + [Path(p).with_suffix(".pxd") for p in CORE]
+    digests = {
+        str(path.relative_to("scorer")): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in paths
+        if path.exists()
+    }
+    SOURCES_RECORD.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
 
 def warn(reason: str) -> None:
@@ -50,6 +68,7 @@ def extensions() -> list[Extension]:
     except ImportError:
         warn("Cython is not installed")
         return []
+    record_sources()
     return cythonize(
         CORE,
         compiler_directives={"language_level": 3, "annotation_typing": False},

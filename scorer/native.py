@@ -14,7 +14,9 @@ This module must not import any of `MODULES` at import time: `scorer`'s
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import sys
 from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
@@ -55,16 +57,25 @@ def compiled_modules() -> list[str]:
 
 
 def stale_modules() -> list[str]:
-    """Compiled modules older than their `.py` or `.pxd`: edited since the last
-    build, so this process does not run the source as it reads (`make setup`)."""
+    """Compiled modules whose `.py` or `.pxd` changed since the build (setup.py
+    records their SHA-256): this process does not run the source as it reads."""
+    record = Path(__file__).resolve().parent / "_core_sources.json"
+    try:
+        built: dict[str, str] = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return []  # built without a record: nothing to compare with
+    root = record.parent
     stale = []
     for name in compiled_modules():
-        built = Path(importlib.import_module(name).__file__ or "")
-        base = built.parent / built.name.partition(".")[0]
-        sources = [base.with_suffix(".py"), base.with_suffix(".pxd")]
-        newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
-        if built.stat().st_mtime < newest:
-            stale.append(name)
+        base = "/".join(name.split(".")[1:])
+        for source in (f"{base}.py", f"{base}.pxd"):
+            path = root / source
+            digest = built.get(source)
+            if digest is None or not path.exists():
+                continue  # not recorded, or not installed (a wheel has no .pxd)
+            if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                stale.append(name)
+                break
     return stale
 
 
@@ -74,7 +85,7 @@ def describe() -> str:
     if count == len(MODULES):
         stale = stale_modules()
         if stale:
-            return f"compiled (Cython), but older than the source of {', '.join(stale)}: rebuild"
+            return f"compiled (Cython), but {', '.join(stale)} changed since the build: rebuild"
         return "compiled (Cython)"
     if pure_requested():
         return f"pure Python ({PURE_ENV} is set)"
