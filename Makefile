@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@$(BIN)/python -c 'import sys; from scorer import native; sys.exit(native.main())'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the package with its dev extras
@@ -69,4 +70,5 @@ clean: ## remove the virtualenv, caches and local broker data
 	-bash deploy/local/kafka.sh down
 	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache .ruff_cache .hypothesis .scorer-data
 	find scorer \( -name '*.so' -o -name '*.c' \) -delete
+	rm -f scorer/_core_sources.json
 	rm -rf build

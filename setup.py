@@ -1,9 +1,11 @@
 """Builds the compiled scoring core when it can (see scorer/native.py).
 
 Everything else about the package is in pyproject.toml. The core's modules
-are compiled with Cython, typed by the .pxd files beside them; without
-Cython or a working C compiler the install goes on in pure Python, with a
-warning, and `scorer --version` says which one a process runs.
+are compiled with Cython, typed by the .pxd files beside them. The build is
+all or nothing: the compiled modules read each other's objects at fixed C
+offsets, so when one fails (no compiler, no Python headers) every output is
+removed and the install goes on in pure Python, with a warning (`pip -v`
+shows it; `make setup` checks the result). Without Cython, likewise.
 """
 
 from __future__ import annotations
@@ -25,41 +27,49 @@ CORE = [
     "scorer/scoring/engine.py",
     "scorer/offline.py",
 ]
-
-
-SOURCES_RECORD = Path("scorer/_core_sources.json")
-
-
-def record_sources() -> None:
-    """What the build compiled: each core module's .py and .pxd by SHA-256, so
-    that scorer/native.py can tell a build older than its source."""
-    paths = [Path(p) for p in CORE] + [Path(p).with_suffix(".pxd") for p in CORE]
-    digests = {
-        str(path.relative_to("scorer")): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in paths
-        if path.exists()
-    }
-    SOURCES_RECORD.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+RECORD = "scorer/_core_sources.json"
+# The same arithmetic as Python's: no fused multiply-add (the default of GCC
+# and clang wherever the CPU has one, as on every arm64), which could move a
+# total across a threshold in its last bit.
+C_FLAGS = [] if sys.platform == "win32" else ["-ffp-contract=off"]
 
 
 def warn(reason: str) -> None:
     sys.stderr.write(f"\nWARNING: the scoring core stays pure Python ({reason}).\n\n")
 
 
-class OptionalBuildExt(build_ext):
-    """A failed compile leaves the Python source in charge instead of failing the install."""
+def source_digests() -> dict[str, str]:
+    """Each compiled module's .py and .pxd by SHA-256, for scorer/native.py to
+    tell a build older than its source."""
+    paths = [Path(p) for p in CORE] + [Path(p).with_suffix(".pxd") for p in CORE]
+    return {
+        str(path.relative_to("scorer")): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in paths
+        if path.exists()
+    }
+
+
+class AllOrNothingBuildExt(build_ext):
+    """Compiles every core module or none; records the sources it compiled."""
 
     def run(self) -> None:
+        digests = source_digests()  # before compiling: what the build is made from
+        places = [Path(self.build_lib)]
+        if self.inplace or getattr(self, "editable_mode", False):
+            places.append(Path("."))  # the outputs are copied into the source tree
         try:
             super().run()
-        except Exception as exc:  # no compiler, no Python headers
-            warn(f"build failed: {exc}")
-
-    def build_extension(self, ext: Extension) -> None:
-        try:
-            super().build_extension(ext)
         except Exception as exc:
-            warn(f"{ext.name} did not compile: {exc}")
+            for ext in self.extensions:
+                for place in places:
+                    place.joinpath(self.get_ext_filename(ext.name)).unlink(missing_ok=True)
+            for place in places:
+                place.joinpath(RECORD).unlink(missing_ok=True)
+            warn(f"the build failed, so no module is compiled: {exc}")
+            return
+        for place in places:
+            if place.joinpath("scorer").is_dir():
+                place.joinpath(RECORD).write_text(json.dumps(digests, indent=1, sort_keys=True))
 
 
 def extensions() -> list[Extension]:
@@ -68,12 +78,14 @@ def extensions() -> list[Extension]:
     except ImportError:
         warn("Cython is not installed")
         return []
-    record_sources()
+    modules = [
+        Extension(path[:-3].replace("/", "."), [path], extra_compile_args=C_FLAGS) for path in CORE
+    ]
     return cythonize(
-        CORE,
+        modules,
         compiler_directives={"language_level": 3, "annotation_typing": False},
         quiet=True,
     )
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions(), cmdclass={"build_ext": AllOrNothingBuildExt})

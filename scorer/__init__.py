@@ -2,7 +2,9 @@
 
 from scorer import native
 
-if native.pure_requested():  # before any compiled module is imported
+# Before any compiled module is imported: the source when asked, and always
+# rather than a partial build (see scorer/native.py).
+if native.pure_requested() or native.partial_build():
     native.use_source_only()
 
 from scorer.events import Event, decode_event

@@ -1,4 +1,4 @@
-# The compiled core's view of scorer/events.py (see scorer/compiled.py).
+# The compiled core's view of scorer/events.py (see scorer/native.py).
 cdef class Event:
     cdef public str event_id
     cdef public str type

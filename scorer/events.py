@@ -26,7 +26,7 @@ class Event:
     """A decoded, validated event. `account` is None when unresolved.
 
     A plain slotted class rather than a dataclass: `events.pxd` declares it
-    as an extension type for the compiled core (see `scorer.compiled`)."""
+    as an extension type for the compiled core (see `scorer.native`)."""
 
     __slots__ = ("account", "at", "event_id", "lead_id", "occurred_at", "path", "title", "type")
 

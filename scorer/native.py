@@ -14,12 +14,16 @@ This module must not import any of `MODULES` at import time: `scorer`'s
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import json
 import os
+import shlex
+import shutil
 import sys
-from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
+import sysconfig
+from importlib.machinery import EXTENSION_SUFFIXES, SOURCE_SUFFIXES, FileFinder, SourceFileLoader
 from pathlib import Path
 
 MODULES = (
@@ -32,18 +36,41 @@ MODULES = (
     "scorer.offline",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"
+# Not resolved: the import system knows the package by the path it was found at.
+ROOT = Path(os.path.dirname(__file__))
 
 
 def pure_requested() -> bool:
     return os.environ.get(PURE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def built_modules() -> list[str]:
+    """The core's modules with a compiled file beside their source (nothing imported)."""
+    built = []
+    for name in MODULES:
+        base = ROOT.joinpath(*name.split(".")[1:])
+        if any(base.with_name(base.name + suffix).exists() for suffix in EXTENSION_SUFFIXES):
+            built.append(name)
+    return built
+
+
+def partial_build() -> bool:
+    """Some but not all modules compiled. The compiled ones read each other's
+    objects at fixed C offsets, so such a build is never imported."""
+    return 0 < len(built_modules()) < len(MODULES)
+
+
 def use_source_only() -> None:
     """Import scorer's modules from their `.py` files, compiled ones beside or not."""
-    root = Path(__file__).resolve().parent
     hook = FileFinder.path_hook((SourceFileLoader, SOURCE_SUFFIXES))
-    for directory in (root, *(init.parent for init in root.rglob("__init__.py"))):
+    for directory in (ROOT, *(init.parent for init in ROOT.rglob("__init__.py"))):
         sys.path_importer_cache[str(directory)] = hook(str(directory))
+
+
+def compiler_available() -> bool:
+    """Whether this machine has the C compiler Python's build would use."""
+    configured = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    return bool(configured) and shutil.which(configured[0]) is not None
 
 
 def compiled_modules() -> list[str]:
@@ -59,7 +86,7 @@ def compiled_modules() -> list[str]:
 def stale_modules() -> list[str]:
     """Compiled modules whose `.py` or `.pxd` changed since the build (setup.py
     records their SHA-256): this process does not run the source as it reads."""
-    record = Path(__file__).resolve().parent / "_core_sources.json"
+    record = ROOT / "_core_sources.json"
     try:
         built: dict[str, str] = json.loads(record.read_text())
     except (OSError, ValueError):
@@ -89,6 +116,33 @@ def describe() -> str:
         return "compiled (Cython)"
     if pure_requested():
         return f"pure Python ({PURE_ENV} is set)"
-    if count == 0:
-        return "pure Python (not compiled: no C compiler or Cython at install time)"
-    return f"partly compiled ({count} of {len(MODULES)} modules): reinstall to rebuild"
+    built = len(built_modules())
+    if built:
+        return f"pure Python (only {built} of {len(MODULES)} modules compiled: reinstall)"
+    return "pure Python (not compiled at install time: `pip install -v` shows why)"
+
+
+def compiled_and_current() -> bool:
+    return len(compiled_modules()) == len(MODULES) and not stale_modules()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print which core runs; the exit status checks it (`make setup`, the Docker image)."""
+    parser = argparse.ArgumentParser(prog="scorer.native.main", description=main.__doc__)
+    parser.add_argument(
+        "--require-compiled",
+        action="store_true",
+        help="fail unless the core is compiled and current (default: only when a C "
+        "compiler is present, as after `make setup`)",
+    )
+    args = parser.parse_args(argv)
+    print(f"scoring core: {describe()}")
+    required = args.require_compiled or (compiler_available() and not pure_requested())
+    if required and not compiled_and_current():
+        print(
+            "the scoring core should be compiled here: reinstall with the build's output "
+            "shown (`.venv/bin/pip install -v -e .`) to see why it was not",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,4 +1,4 @@
-# The compiled core's view of scorer/offline.py (see scorer/compiled.py).
+# The compiled core's view of scorer/offline.py (see scorer/native.py).
 cimport cython
 
 from scorer.events cimport Event

@@ -80,6 +80,8 @@ def score_lines(
     totals: Totals | None = None,
 ) -> Totals:
     """Score every line; write one document per emitted score to `out`."""
+    if engine is None:  # compiled, None would not fail by itself
+        raise TypeError("score_lines needs an engine")
     states: dict[str, AccountState] = {}
     totals = totals if totals is not None else Totals()
     outcomes = totals.outcomes

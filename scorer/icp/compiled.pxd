@@ -1,4 +1,4 @@
-# The compiled core's view of scorer/icp/compiled.py (see scorer/compiled.py).
+# The compiled core's view of scorer/icp/compiled.py (see scorer/native.py).
 cdef class CompanyFit:
     cdef public double static_weight
     cdef public bint static_disqualified

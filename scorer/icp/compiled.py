@@ -215,7 +215,7 @@ class CompiledICP:
     """An ICP ready to score: matchers, signal table, tiers, thresholds.
 
     Built once by `compile_icp` and never changed; a plain slotted class so
-    that `compiled.pxd` can declare it as an extension type (`scorer.compiled`)."""
+    that `compiled.pxd` can declare it as an extension type (`scorer.native`)."""
 
     __slots__ = (
         "cooldown",

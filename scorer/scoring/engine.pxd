@@ -1,4 +1,4 @@
-# The compiled core's view of scorer/scoring/engine.py (see scorer/compiled.py):
+# The compiled core's view of scorer/scoring/engine.py (see scorer/native.py):
 # the engine's state and the locals of its inner loop as C types.
 cimport cython
 

@@ -150,6 +150,8 @@ class Engine:
         `every`: a `Score` per active ICP; False gives only the hot ones
         (alerts and suppressed), the state changing exactly the same: callers
         that publish alerts only skip building scores nobody reads."""
+        if state is None or event is None:  # compiled, None would not fail by itself
+            raise TypeError("Engine.apply needs an account state and an event")
         account = event.account
         assert account is not None, "unresolved events are counted, not applied"
         window = self.dedup_window

@@ -1,4 +1,4 @@
-# The compiled core's view of scorer/scoring/state.py (see scorer/compiled.py).
+# The compiled core's view of scorer/scoring/state.py (see scorer/native.py).
 cdef class WindowedIds:
     cdef public object order
     cdef public set ids
