@@ -138,38 +138,22 @@ class CriterionResult:
     source: str | None
 
 
+@dataclass
 class CompanyFit:
     """Everything about a company and an ICP that does not depend on the event.
 
     Only sums are kept (this is built for every company an event touches);
     the per-criterion detail for reasons comes from `CompiledICP.explain`.
+    Slots written out rather than `slots=True`, which Cython's dataclasses
+    refuse: `compiled.pxd` declares the class as an extension type.
     """
 
     __slots__ = ("quality", "static_disqualified", "static_weight", "timed")
 
-    def __init__(
-        self,
-        static_weight: float,  # matched weight of the event-independent criteria
-        static_disqualified: bool,
-        quality: float,  # data quality, already divided by the total weight
-        # (record time, window, weight, must_have) of each within_days criterion
-        timed: tuple[tuple[float | None, float, float, bool], ...],
-    ) -> None:
-        self.static_weight = static_weight
-        self.static_disqualified = static_disqualified
-        self.quality = quality
-        self.timed = timed
-
-    def _fields(self) -> tuple[float, bool, float, tuple[Any, ...]]:
-        return self.static_weight, self.static_disqualified, self.quality, self.timed
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CompanyFit) and self._fields() == other._fields()
-
-    def __repr__(self) -> str:
-        return "CompanyFit(weight={!r}, disqualified={!r}, quality={!r}, timed={!r})".format(
-            *self._fields()
-        )
+    static_weight: float  # matched weight of the event-independent criteria
+    static_disqualified: bool
+    quality: float  # data quality, already divided by the total weight
+    timed: tuple[tuple[float | None, float, float, bool], ...]  # (at, window, weight, must_have)
 
 
 def _confidence(origin: Any) -> float:
@@ -211,12 +195,11 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
 
 
+@dataclass(frozen=True)
 class CompiledICP:
-    """An ICP ready to score: matchers, signal table, tiers, thresholds.
+    """An ICP ready to score: matchers, signal table, tiers, thresholds."""
 
-    Built once by `compile_icp` and never changed; a plain slotted class so
-    that `compiled.pxd` can declare it as an extension type (`scorer.native`)."""
-
+    # Written out (not `slots=True`) for Cython: see CompanyFit.
     __slots__ = (
         "cooldown",
         "criteria",
@@ -237,44 +220,23 @@ class CompiledICP:
         "w_intent",
     )
 
-    def __init__(
-        self,
-        *,
-        id: str,
-        version: int,
-        document: ICPDocument,
-        criteria: tuple[CompiledCriterion, ...],
-        total_weight: float,
-        signals: Mapping[str, tuple[_SignalRule, ...]],
-        personas: tuple[tuple[str, tuple[str, ...], float], ...],
-        half_life: float,
-        w_fit: float,
-        w_intent: float,
-        tiers: tuple[tuple[float, str], ...],  # highest threshold first
-        tier_rank: Mapping[str, float],
-        min_total: float,
-        min_fit: float,
-        cooldown: float,
-        excluded: frozenset[str],
-        shadow: bool,  # scored, never alerts: would-be alerts go to account-scores
-    ) -> None:
-        self.id = id
-        self.version = version
-        self.document = document
-        self.criteria = criteria
-        self.total_weight = total_weight
-        self.signals = signals
-        self.personas = personas
-        self.half_life = half_life
-        self.w_fit = w_fit
-        self.w_intent = w_intent
-        self.tiers = tiers
-        self.tier_rank = tier_rank
-        self.min_total = min_total
-        self.min_fit = min_fit
-        self.cooldown = cooldown
-        self.excluded = excluded
-        self.shadow = shadow
+    id: str
+    version: int
+    document: ICPDocument
+    criteria: tuple[CompiledCriterion, ...]
+    total_weight: float
+    signals: Mapping[str, tuple[_SignalRule, ...]]
+    personas: tuple[tuple[str, tuple[str, ...], float], ...]
+    half_life: float
+    w_fit: float
+    w_intent: float
+    tiers: tuple[tuple[float, str], ...]  # highest threshold first
+    tier_rank: Mapping[str, float]
+    min_total: float
+    min_fit: float
+    cooldown: float
+    excluded: frozenset[str]
+    shadow: bool  # scored, never alerts: would-be alerts go to account-scores
 
     def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
         """Sum up every event-independent criterion on a record (None = no record)."""
