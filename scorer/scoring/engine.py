@@ -23,7 +23,7 @@ from scorer.events import LEAD_CREATED, Event
 from scorer.icp.compiled import CompanyFit, CompiledICP, CriterionResult, compile_icp
 from scorer.icp.document import ICPDocument
 from scorer.scoring.decision import should_alert
-from scorer.scoring.state import DEFAULT_DEDUP_WINDOW, AccountState, IcpState, WindowedIds
+from scorer.scoring.state import DEFAULT_DEDUP_WINDOW, AccountState, IcpState
 
 SCORED = "scored"
 DUPLICATE = "duplicate"
@@ -162,26 +162,15 @@ class Engine:
         account_clock = state.clock
         if account_clock is not None and at < account_clock - window:
             return EXPIRED, []
+        seen = state.seen
         # last_event_id also covers a write of this record that landed
         # without the write of its id (see scorer.stream.state).
-        if event_id == state.last_event_id:
-            return DUPLICATE, []
-        # In-memory ids (`scorer score`) are called directly once compiled;
-        # the stream store's ids go through the `SeenIds` protocol.
-        seen = state.seen
-        windowed = seen if type(seen) is WindowedIds else None
-        if windowed is not None:
-            if windowed.contains(event_id, at):
-                return DUPLICATE, []
-        elif seen.contains(event_id, at):
+        if event_id == state.last_event_id or seen.contains(event_id, at):
             return DUPLICATE, []
         if account_clock is None or at > account_clock:
             state.clock = account_clock = at
         state.last_event_id = event_id
-        if windowed is not None:
-            windowed.add(event_id, at, account_clock - window)
-        else:
-            seen.add(event_id, at, account_clock - window)
+        seen.add(event_id, at, account_clock - window)
 
         active = self._active
         fits = self.company_fits(account, company, company_token)

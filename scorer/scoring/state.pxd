@@ -2,8 +2,6 @@
 cdef class WindowedIds:
     cdef public object order
     cdef public set ids
-    cpdef bint contains(self, str event_id, double at)
-    cpdef void add(self, str event_id, double at, double horizon)
 
 cdef class IcpState:
     cdef public double raw
