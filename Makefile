@@ -13,9 +13,9 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The compiled core (setup.py) is rebuilt whenever one of its sources changes.
-CORE_SOURCES := $(shell sed -n 's/^    "\(scorer\/.*\.py\)",$$/\1/p' setup.py) $(wildcard scorer/*.pxd scorer/*/*.pxd)
+CORE_SOURCES := $(addsuffix .py,$(subst .,/,$(shell sed -n 's/^    "\(scorer\.[a-z_.]*\)",$$/\1/p' scorer/native.py))) $(wildcard scorer/*.pxd scorer/*/*.pxd)
 
-$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
+$(STAMP): pyproject.toml setup.py scorer/native.py $(CORE_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

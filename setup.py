@@ -10,24 +10,28 @@ shows it; `make setup` checks the result). Without Cython, likewise.
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CORE = [
-    "scorer/timefmt.py",
-    "scorer/enrichment/domains.py",
-    "scorer/events.py",
-    "scorer/scoring/state.py",
-    "scorer/icp/compiled.py",
-    "scorer/scoring/engine.py",
-    "scorer/offline.py",
-]
-RECORD = "scorer/_core_sources.json"
+
+def _native() -> ModuleType:
+    """scorer/native.py (standard library only), without importing the package."""
+    spec = importlib.util.spec_from_file_location("scorer_native", "scorer/native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+native = _native()
+CORE = [f"scorer/{native.module_path(name)}.py" for name in native.MODULES]
+RECORD = f"scorer/{native.RECORD}"
 # The same arithmetic as Python's: no fused multiply-add (the default of GCC
 # and clang wherever the CPU has one, as on every arm64), which could move a
 # total across a threshold in its last bit.
@@ -38,22 +42,11 @@ def warn(reason: str) -> None:
     sys.stderr.write(f"\nWARNING: the scoring core stays pure Python ({reason}).\n\n")
 
 
-def source_digests() -> dict[str, str]:
-    """Each compiled module's .py and .pxd by SHA-256, for scorer/native.py to
-    tell a build older than its source."""
-    paths = [Path(p) for p in CORE] + [Path(p).with_suffix(".pxd") for p in CORE]
-    return {
-        str(path.relative_to("scorer")): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in paths
-        if path.exists()
-    }
-
-
 class AllOrNothingBuildExt(build_ext):
     """Compiles every core module or none; records the sources it compiled."""
 
     def run(self) -> None:
-        digests = source_digests()  # before compiling: what the build is made from
+        digests = native.source_digests(Path("scorer"))  # what the build is made from
         places = [Path(self.build_lib)]
         if self.inplace or getattr(self, "editable_mode", False):
             places.append(Path("."))  # the outputs are copied into the source tree

@@ -36,6 +36,7 @@ MODULES = (
     "scorer.offline",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"
+RECORD = "_core_sources.json"  # in the package: the sources a build was made from
 # Not resolved: the import system knows the package by the path it was found at.
 ROOT = Path(os.path.dirname(__file__))
 
@@ -44,14 +45,29 @@ def pure_requested() -> bool:
     return os.environ.get(PURE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def module_path(name: str) -> str:
+    """A core module's path inside the package, without suffix (`scoring/engine`)."""
+    return "/".join(name.split(".")[1:])
+
+
+def source_digests(root: Path) -> dict[str, str]:
+    """Each core module's `.py` and `.pxd` under `root` by SHA-256: setup.py
+    records them at build time, `stale_modules` compares them at run time."""
+    paths = [f"{module_path(name)}{suffix}" for name in MODULES for suffix in (".py", ".pxd")]
+    return {
+        path: hashlib.sha256(root.joinpath(path).read_bytes()).hexdigest()
+        for path in paths
+        if root.joinpath(path).exists()
+    }
+
+
 def built_modules() -> list[str]:
     """The core's modules with a compiled file beside their source (nothing imported)."""
-    built = []
-    for name in MODULES:
-        base = ROOT.joinpath(*name.split(".")[1:])
-        if any(base.with_name(base.name + suffix).exists() for suffix in EXTENSION_SUFFIXES):
-            built.append(name)
-    return built
+    return [
+        name
+        for name in MODULES
+        if any(ROOT.joinpath(module_path(name) + suffix).exists() for suffix in EXTENSION_SUFFIXES)
+    ]
 
 
 def partial_build() -> bool:
@@ -86,24 +102,17 @@ def compiled_modules() -> list[str]:
 def stale_modules() -> list[str]:
     """Compiled modules whose `.py` or `.pxd` changed since the build (setup.py
     records their SHA-256): this process does not run the source as it reads."""
-    record = ROOT / "_core_sources.json"
     try:
-        built: dict[str, str] = json.loads(record.read_text())
+        built: dict[str, str] = json.loads(ROOT.joinpath(RECORD).read_text())
     except (OSError, ValueError):
         return []  # built without a record: nothing to compare with
-    root = record.parent
-    stale = []
-    for name in compiled_modules():
-        base = "/".join(name.split(".")[1:])
-        for source in (f"{base}.py", f"{base}.pxd"):
-            path = root / source
-            digest = built.get(source)
-            if digest is None or not path.exists():
-                continue  # not recorded, or not installed (a wheel has no .pxd)
-            if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-                stale.append(name)
-                break
-    return stale
+    now = source_digests(ROOT)
+    changed = {path for path, digest in now.items() if built.get(path, digest) != digest}
+    return [
+        name
+        for name in compiled_modules()
+        if {module_path(name) + ".py", module_path(name) + ".pxd"} & changed
+    ]
 
 
 def describe() -> str:
