@@ -25,8 +25,10 @@ LEAD_CREATED = "lead_created"
 class Event:
     """A decoded, validated event. `account` is None when unresolved.
 
-    A plain slotted class rather than a dataclass: `events.pxd` declares it
-    as an extension type for the compiled core (see `scorer.native`)."""
+    A plain slotted class, not a dataclass: `events.pxd` declares it as an
+    extension type for the compiled core (see `scorer.native`), Cython's
+    dataclasses refuse `slots=True`, and a dataclass with defaults cannot
+    list its `__slots__` by hand (`CompanyFit` can)."""
 
     __slots__ = ("account", "at", "event_id", "lead_id", "occurred_at", "path", "title", "type")
 

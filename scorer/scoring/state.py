@@ -58,7 +58,8 @@ class WindowedIds:
 
 
 class IcpState:
-    """Intent and alert state of one account under one ICP id."""
+    """Intent and alert state of one account under one ICP id. (Plain slotted
+    classes here, for `state.pxd`: see `scorer.events.Event`.)"""
 
     __slots__ = ("alert_at", "alert_tier", "clock", "raw")
 
