@@ -1,0 +1,143 @@
+"""Latency floor of the worker's exactly-once commit cycle (see floor.py).
+
+For each (mode, work per event, rate) it starts floor.py on fresh topics,
+sends paced events with the stream bench's load generator for
+EOS_SECONDS (20), and times the alert-shaped records with the bench's alert
+watcher (input record timestamp -> visible to a read_committed consumer).
+
+    bash deploy/local/with-kafka.sh .venv/bin/python -m bench.experiments.eos_latency.run \
+        overlap:0:11500 overlap:40:11500 seq:0:11500 ... overlap:0:drain
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import TopicPartition
+
+from bench.common import ACTIVE_DOMAINS, ROOT, companies_file, events_file, log, machine
+from bench.stream_bench import (
+    BOOTSTRAP,
+    AlertWatch,
+    broker_cpu_seconds,
+    cpu_seconds,
+    create_topics,
+    delete_run_topics,
+    local_broker_pid,
+    measure_drain,
+    padded,
+    percentiles,
+    prepare_paced,
+    produce_file,
+    produce_paced,
+)
+from scorer import synthetic
+
+SECONDS = float(os.environ.get("EOS_SECONDS", "20"))
+DRAIN_EVENTS = int(os.environ.get("EOS_DRAIN_EVENTS", "500000"))
+
+
+async def drain(mode: str, work_us: float, domains: list[str]) -> dict[str, object]:
+    """The commit cycle's drain rate: DRAIN_EVENTS already in the inputs."""
+    prefix = f"eos{int(time.time() * 1000)}-"
+    names = ["visitor-events", "lead-events", "hot-accounts", "changelog"]
+    await create_topics([prefix + n for n in names])
+    path = events_file("stream-events", DRAIN_EVENTS, domains, padded)
+    total = await produce_file(prefix, path)
+    tps = [TopicPartition(prefix + t, p) for t in names[:2] for p in range(4)]
+    floor = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench/experiments/eos_latency/floor.py"), BOOTSTRAP,
+         prefix, mode, str(work_us)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "FLOOR_FROM_START": "1"},
+    )  # fmt: skip
+    try:
+        assert floor.stdout is not None
+        if floor.stdout.readline().strip() != "ready":
+            raise RuntimeError("floor.py did not start")
+        result = await measure_drain(floor, prefix + "floor", tps, total, cap=600)  # type: ignore[arg-type]
+    finally:
+        floor.terminate()
+        out, _ = floor.communicate(timeout=30)
+        await delete_run_topics(prefix)
+    return {
+        "drain": mode,
+        "work_us": work_us,
+        "events_per_s": round(result.events_per_s),
+        "cpu": round(result.cpu, 2),
+        "commits": out.strip(),
+    }
+
+
+async def one(mode: str, work_us: float, rate: float, domains: list[str]) -> dict[str, object]:
+    prefix = f"eos{int(time.time() * 1000)}-"
+    names = ["visitor-events", "lead-events", "hot-accounts", "changelog"]
+    await create_topics([prefix + n for n in names])
+    count = int(rate * SECONDS)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    events = [padded(e) for e in synthetic.events(count, domains, seed=7, start=start)]
+    paced = prepare_paced(prefix, events)
+    floor = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench/experiments/eos_latency/floor.py"), BOOTSTRAP,
+         prefix, mode, str(work_us)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert floor.stdout is not None
+        if floor.stdout.readline().strip() != "ready":
+            raise RuntimeError("floor.py did not start")
+        watch = AlertWatch(prefix + "hot-accounts")
+        watch.wait_ready()
+        broker = local_broker_pid()
+        cpu0, broker0, wall = cpu_seconds(floor.pid), broker_cpu_seconds(broker), time.monotonic()
+        sent_at = await produce_paced(paced, rate)
+        await asyncio.sleep(2.0)
+        wall = time.monotonic() - wall
+        cpu = (cpu_seconds(floor.pid) - cpu0) / wall
+        broker1 = broker_cpu_seconds(broker)
+        latencies = watch.latencies_ms(sent_at)
+    finally:
+        floor.terminate()
+        out, _ = floor.communicate(timeout=30)
+        await delete_run_topics(prefix)
+    return {
+        "mode": mode,
+        "work_us": work_us,
+        "rate": rate,
+        **percentiles(latencies),
+        "floor_cpu": round(cpu, 2),
+        "broker_cpu": round((broker1 - broker0) / wall, 2) if broker0 and broker1 else None,
+        "commits": out.strip(),
+    }
+
+
+async def main(specs: list[str]) -> None:
+    _, domains = companies_file()
+    results = []
+    for spec in specs:
+        mode, work, rate = spec.split(":")
+        if rate == "drain":
+            log(f"{mode}, {work} µs/event, drain of {DRAIN_EVENTS:,} events")
+            result = await drain(mode, float(work), domains)
+        else:
+            log(f"{mode}, {work} µs/event, {rate}/s")
+            result = await one(mode, float(work), float(rate), domains[:ACTIVE_DOMAINS])
+        print(result, flush=True)
+        results.append(result)
+    out = os.environ.get("EOS_OUT")
+    if out:
+        Path(out).write_bytes(
+            orjson.dumps({"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                          "machine": machine(), "seconds": SECONDS, "runs": results},
+                         option=orjson.OPT_INDENT_2)
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
