@@ -3,7 +3,8 @@
 A consume -> produce loop with the worker's exactly-once shape: a
 transactional producer per task (input partition p), read_committed input,
 the worker's fetch settings, and per commit one transaction per task with
-the outputs, one changelog record per event and the input offsets. Instead
+the outputs, a changelog record per key (account) changed since the last
+commit, and the input offsets. Instead
 of scoring it spends WORK_US microseconds of CPU per event (a busy-wait), so
 one can ask what latency a worker with that per-event cost could reach. One
 event in ALERT_EVERY produces an alert-shaped record on the hot topic, which
