@@ -499,11 +499,13 @@ async def run() -> dict[str, Any]:
             [*wrap, scorer, "worker"], {**worker_env, "SCORER_LOG_LEVEL": "INFO"}, worker_log
         )
         profiler = None
-        # py-spy is a dev dependency: beside this interpreter, not always on PATH.
-        spy = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-        if PROFILE and spy is None:
-            log("BENCH_PROFILE: py-spy not found (it is not a dependency: pip install py-spy)")
-        if PROFILE and spy is not None:
+        # py-spy, if installed, is beside this interpreter, not always on PATH.
+        spy = None
+        if PROFILE:
+            spy = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+            if spy is None:
+                log("BENCH_PROFILE: py-spy not found (it is not a dependency: pip install py-spy)")
+        if spy is not None:
             profiler = subprocess.Popen(
                 [spy, "record", "--pid", str(process.pid), "--duration", "40",
                  "--rate", "200", "--format", "raw", "--output", str(TMP / "scorer-profile.txt"),

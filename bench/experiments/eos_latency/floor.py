@@ -31,12 +31,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from scorer.config import Settings
+from scorer.stream.checkpoint import TRANSACTION_GAP
 from scorer.stream.kafka import send_batches
+from scorer.stream.loop import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, MAX_BATCH, SLICE
+from scorer.stream.tasks import producer_options
 
 PARTITIONS = 4
 ALERT_EVERY = 80
-SLICE = 100
-TRANSACTION_GAP = 0.003  # scorer.stream.checkpoint's
 LAST_END: dict[int, float] = {}  # producer -> when its last transaction ended
 
 
@@ -97,6 +99,8 @@ async def main(bootstrap: str, prefix: str, mode: str, work_us: float) -> None:
     group = prefix + "floor"
     inputs = [TopicPartition(prefix + "visitor-events", p) for p in range(PARTITIONS)]
     inputs += [TopicPartition(prefix + "lead-events", p) for p in range(PARTITIONS)]
+    # The worker's own client settings, not copies of them.
+    options = producer_options(Settings(broker=f"kafka://{bootstrap}"))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
@@ -104,20 +108,13 @@ async def main(bootstrap: str, prefix: str, mode: str, work_us: float) -> None:
         auto_offset_reset="earliest" if os.environ.get("FLOOR_FROM_START") else "latest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=2 * 1024 * 1024,
-        fetch_min_bytes=64 * 1024,
-        fetch_max_wait_ms=10,
+        fetch_min_bytes=FETCH_MIN_BYTES,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     tasks = {}
     for p in range(PARTITIONS):
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
-            max_batch_size=256 * 1024,
-            compression_type="zstd",
-            retry_backoff_ms=10,
-            transactional_id=None if mode == "alo" else f"{group}-{p}",
+            **options, transactional_id=None if mode == "alo" else f"{group}-{p}"
         )
         await producer.start()
         tasks[p] = Task(p, producer)
@@ -133,15 +130,15 @@ async def main(bootstrap: str, prefix: str, mode: str, work_us: float) -> None:
     work = work_us / 1e6
     try:
         while not stop.is_set():
+            if mode == "seq" and inflight is not None:
+                await asyncio.wait([inflight])
             busy = inflight is not None and not inflight.done()
-            if mode == "seq" and inflight is not None and busy:
-                await inflight
-                busy = False
-            batch = await consumer.getmany(timeout_ms=5 if busy else 100, max_records=1000)
+            batch = await consumer.getmany(timeout_ms=5 if busy else 100, max_records=MAX_BATCH)
             for tp, records in batch.items():
                 task = tasks[tp.partition]
                 for start in range(0, len(records), SLICE):
-                    for record in records[start : start + SLICE]:
+                    part = records[start : start + SLICE]
+                    for record in part:
                         doc = orjson.loads(record.value)
                         if work:
                             spin(work)
@@ -149,7 +146,7 @@ async def main(bootstrap: str, prefix: str, mode: str, work_us: float) -> None:
                         if hash(doc["event_id"]) % ALERT_EVERY == 0:
                             alert = orjson.dumps({"trigger": {"event_id": doc["event_id"]}})
                             task.alerts.append((record.key, alert))
-                    task.positions[tp] = records[start : start + SLICE][-1].offset + 1
+                    task.positions[tp] = part[-1].offset + 1
                     if inflight is not None and not inflight.done():
                         await asyncio.sleep(0)
             if inflight is not None and inflight.done():

@@ -16,8 +16,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
@@ -44,76 +48,94 @@ SECONDS = float(os.environ.get("EOS_SECONDS", "20"))
 DRAIN_EVENTS = int(os.environ.get("EOS_DRAIN_EVENTS", "500000"))
 
 
-async def drain(mode: str, work_us: float, domains: list[str]) -> dict[str, object]:
-    """The commit cycle's drain rate: DRAIN_EVENTS already in the inputs."""
+TOPICS = ["visitor-events", "lead-events", "hot-accounts", "changelog"]
+
+
+@dataclass
+class Floor:
+    """A running floor.py; `summary` is its last line (its commit times) once stopped."""
+
+    process: subprocess.Popen[str]
+    summary: str = ""
+
+
+async def fresh_topics() -> str:
+    """A new topic prefix, with its floor's four topics created."""
     prefix = f"eos{int(time.time() * 1000)}-"
-    names = ["visitor-events", "lead-events", "hot-accounts", "changelog"]
-    await create_topics([prefix + n for n in names])
-    path = events_file("stream-events", DRAIN_EVENTS, domains, padded)
-    total = await produce_file(prefix, path)
-    tps = [TopicPartition(prefix + t, p) for t in names[:2] for p in range(4)]
-    floor = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench/experiments/eos_latency/floor.py"), BOOTSTRAP,
-         prefix, mode, str(work_us)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "FLOOR_FROM_START": "1"},
+    await create_topics([prefix + name for name in TOPICS])
+    return prefix
+
+
+@asynccontextmanager
+async def started_floor(
+    prefix: str, mode: str, work_us: float, from_start: bool = False
+) -> AsyncIterator[Floor]:
+    """floor.py on `prefix`'s topics, ready; stopped, and the topics deleted, after."""
+    env = {**os.environ, "FLOOR_FROM_START": "1"} if from_start else None
+    floor = Floor(
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/experiments/eos_latency/floor.py"), BOOTSTRAP,
+             prefix, mode, str(work_us)],
+            stdout=subprocess.PIPE, text=True, env=env,
+        )
     )  # fmt: skip
     try:
-        assert floor.stdout is not None
-        if floor.stdout.readline().strip() != "ready":
+        assert floor.process.stdout is not None
+        if floor.process.stdout.readline().strip() != "ready":
             raise RuntimeError("floor.py did not start")
-        result = await measure_drain(floor, prefix + "floor", tps, total, cap=600)  # type: ignore[arg-type]
+        yield floor
     finally:
-        floor.terminate()
-        out, _ = floor.communicate(timeout=30)
+        floor.process.terminate()
+        floor.summary = floor.process.communicate(timeout=30)[0].strip()
         await delete_run_topics(prefix)
+
+
+async def drain(mode: str, work_us: float, domains: list[str]) -> dict[str, object]:
+    """The commit cycle's drain rate: DRAIN_EVENTS already in the inputs."""
+    prefix = await fresh_topics()
+    path = events_file("stream-events", DRAIN_EVENTS, domains, padded)
+    total = await produce_file(prefix, path)
+    tps = [TopicPartition(prefix + t, p) for t in TOPICS[:2] for p in range(4)]
+    async with started_floor(prefix, mode, work_us, from_start=True) as floor:
+        process: Any = floor.process
+        result = await measure_drain(process, prefix + "floor", tps, total, cap=600)
     return {
         "drain": mode,
         "work_us": work_us,
         "events_per_s": round(result.events_per_s),
         "cpu": round(result.cpu, 2),
-        "commits": out.strip(),
+        "commits": floor.summary,
     }
 
 
 async def one(mode: str, work_us: float, rate: float, domains: list[str]) -> dict[str, object]:
-    prefix = f"eos{int(time.time() * 1000)}-"
-    names = ["visitor-events", "lead-events", "hot-accounts", "changelog"]
-    await create_topics([prefix + n for n in names])
+    prefix = await fresh_topics()
     count = int(rate * SECONDS)
     start = datetime(2026, 12, 1, tzinfo=UTC)
     events = [padded(e) for e in synthetic.events(count, domains, seed=7, start=start)]
     paced = prepare_paced(prefix, events)
-    floor = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench/experiments/eos_latency/floor.py"), BOOTSTRAP,
-         prefix, mode, str(work_us)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert floor.stdout is not None
-        if floor.stdout.readline().strip() != "ready":
-            raise RuntimeError("floor.py did not start")
+    async with started_floor(prefix, mode, work_us) as floor:
         watch = AlertWatch(prefix + "hot-accounts")
         watch.wait_ready()
-        broker = local_broker_pid()
-        cpu0, broker0, wall = cpu_seconds(floor.pid), broker_cpu_seconds(broker), time.monotonic()
+        pid, broker = floor.process.pid, local_broker_pid()
+        cpu0, broker0, wall = cpu_seconds(pid), broker_cpu_seconds(broker), time.monotonic()
         sent_at = await produce_paced(paced, rate)
         await asyncio.sleep(2.0)
         wall = time.monotonic() - wall
-        cpu = (cpu_seconds(floor.pid) - cpu0) / wall
+        cpu = (cpu_seconds(pid) - cpu0) / wall
         broker1 = broker_cpu_seconds(broker)
         latencies = watch.latencies_ms(sent_at)
-    finally:
-        floor.terminate()
-        out, _ = floor.communicate(timeout=30)
-        await delete_run_topics(prefix)
+    broker_cpu = None
+    if broker0 is not None and broker1 is not None:
+        broker_cpu = round((broker1 - broker0) / wall, 2)
     return {
         "mode": mode,
         "work_us": work_us,
         "rate": rate,
         **percentiles(latencies),
         "floor_cpu": round(cpu, 2),
-        "broker_cpu": round((broker1 - broker0) / wall, 2) if broker0 and broker1 else None,
-        "commits": out.strip(),
+        "broker_cpu": broker_cpu,
+        "commits": floor.summary,
     }
 
 
