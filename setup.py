@@ -30,7 +30,6 @@ def _native() -> ModuleType:
 
 
 native = _native()
-CORE = [f"scorer/{native.module_path(name)}.py" for name in native.MODULES]
 RECORD = f"scorer/{native.RECORD}"
 # The same arithmetic as Python's: no fused multiply-add (the default of GCC
 # and clang wherever the CPU has one, as on every arm64), which could move a
@@ -72,7 +71,8 @@ def extensions() -> list[Extension]:
         warn("Cython is not installed")
         return []
     modules = [
-        Extension(path[:-3].replace("/", "."), [path], extra_compile_args=C_FLAGS) for path in CORE
+        Extension(name, [f"scorer/{native.module_path(name)}.py"], extra_compile_args=C_FLAGS)
+        for name in native.MODULES
     ]
     return cythonize(
         modules,
