@@ -74,8 +74,9 @@ from bench.common import (
 from scorer import synthetic
 from scorer.config import Settings
 from scorer.events import event_from_document
-from scorer.stream.kafka import Topics, ensure_topics, send_batches
-from scorer.stream.state import SEPARATOR
+from scorer.kafka.client import send_batches
+from scorer.kafka.topics import Topics, ensure_topics
+from scorer.stream.account_codec import SEPARATOR
 from scorer.stream.store import MARKER_KEY
 
 BIN = Path(sys.executable).parent

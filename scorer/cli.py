@@ -6,61 +6,26 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from scorer import __version__, gcpolicy, native
 from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
-from scorer.errors import BrokerError, InvalidICPError, InvalidInputError
+from scorer.errors import BrokerError, InvalidICPError
 from scorer.icp.loader import load_icp
+from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
 from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
 from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
 from scorer.scoring.engine import Engine
-from scorer.timefmt import parse_duration
 
 
 class UsageError(Exception):
     """A bad argument: printed, exit status 2."""
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-@contextlib.contextmanager
-def _open_binary(path: str) -> Iterator[IO[bytes]]:
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        yield handle
-
-
-def load_companies(path: str, strict: bool) -> dict[str, dict[str, Any]]:
-    """Every valid record of a firmographics file, by normalised domain."""
-    companies: dict[str, dict[str, Any]] = {}
-    with _open_binary(path) as stream:
-        for line, item in read_companies(stream, is_csv(path)):
-            if isinstance(item, InvalidInputError):
-                message = f"{path} line {line}: {item}"
-                sys.stderr.write(message + "\n")
-                if strict:
-                    raise StrictStop(message)
-                continue
-            companies[item["domain"]] = item
-    return companies
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -81,7 +46,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, sys.stderr.isatty() and not args.quiet)
     out = sys.stdout.buffer
     totals = Totals()
-    with _open_binary(args.events) as events:
+    with open_input(args.events) as events:
         try:
             score_lines(
                 events,
@@ -143,7 +108,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_icp_publish(args: argparse.Namespace) -> int:
     import asyncio
 
-    from scorer.stream.publish import publish_icp
+    from scorer.kafka.publish import publish_icp
 
     document = load_icp(args.file)
     asyncio.run(publish_icp(Settings(), document))
@@ -154,7 +119,7 @@ def cmd_icp_publish(args: argparse.Namespace) -> int:
 def cmd_icp_promote(args: argparse.Namespace) -> int:
     import asyncio
 
-    from scorer.stream.publish import current_icps, promote_icp
+    from scorer.kafka.publish import current_icps, promote_icp
 
     settings = Settings()
     icps = asyncio.run(current_icps(settings))
@@ -177,7 +142,7 @@ def cmd_firmographics_load(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from scorer.stream.publish import LoadProgress, load_firmographics
+    from scorer.kafka.publish import LoadProgress, load_firmographics
 
     deletes = list(args.delete or [])
     if args.file is None and not deletes:
@@ -186,7 +151,7 @@ def cmd_firmographics_load(args: argparse.Namespace) -> int:
         records: Any = ()
         progress = position = None
         if args.file is not None:
-            stream = stack.enter_context(_open_binary(args.file))
+            stream = stack.enter_context(open_input(args.file))
             records = read_companies(stream, is_csv(args.file))
             size = os.fstat(stream.fileno()).st_size if args.file != "-" else None
             progress = LoadProgress(sys.stderr, size)
@@ -252,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 1)")
     score.add_argument(
         "--dedup-window",
-        type=_duration,
+        type=duration_arg,
         default=None,
         help="event-time window of remembered event ids (default: SCORER_DEDUP_WINDOW or 7d)",
     )
@@ -336,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LifecycleInputError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except UsageError as exc:
+    except (UsageError, InputFileError) as exc:
         print(f"scorer: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -37,9 +37,10 @@ from scorer.config import Settings
 from scorer.display import format_alert
 from scorer.events import event_from_document
 from scorer.icp.loader import loads_icp
+from scorer.kafka.client import client_options, partitions_of, reader
+from scorer.kafka.publish import icp_value, producer
+from scorer.kafka.topics import Topics, ensure_topics
 from scorer.route.messages import sign
-from scorer.stream.kafka import Topics, client_options, ensure_topics, partitions_of, reader
-from scorer.stream.publish import icp_value, producer
 
 SAMPLE_COMPANIES = 3000
 EVENTS_PER_SECOND = 100

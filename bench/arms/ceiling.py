@@ -20,7 +20,7 @@ import sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from scorer.config import Settings
-from scorer.stream.kafka import send_batches
+from scorer.kafka.client import send_batches
 
 CODEC = None if Settings().compression == "none" else Settings().compression
 

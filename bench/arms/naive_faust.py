@@ -21,7 +21,7 @@ from scorer.events import event_from_document
 from scorer.icp import load_icp
 from scorer.scoring import Engine
 from scorer.scoring.output import ACCOUNT_SCORE, build_document
-from scorer.stream.state import BUCKETS_PER_WINDOW, load_account, store_account
+from scorer.stream.account_codec import BUCKETS_PER_WINDOW, load_account, store_account
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ["BENCH_PREFIX"]

@@ -12,48 +12,23 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
-from scorer.enrichment.firmographics import is_csv, read_companies
-from scorer.errors import InvalidInputError
 from scorer.icp.loader import load_icp
+from scorer.inputs import duration_arg, load_companies, open_input
 from scorer.lifecycle.crm import LOST, WON, Columns, CRMExportError, Opportunity, load_opportunities
 from scorer.lifecycle.derive import DeriveOptions, derive
 from scorer.lifecycle.render import derivation_markdown, render_icp, template_parts
 from scorer.lifecycle.signals import Signal, derive_signals
-from scorer.timefmt import parse_duration, parse_record_time
+from scorer.timefmt import parse_record_time
 
 Company = dict[str, Any]
 
 
 class LifecycleInputError(Exception):
     """An input file could not be used; the message is printed as is."""
-
-
-def _open_input(path: str) -> BinaryIO:
-    """An input file opened for reading, or a LifecycleInputError naming it."""
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise LifecycleInputError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _companies(path: str) -> dict[str, Company]:
-    out: dict[str, Company] = {}
-    problems = []
-    with _open_input(path) as stream:
-        for line, item in read_companies(stream, is_csv(path)):
-            if isinstance(item, InvalidInputError):
-                problems.append(f"{path}: line {line}: {item}")
-            else:
-                out[item["domain"]] = item
-    for problem in problems[:20]:
-        sys.stderr.write(problem + "\n")
-    if problems:
-        sys.stderr.write(f"{path}: {len(problems)} bad lines skipped\n")
-    return out
 
 
 def _columns(args: argparse.Namespace) -> Columns:
@@ -102,7 +77,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    companies = _companies(args.firmographics)
+    companies = load_companies(args.firmographics)
     outcomes = _opportunities(args.customers, args, WON)
     lost_file = _opportunities(args.lost, args, LOST) if args.lost else []
     won = {o.domain for o in outcomes if o.outcome == WON}
@@ -112,7 +87,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     template = template_parts(Path(args.template).read_text()) if args.template else None
     signals: list[Signal] = []
     if args.events:
-        with _open_input(args.events) as events:
+        with open_input(args.events) as events:
             signals = derive_signals(
                 events,
                 [*outcomes, *lost_file],
@@ -144,9 +119,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for index, path in enumerate(args.icp):
         document = load_icp(path)
         icps.append((f"{'AB'[index] if index < 2 else index + 1}: {Path(path).stem}", document))
-    companies = _companies(args.firmographics)
+    companies = load_companies(args.firmographics)
     opportunities = _opportunities(args.outcomes, args, None)
-    _open_input(args.events).close()  # backtest() opens it in each process: fail here, clearly
+    with open_input(args.events):  # backtest() opens it in each process: fail here, clearly
+        pass
     result = backtest(
         args.events,
         icps,
@@ -171,7 +147,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from scorer.lifecycle.review import review, review_html, review_text
 
     active = load_icp(args.icp)
-    companies = _companies(args.firmographics)
+    companies = load_companies(args.firmographics)
     outcomes = _opportunities(args.customers, args, WON)
     lost_file = _opportunities(args.lost, args, LOST) if args.lost else []
     baseline = _opportunities(args.baseline, args, WON) if args.baseline else []
@@ -192,7 +168,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         since = parse_record_time(args.since)
         if since is None:
             raise LifecycleInputError(f"--since: not a date or RFC 3339 time: {args.since!r}")
-        with _open_input(args.events) as events:
+        with open_input(args.events) as events:
             result.since = alerts_since(
                 events, active, companies, _opportunities(args.outcomes, args, None), since
             )
@@ -218,13 +194,6 @@ def _thresholds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-lift", type=float, default=1.25, help="(default 1.25)")
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_lifecycle_commands(icp: Any) -> None:
     """Add sample, derive, backtest and review to the `icp` subcommand group."""
     sample = icp.add_parser("sample", help="write synthetic CRM exports drawn from a planted ICP")
@@ -245,7 +214,7 @@ def add_lifecycle_commands(icp: Any) -> None:
     )
     derive_cmd.add_argument(
         "--lookback",
-        type=_duration,
+        type=duration_arg,
         default=30 * 86400.0,
         help="engagement counted before a deal was created (default 30d)",
     )
@@ -261,7 +230,7 @@ def add_lifecycle_commands(icp: Any) -> None:
     test.add_argument("--events", required=True, help="JSON-lines event history")
     test.add_argument("--firmographics", required=True)
     test.add_argument("--outcomes", required=True, help="opportunities export with outcomes")
-    test.add_argument("--horizon", type=_duration, default=90 * 86400.0, help="default 90d")
+    test.add_argument("--horizon", type=duration_arg, default=90 * 86400.0, help="default 90d")
     test.add_argument(
         "--jobs",
         type=int,

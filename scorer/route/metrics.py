@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from scorer.stream.metrics import package_version
+from scorer.service.metrics import build_info
 
 DELIVERY_OUTCOMES = ("delivered", "dlq", "skipped")
 DLQ_REASONS = ("rejected", "max_attempts", "max_age", "error")
@@ -65,8 +65,7 @@ class RouteMetrics:
             "Alerts on hot-accounts not yet read by this router",
             registry=registry,
         )
-        info = Gauge("scorer_route_build_info", "Router version", ["version"], registry=registry)
-        info.labels(version=package_version()).set(1)
+        build_info(registry, "scorer_route_build_info", "Router version")
         # Children bound once (and so exported at 0): the per-alert and per-delivery
         # paths pay a dict lookup, not a labels() call.
         self.delivery = {

@@ -22,7 +22,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from prometheus_client import CollectorRegistry
 
 from scorer.config import Settings
-from scorer.enrichment.domains import normalise_domain
+from scorer.enrichment.companies import CompanyTable
+from scorer.errors import InvalidInputError
+from scorer.kafka.client import (
+    client_options,
+    partitions_of,
+    producer_options,
+    reader,
+    stop_consumer,
+)
+from scorer.kafka.follower import Follower
+from scorer.kafka.topics import create_missing
 from scorer.logs import BrokerOutage
 from scorer.route.crm import HubSpotSender, SalesforceSender
 from scorer.route.delivery import DeliveryLog, Lane, Limits, Pending
@@ -38,16 +48,7 @@ from scorer.route.rules import (
     WebhookDestination,
     destinations_for,
 )
-from scorer.stream.followers import Follower
-from scorer.stream.kafka import (
-    client_options,
-    create_missing,
-    partitions_of,
-    reader,
-    stop_consumer,
-)
-from scorer.stream.tasks import producer_options
-from scorer.stream.web import WebServer
+from scorer.service.web import WebServer
 
 log = logging.getLogger("scorer.route")
 COMMIT_SECONDS = 1.0
@@ -96,31 +97,6 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-class Companies:
-    """Company records by domain, from the firmographics topic, for account-field rules."""
-
-    def __init__(self) -> None:
-        self.records: dict[bytes, bytes] = {}
-
-    def apply(self, record: Any, dead_letter: Any) -> None:
-        if record.key is None:
-            return
-        if record.value is None:
-            self.records.pop(record.key, None)
-        else:
-            self.records[record.key] = record.value
-
-    def get(self, domain: str) -> dict[str, Any] | None:
-        raw = self.records.get(normalise_domain(domain).encode()) if domain else None
-        if raw is None:
-            return None
-        try:
-            found = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        return found if isinstance(found, dict) else None
-
-
 class Router(ConsumerRebalanceListener):  # type: ignore[misc]
     """One `scorer route` process."""
 
@@ -161,7 +137,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             for name, d in routes.destinations.items()
         }
-        self.companies = Companies()
+        # The workers dead-letter bad firmographic records; the router skips them.
+        self.companies = CompanyTable(settings.max_message_bytes)
         self.pending: dict[int, Pending] = {}
         self.unacked: list[asyncio.Future[Any]] = []  # dead letters sent by `dispatch`
         self.stopping = asyncio.Event()
@@ -175,12 +152,16 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.follower = Follower(
             settings,
             settings.topic(settings.firmographics_topic),
-            self.companies.apply,
-            lambda record, reason, detail: None,  # the workers dead-letter bad records
+            self._company_record,
+            lambda record, reason, detail: None,
         )
         self.web = WebServer(
             settings.router_web_port, self.registry, self.not_ready, self.hub.routes()
         )
+
+    def _company_record(self, record: Any, dead_letter: Any) -> None:
+        with contextlib.suppress(InvalidInputError):
+            self.companies.apply(record.key, record.value)
 
     def not_ready(self) -> str | None:
         if not self.follower.loaded.is_set():

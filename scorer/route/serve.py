@@ -15,7 +15,7 @@ from scorer.config import Settings
 from scorer.logs import configure_logging
 from scorer.route.router import Router
 from scorer.route.rules import RoutesDocument
-from scorer.stream.worker import serve_service
+from scorer.service.runner import serve_service
 
 log = logging.getLogger("scorer.route")
 

@@ -164,7 +164,7 @@ class Engine:
             return EXPIRED, []
         seen = state.seen
         # last_event_id also covers a write of this record that landed
-        # without the write of its id (see scorer.stream.state).
+        # without the write of its id (see scorer.stream.account_codec).
         if event_id == state.last_event_id or seen.contains(event_id, at):
             return DUPLICATE, []
         if account_clock is None or at > account_clock:

@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
-from scorer.stream.kafka import send_batches
+from scorer.kafka.client import send_batches
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import MARKER_KEY
 from scorer.stream.tasks import Output, Task

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from scorer.scoring.engine import DUPLICATE, EXPIRED, INVALID, SCORED, UNRESOLVED
+from scorer.service.metrics import build_info
 
 STREAMS = ("visitor", "lead")
 # Every reason the worker dead-letters with (scorer.errors.InvalidInputError
@@ -51,13 +51,6 @@ LATENCY_BUCKETS = (
     30.0,
     60.0,
 )
-
-
-def package_version() -> str:
-    try:
-        return version("icp-scorer")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
 
 
 class LagCollector(Collector):
@@ -183,10 +176,7 @@ class Metrics:
             "Account changelog records restored into local stores",
             registry=r,
         )
-        self.build_info = Gauge(
-            "scorer_build_info", "Always 1; the version is a label", ["version"], registry=r
-        )
-        self.build_info.labels(package_version()).set(1)
+        self.build_info = build_info(r, "scorer_build_info", "Always 1; the version is a label")
         self.ready = Gauge("scorer_ready", "1 when /readyz answers 200", registry=r)
         self.event = {
             (stream, outcome): self.events_total.labels(stream, outcome)

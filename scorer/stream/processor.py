@@ -24,12 +24,12 @@ from aiokafka.partitioner import murmur2
 from scorer.config import Settings
 from scorer.errors import InvalidInputError
 from scorer.events import decode_event
+from scorer.kafka.dlq import dlq_headers
+from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine, Score
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
-from scorer.stream.dlq import dlq_headers
-from scorer.stream.followers import Firmographics
-from scorer.stream.kafka import Topics
 from scorer.stream.metrics import Metrics
+from scorer.stream.tables import Firmographics
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import orjson
 
 from scorer.scoring.state import AccountState
-from scorer.stream.state import BucketedIds, load_account, store_account
+from scorer.stream.account_codec import BucketedIds, load_account, store_account
 
 MARKER_KEY = b"\x00scorer:changelog-id"
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
@@ -180,7 +180,7 @@ def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Pa
 
 
 class AccountStore:
-    """A task's accounts: the table `scorer.stream.state` reads and writes,
+    """A task's accounts: the table `scorer.stream.account_codec` reads and writes,
     an LRU of decoded accounts and the accounts changed since the last
     checkpoint."""
 
@@ -193,7 +193,7 @@ class AccountStore:
         self.cache: OrderedDict[bytes, tuple[AccountState, BucketedIds]] = OrderedDict()
         self.dirty: set[bytes] = set()
 
-    # -- the table interface of scorer.stream.state ---------------------------
+    # -- the table interface of scorer.stream.account_codec ---------------------------
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         value = self.pending.get(key, _MISSING)

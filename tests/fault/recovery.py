@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from scorer.cli import load_companies
 from scorer.events import decode_event
 from scorer.icp import load_icp
+from scorer.kafka.client import partitions_of
 from scorer.scoring import AccountState, Engine, alert_id
-from scorer.stream.kafka import partitions_of
-from scorer.stream.state import SEPARATOR
+from scorer.stream.account_codec import SEPARATOR
 from scorer.stream.store import MARKER_KEY
 from tests.integration.streaming import ICPS
 from tests.kafka_harness import Deployment

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from scorer.stream.metrics import package_version
+from scorer.service.metrics import package_version
 from tests.fault.recovery import wait_caught_up
 from tests.integration.streaming import (
     batch_alerts,

@@ -96,7 +96,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 def test_published_form_revalidates_to_the_same_document() -> None:
     """`scorer icp publish` writes canonical JSON that loads back to an equal ICP."""
-    from scorer.stream.publish import icp_value
+    from scorer.kafka.publish import icp_value
 
     for path in sorted(SAMPLES.glob("*.yaml")):
         document = load_icp(path)

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from scorer.stream.kafka import stop_consumer
+from scorer.kafka.client import stop_consumer
 
 
 class LeakyConsumer:

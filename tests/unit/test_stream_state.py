@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from scorer.scoring import DUPLICATE, SCORED, Engine
-from scorer.stream.state import RECENT_LIMIT, bucket_key, load_account, store_account
+from scorer.stream.account_codec import RECENT_LIMIT, bucket_key, load_account, store_account
 from tests.conftest import make_event, make_icp
 
 ACME = {"domain": "acme.example", "industry": "saas", "employees": 100, "country": "US"}

@@ -32,10 +32,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from scorer.config import Settings
+from scorer.kafka.client import producer_options, send_batches
 from scorer.stream.checkpoint import TRANSACTION_GAP
-from scorer.stream.kafka import send_batches
-from scorer.stream.loop import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, MAX_BATCH, SLICE
-from scorer.stream.tasks import producer_options
+from scorer.stream.worker import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, MAX_BATCH, SLICE
 
 PARTITIONS = 4
 ALERT_EVERY = 80

@@ -16,8 +16,9 @@ from scorer.enrichment.domains import normalise_domain
 from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.document import ICPDocument
 from scorer.icp.loader import loads_icp
-from scorer.stream.followers import Follower
-from scorer.stream.kafka import Topics, client_options, ensure_topics
+from scorer.kafka.client import client_options
+from scorer.kafka.follower import Follower
+from scorer.kafka.topics import Topics, ensure_topics
 from scorer.timefmt import format_duration
 
 

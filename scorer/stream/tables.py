@@ -1,0 +1,87 @@
+"""The worker's two tables of compacted input: firmographics and ICPs.
+
+Both are read whole by every worker (`scorer.kafka.follower.Follower`) and
+applied here. Companies live in the shared `CompanyTable` as checked bytes;
+the engine keeps each company's fit (a few numbers) keyed by the record's
+bytes, so most events read nothing more, and a changed record drops its fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scorer.enrichment.companies import CompanyTable
+from scorer.enrichment.firmographics import LazyCompany
+from scorer.errors import InvalidICPError, InvalidInputError
+from scorer.icp.loader import loads_icp
+from scorer.kafka.follower import DeadLetter
+from scorer.scoring.engine import Engine
+from scorer.stream.metrics import Metrics
+
+log = logging.getLogger("scorer.worker")
+
+
+class Firmographics:
+    """The company table, as the engine and the metrics see it."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, max_bytes: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.table = CompanyTable(max_bytes)
+        self.hits = self.misses = 0  # since the last flush_counts
+
+    def company(self, key: bytes) -> tuple[LazyCompany | None, bytes | None]:
+        """The account's company record (None: every field unknown), not yet
+        decoded, and its bytes: the token that keeps the engine's fit of it
+        valid while the record is unchanged."""
+        raw = self.table.records.get(key)
+        if raw is None:
+            self.misses += 1
+            return None, None
+        self.hits += 1
+        return LazyCompany(raw), raw
+
+    def flush_counts(self) -> None:
+        """Lookups since the last call into the Prometheus counters."""
+        if self.hits:
+            self.metrics.lookup["hit"].inc(self.hits)
+        if self.misses:
+            self.metrics.lookup["miss"].inc(self.misses)
+        self.hits = self.misses = 0
+
+    def apply(self, record: Any, dead_letter: DeadLetter) -> None:
+        """One firmographics record: a checked upsert, or a delete."""
+        try:
+            domain = self.table.apply(record.key, record.value)
+        except InvalidInputError as exc:
+            dead_letter(record, exc.reason, exc.detail)
+            return
+        self.engine.forget_company(domain)
+
+
+class Icps:
+    """ICP documents from the icp-profiles topic into the engine."""
+
+    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+
+    def apply(self, record: Any, dead_letter: DeadLetter) -> None:
+        icp_id = record.key.decode(errors="replace") if record.key else ""
+        if record.value is None:
+            if self.engine.remove_icp(icp_id):
+                log.info("ICP %s removed", icp_id)
+            return
+        try:
+            document = loads_icp(record.value, source=f"icp-profiles key {icp_id}")
+        except InvalidICPError as exc:
+            log.error("invalid ICP ignored: %s", exc)
+            dead_letter(record, "invalid_icp", "; ".join(exc.problems))
+            return
+        if document.id != icp_id:
+            dead_letter(record, "schema", "key must be the ICP id")
+            return
+        if self.engine.set_icp(document):
+            log.info("ICP %s v%d %s", document.id, document.version, document.mode)
+            self.metrics.icp_active(document.id, document.tiers, document.mode == "shadow")
