@@ -1,7 +1,7 @@
 """The per-record work of a task: decode, enrich, score, queue the outputs.
 
 Nothing here talks to Kafka: outputs go to the task's outbox, and the
-checkpoint sends them, with the changed state and the input offsets, in one
+committer sends them, with the changed state and the input offsets, in one
 transaction. Bad input is dead-lettered, never raised.
 
 An event is re-keyed (sent to the re-key topic, on the partition its account
@@ -151,7 +151,7 @@ class Processor:
                     self.metrics.shadow_alert(score.icp.id, score.tier or "")
                 else:
                     task.send(topics.hot, key, alert)
-                    task.alert_times.append(produced_at)
+                    task.alerted(produced_at)
                     self.metrics.alert(score.icp.id, score.tier or "")
             elif score.hot:
                 self.metrics.suppressed(score.icp.id, "cooldown")

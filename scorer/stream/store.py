@@ -47,7 +47,7 @@ def new_marker() -> bytes:
 
 
 class Backing(Protocol):
-    """What a checkpoint has committed: records plus where the changelog is at."""
+    """What commits have made durable: records plus where the changelog is at."""
 
     offset: int  # next changelog offset to read
     marker: bytes | None
@@ -182,7 +182,7 @@ def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Pa
 class AccountStore:
     """A task's accounts: the table `scorer.stream.account_codec` reads and writes,
     an LRU of decoded accounts and the accounts changed since the last
-    checkpoint."""
+    commit."""
 
     def __init__(self, backing: Backing, bucket_width: float, cache_limit: int) -> None:
         self.backing = backing

@@ -1,15 +1,17 @@
 """The worker: start-up, the consume–score–produce cycle and shutdown.
 
-The cycle, on one asyncio loop:
-  getmany (a batch from every assigned input partition)
-  → for each partition's records, in offset order: decode, enrich, score,
-    queue the outputs on the partition's task (`Processor`)
-  → commit every task with work (`Checkpoint`) once `SCORER_COMMIT_INTERVAL`
-    has passed, or at once when the batch was the last one waiting (a worker
-    that keeps up commits, and so publishes its alerts, every cycle), never
-    sooner than `SCORER_COMMIT_MIN_GAP` after the last commit began.
-The compacted inputs are followed beside it (`followers`); the assignment is
-the `TaskManager`'s.
+The cycle, on one asyncio loop, reads as Kafka Streams' StreamThread:
+  poll: getmany, a batch from every assigned input partition;
+  process: the task manager hands each partition's records, in offset
+    order, to its task through the `Processor` (decode, enrich, score,
+    queue the outputs on the task);
+  maybe commit: the task manager commits every task with work once
+    `SCORER_COMMIT_INTERVAL` has passed, or at once when the batch was the
+    last one waiting (a worker that keeps up publishes its alerts every
+    cycle), never sooner than `SCORER_COMMIT_MIN_GAP` after the last began.
+The loop never touches a task: tasks, their assignment, commits and
+failures are the `TaskManager`'s. The compacted inputs (ICPs,
+firmographics) are followed beside it.
 """
 
 from __future__ import annotations
@@ -34,22 +36,18 @@ from scorer.scoring.engine import Engine
 from scorer.service.runner import serve_service
 from scorer.service.web import WebServer
 from scorer.stream.assignor import TaskAssignor
-from scorer.stream.checkpoint import Checkpoint, CommitFailed
+from scorer.stream.committer import Committer
+from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
 from scorer.stream.tables import Firmographics, Icps
-from scorer.stream.tasks import Task, TaskFactory, TaskManager
+from scorer.stream.task_factory import TaskFactory
 
 log = logging.getLogger("scorer.worker")
 # SIGTERM to exit: below the 10 s most orchestrators wait before SIGKILL.
 SHUTDOWN_SECONDS = 8.0
 # Records per getmany: 1,000 events are about 30 ms of work.
 MAX_BATCH = 1_000
-# While a commit is in flight, the loop yields after every SLICE records: a
-# transaction is five round trips, each resumed only when the loop turns, so
-# a batch scored without yielding stalls it (with whole 1,000-record batches
-# a commit took 100 ms at half load and 670 ms at 80 % on the bench).
-SLICE = 100
 # A fetch returns once it has this much, or after FETCH_MAX_WAIT_MS: under a
 # steady trickle, one fetch per few milliseconds instead of one per record or
 # two (each fetch costs a request, a response and a socket write).
@@ -175,15 +173,20 @@ class Worker:
         await consumer.start()
         partitions = len(await partitions_of(client_options(settings), topics.visitor))
         shared = None if settings.guarantee == "exactly_once" else self.side_producer
-        checkpoint = Checkpoint(settings.app_id, consumer, self.metrics, shared)
-        self.checkpoint = checkpoint
-        self.manager = TaskManager(
-            settings, topics, TaskFactory(settings, topics, self.metrics), checkpoint
-        )
-        self.manager.bind(consumer)
         self.processor = Processor(
             settings, topics, self.engine, self.firmographics, self.metrics, partitions
         )
+        self.manager = TaskManager(
+            settings,
+            topics,
+            TaskFactory(settings, topics, self.metrics),
+            Committer(settings.app_id, consumer, self.metrics, shared),
+            self.processor,
+            self.metrics,
+            self.outage,
+            self.stopping,
+        )
+        self.manager.bind(consumer)
         consumer.subscribe(list(topics.inputs()), listener=self.manager)
         self.background.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
 
@@ -201,36 +204,21 @@ class Worker:
             waiter.cancel()
 
     async def run(self) -> None:
-        """The cycle, until `stop()`; then the last commit."""
-        if self.consumer is None:  # stopped during start-up
+        """Poll → process → maybe commit, until `stop()`; then the last commit."""
+        consumer, manager = self.consumer, self.manager
+        if consumer is None or manager is None:  # stopped during start-up
             await self.close()
             return
-        consumer, manager, processor, checkpoint = (
-            self.consumer,
-            self.manager,
-            self.processor,
-            self.checkpoint,
-        )
-        assert consumer is not None and manager is not None
-        interval, min_gap = self.settings.commit_interval, self.settings.commit_min_gap
-        last_commit = time.monotonic()
-        due_at: float | None = None  # when the next commit may begin, if not yet
         retry = FETCH_RETRY_SECONDS
         while not self.stopping.is_set():
             for job in self.background:
                 if job.done() and not job.cancelled() and job.exception() is not None:
                     raise job.exception()  # type: ignore[misc]
             generation = manager.generation
-            # Short waits while a commit is in flight (the next one starts as
-            # soon as it ends) or due soon.
-            if checkpoint.busy:
-                wait_ms = 5
-            elif due_at is not None:
-                wait_ms = min(100, max(1, int((due_at - time.monotonic()) * 1000) + 1))
-            else:
-                wait_ms = 100
             try:
-                batch = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_BATCH)
+                batch = await consumer.getmany(
+                    timeout_ms=manager.poll_timeout_ms(), max_records=MAX_BATCH
+                )
             except (KafkaConnectionError, KafkaTimeoutError):
                 continue  # the client reconnects by itself; BrokerOutage logs it
             except KafkaError as exc:
@@ -243,114 +231,19 @@ class Worker:
                 self.fetch_error = None
             retry = FETCH_RETRY_SECONDS
             async with manager.lock:
-                if generation != manager.generation:
-                    manager.rewind()  # fetched across a rebalance: read it again
+                if not await manager.process(batch, generation):
                     continue
-                tasks = manager.tasks
-                if checkpoint.lost or any(task.broken for task in tasks.values()):
-                    # A commit failed while this batch was fetched: rewind first;
-                    # the batch may hold records past a rewound position.
-                    await self._settle(manager, checkpoint)
-                    continue
-                for tp, records in batch.items():
-                    task = tasks.get(tp.partition)
-                    position = task.positions.get(tp) if task is not None else None
-                    if task is None or position is None:
-                        continue
-                    if records[0].offset < position:  # already processed
-                        records = [r for r in records if r.offset >= position]
-                        if not records:
-                            continue
-                    for start in range(0, len(records), SLICE):
-                        part = records[start : start + SLICE]
-                        processor.process(task, part)
-                        task.positions[tp] = part[-1].offset + 1
-                        if checkpoint.busy:
-                            await asyncio.sleep(0)  # let the commit's next round trip go
-                if not self.first_event_logged and processor.first_event_at is not None:
-                    self.first_event_logged = True
-                    log.info(
-                        "first event processed %.1f s after start",
-                        processor.first_event_at - self.started,
-                    )
-                if checkpoint.busy:
-                    # getmany returns buffered records without suspending: let the
-                    # commit in flight (and the clients' own tasks) move on.
-                    await asyncio.sleep(0)
-                    continue
-                if not await self._settle(manager, checkpoint):
-                    continue
-                # Behind: commit every SCORER_COMMIT_INTERVAL. Caught up: after
-                # every batch. Either way no sooner than SCORER_COMMIT_MIN_GAP
-                # after the last commit began.
-                now = time.monotonic()
-                gap = min_gap if self._caught_up(consumer, tasks) else max(interval, min_gap)
-                due_at = last_commit + gap if now - last_commit < gap else None
-                if due_at is None:
-                    await self._advance_positions(consumer, manager)
-                    if checkpoint.start(list(tasks.values())):
-                        last_commit = now
+                self._log_first_event()
+                await manager.maybe_commit()
         await self.drain()
 
-    @staticmethod
-    def _caught_up(consumer: AIOKafkaConsumer, tasks: dict[int, Task]) -> bool:
-        """Nothing more is waiting on any input: commit now rather than at the interval."""
-        for task in tasks.values():
-            for tp, position in task.positions.items():
-                end = consumer.last_stable_offset(tp)
-                if end is not None and position < end:
-                    return False
-        return True
-
-    async def _advance_positions(self, consumer: AIOKafkaConsumer, manager: TaskManager) -> None:
-        """Input positions move past control records (transaction markers), so a
-        caught-up partition shows no lag."""
-        assignment = consumer.assignment()
-        for task in manager.tasks.values():
-            for tp in task.inputs:
-                if tp in assignment and tp in task.positions:
-                    position = await consumer.position(tp)
-                    if position > task.positions[tp]:
-                        task.positions[tp] = position
-
-    async def _settle(self, manager: TaskManager, checkpoint: Checkpoint) -> bool:
-        """The outcome of the last commit, under the lock: False if a task's
-        failed (it is rewound to its last commit, its producer renewed, and
-        every owned input read again from its task's position)."""
-        failed = False
-        try:
-            await checkpoint.wait()
-        except CommitFailed:
-            failed = True
-        for task in checkpoint.lost:
-            manager.tasks.pop(task.partition, None)
-            await manager.factory.close(task)
-        checkpoint.lost.clear()
-        broken = [task for task in manager.tasks.values() if task.broken]
-        if failed or broken:
-            for task in broken:
-                task.rewind()
-            await self._renew_broken(manager)
-            manager.rewind()
-            return False
-        if any(task.committed for task in manager.tasks.values()):
-            self.outage.healthy()
-        return True
-
-    async def _renew_broken(self, manager: TaskManager) -> None:
-        delay = 1.0
-        while not self.stopping.is_set():
-            broken = [task for task in manager.tasks.values() if task.broken]
-            if not broken:
-                return
-            try:
-                for task in broken:
-                    await manager.factory.renew(task)
-            except KafkaError as exc:
-                log.info("producer not renewed yet (%s); retrying in %.0f s", exc, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-                delay = min(10.0, delay * 2)
+    def _log_first_event(self) -> None:
+        if not self.first_event_logged and self.processor.first_event_at is not None:
+            self.first_event_logged = True
+            log.info(
+                "first event processed %.1f s after start",
+                self.processor.first_event_at - self.started,
+            )
 
     def _fetch_failed(self, exc: KafkaError, retry: float) -> None:
         kind = type(exc).__name__
@@ -386,8 +279,7 @@ class Worker:
         manager, consumer = self.manager, self.consumer
         if manager is not None and consumer is not None:
             async with manager.lock:
-                with contextlib.suppress(CommitFailed):
-                    await self.checkpoint.commit_all(list(manager.tasks.values()))
+                await manager.commit_all(list(manager.tasks.values()))
                 await manager.close_all()
         await self.close()
 

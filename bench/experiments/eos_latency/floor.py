@@ -33,8 +33,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 from scorer.config import Settings
 from scorer.kafka.client import producer_options, send_batches
-from scorer.stream.checkpoint import TRANSACTION_GAP
-from scorer.stream.worker import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, MAX_BATCH, SLICE
+from scorer.stream.committer import TRANSACTION_GAP
+from scorer.stream.manager import SLICE
+from scorer.stream.worker import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, MAX_BATCH
 
 PARTITIONS = 4
 ALERT_EVERY = 80
@@ -57,7 +58,7 @@ async def commit(tasks: list[Task], prefix: str, group: str, mode: str, consumer
     """One transaction (or, in mode alo, one acknowledged send and an offset
     commit) for `tasks`, on the first task's producer."""
     producer = tasks[0].producer
-    # As the worker does (scorer.stream.checkpoint): a transaction begun right
+    # As the worker does (scorer.stream.committer): a transaction begun right
     # after the producer's last one finds the broker still writing its markers
     # and costs aiokafka a fixed 20 ms retry; a 3 ms pause costs less.
     pause = LAST_END.get(id(producer), 0.0) + TRANSACTION_GAP - time.monotonic()
