@@ -33,6 +33,7 @@ MODULES = (
     "scorer.scoring.state",
     "scorer.icp.compiled",
     "scorer.scoring.engine",
+    "scorer.scoring.intake",
     "scorer.offline",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"

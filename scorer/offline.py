@@ -16,10 +16,9 @@ from typing import IO, Any
 import orjson
 
 from scorer.errors import InvalidInputError
-from scorer.events import decode_event
-from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine
+from scorer.scoring.engine import INVALID, SCORED, Engine
+from scorer.scoring.intake import AccountStates, CompanyMap, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
-from scorer.scoring.state import AccountState
 
 EMIT_ALERTS = "alerts"
 EMIT_SCORES = "scores"
@@ -82,7 +81,8 @@ def score_lines(
     """Score every line; write one document per emitted score to `out`."""
     if engine is None:  # compiled, None would not fail by itself
         raise TypeError("score_lines needs an engine")
-    states: dict[str, AccountState] = {}
+    accounts = AccountStates()
+    table = CompanyMap(companies)
     totals = totals if totals is not None else Totals()
     outcomes = totals.outcomes
     kind = HOT_ACCOUNT if emit == EMIT_ALERTS else ACCOUNT_SCORE
@@ -96,21 +96,13 @@ def score_lines(
         if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
             continue
         try:
-            event = decode_event(raw)
+            outcome, _, scores = take_event(engine, raw, accounts, table, every)
         except InvalidInputError as exc:
             outcomes[INVALID] += 1
             errors.write(f"line {number}: {exc}\n")
             if strict:
                 raise StrictStop(f"line {number}: {exc}") from None
             continue
-        account = event.account
-        if account is None:
-            outcomes[UNRESOLVED] += 1
-            continue
-        state = states.get(account)
-        if state is None:
-            state = states[account] = AccountState()
-        outcome, scores = engine.apply(state, event, companies.get(account), None, every)
         outcomes[outcome] += 1
         if outcome != SCORED:
             continue

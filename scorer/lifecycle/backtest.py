@@ -1,8 +1,9 @@
 """`scorer icp backtest`: replay an event history through the engine, judge the alerts (pure).
 
-The replay is `scorer score`'s loop (decode, resolve, `Engine.apply` with
-one `AccountState` per account) run once per ICP, each ICP with its own
-engine so that two versions of one ICP id can be compared side by side. A
+The replay takes each event the way `scorer score` and the stream do
+(`scorer.scoring.intake`: decode, resolve, `Engine.apply` with one
+`AccountState` per account) for every ICP, with an engine of its own for
+each version of an ICP id so that two versions can be compared side by side. A
 test holds the replay's alerts equal to `scorer score`'s on the same input.
 
 Besides the alerts, the replay keeps, per account, the first time its score
@@ -33,12 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from scorer.errors import InvalidInputError
-from scorer.events import decode_event
 from scorer.icp.compiled import CompiledICP
 from scorer.icp.document import ICPDocument
 from scorer.lifecycle.crm import WON, Opportunity
-from scorer.scoring.engine import SCORED, Engine, Score
-from scorer.scoring.state import DEFAULT_DEDUP_WINDOW, AccountState
+from scorer.scoring.engine import SCORED, UNRESOLVED, Engine, Score
+from scorer.scoring.intake import (
+    PLACED_ELSEWHERE,
+    AccountStates,
+    CompanyMap,
+    apply_event,
+    take_event,
+)
+from scorer.scoring.state import DEFAULT_DEDUP_WINDOW
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -120,11 +127,16 @@ def replay(
         else:
             group.append(index)
     engines = [Engine([icps[i][1] for i in group], dedup_window) for group in groups]
-    states: list[dict[str, AccountState]] = [{} for _ in groups]
+    if not engines:
+        engines, groups = [Engine((), dedup_window)], [[]]
+    tables = [AccountStates() for _ in groups]
+    source = CompanyMap(companies)
+    placement = ShareOf(k, n) if n > 1 else None
     lanes = [
         tuple((runs[i], c) for i, c in zip(group, engine.icps, strict=True))
         for group, engine in zip(groups, engines, strict=True)
     ]
+    first, others = engines[0], list(zip(engines[1:], tables[1:], strict=True))
     accounts = history.accounts
     number = 0
     for number, raw in enumerate(lines, start=1):
@@ -133,34 +145,43 @@ def replay(
         if not raw.strip():
             continue
         try:
-            event = decode_event(raw)
+            outcome, event, scores = take_event(first, raw, tables[0], source, placement=placement)
         except InvalidInputError:
             history.invalid += k == 0
             continue
-        account = event.account
-        if account is None:
+        if outcome == UNRESOLVED:
             history.unresolved += k == 0
             continue
-        if n > 1 and zlib.crc32(account.encode()) % n != k:
+        if outcome == PLACED_ELSEWHERE:  # another process's share
             continue
+        account = event.account
+        assert account is not None
         accounts.add(account)
         at = event.at
         if history.start is None or at < history.start:
             history.start = at
         if history.end is None or at > history.end:
             history.end = at
-        company = companies.get(account)
-        for engine, account_states, lane in zip(engines, states, lanes, strict=True):
-            state = account_states.get(account)
-            if state is None:
-                state = account_states[account] = AccountState()
-            outcome, scores = engine.apply(state, event, company)
+        results = [(outcome, scores)]
+        results += [apply_event(e, event, account, table, source) for e, table in others]
+        for (outcome, scores), lane in zip(results, lanes, strict=True):
             if outcome != SCORED:
                 continue
             for (run, compiled), score in zip(lane, scores, strict=True):
                 _observe(run, compiled, score, account, at, cuts, number)
     history.lines = number
     return history, runs
+
+
+class ShareOf:
+    """A split replay's placement: process k of n takes the accounts whose
+    CRC-32 is k modulo n (accounts are independent)."""
+
+    def __init__(self, k: int, n: int) -> None:
+        self.k, self.n = k, n
+
+    def belongs(self, domain: str) -> bool:
+        return zlib.crc32(domain.encode()) % self.n == self.k
 
 
 # What a forked replay process reads: set just before the fork, inherited

@@ -23,10 +23,10 @@ from aiokafka.partitioner import murmur2
 
 from scorer.config import Settings
 from scorer.errors import InvalidInputError
-from scorer.events import decode_event
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.topics import Topics
-from scorer.scoring.engine import INVALID, SCORED, UNRESOLVED, Engine, Score
+from scorer.scoring.engine import INVALID, SCORED, Engine, Score
+from scorer.scoring.intake import PLACED_ELSEWHERE, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.stream.metrics import Metrics
 from scorer.stream.tables import Firmographics
@@ -62,6 +62,10 @@ class Processor:
         # batch: a counter's inc takes a lock, a dict update does not.
         self._counts: dict[tuple[str, str], int] = {}
         self.first_event_at: float | None = None
+        # The record being handled, and its account's key and partition (`belongs`).
+        self.record: Any = None
+        self.key = b""
+        self.partition = 0
 
     def partition_of(self, key: bytes) -> int:
         """Kafka's default partition for a key (murmur2), memoised."""
@@ -97,40 +101,45 @@ class Processor:
         key = (stream, outcome)
         self._counts[key] = self._counts.get(key, 0) + 1
 
+    def belongs(self, domain: str) -> bool:
+        """The record in hand is on its account's key and partition (else it is
+        re-keyed): `scorer.scoring.intake.Placement`."""
+        key = self.key = domain.encode()
+        partition = self._partition_of.get(key)
+        if partition is None:
+            partition = self.partition_of(key)
+        self.partition = partition
+        record = self.record
+        placed: bool = record.topic == self.topics.rekey or (
+            record.key == key and record.partition == partition
+        )
+        return placed
+
     def handle(self, task: Task, record: Any) -> None:
         topics = self.topics
-        topic = record.topic
-        stream = "lead" if topic == topics.lead else "visitor"
+        stream = "lead" if record.topic == topics.lead else "visitor"
         raw = record.value
         if raw is None:
             self.dead_letter(task, record, "schema", "null value")
             self.count(stream, INVALID)
             return
+        self.record = record
+        store = task.store
         try:
-            event = decode_event(raw, self.max_bytes)
+            outcome, _, scores = take_event(
+                self.engine, raw, store, self.firmographics, self.emit_scores, self.max_bytes, self
+            )
         except InvalidInputError as exc:
             self.dead_letter(task, record, exc.reason, exc.detail)
             self.count(stream, INVALID)
             return
-        account = event.account
-        if account is None:
-            self.count(stream, UNRESOLVED)
+        if outcome == PLACED_ELSEWHERE:
+            task.send(topics.rekey, self.key, raw, record.headers, self.partition)
             return
-        key = account.encode()
-        partition = self._partition_of.get(key)
-        if partition is None:
-            partition = self.partition_of(key)
-        if topic != topics.rekey and (record.key != key or record.partition != partition):
-            task.send(topics.rekey, key, raw, record.headers, partition)
-            return
-        store = task.store
-        company, token = self.firmographics.company(key)
-        outcome, scores = self.engine.apply(
-            store.account(key), event, company, token, self.emit_scores
-        )
         self.count(stream, outcome)
         if outcome != SCORED:
             return
+        key = self.key
         store.dirty.add(key)
         now = self.now
         produced_at = record.timestamp / 1000.0

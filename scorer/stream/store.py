@@ -212,7 +212,11 @@ class AccountStore:
 
     # -- accounts --------------------------------------------------------------
 
-    def account(self, key: bytes) -> AccountState:
+    def account(self, domain: str) -> AccountState:
+        """The account's state (`scorer.scoring.intake.AccountTable`)."""
+        return self.account_by_key(domain.encode())
+
+    def account_by_key(self, key: bytes) -> AccountState:
         """The account's state, decoded once and kept while it is in use."""
         cache = self.cache
         entry = cache.get(key)

@@ -31,11 +31,11 @@ class Firmographics:
         self.table = CompanyTable(max_bytes)
         self.hits = self.misses = 0  # since the last flush_counts
 
-    def company(self, key: bytes) -> tuple[LazyCompany | None, bytes | None]:
+    def company(self, domain: str) -> tuple[LazyCompany | None, bytes | None]:
         """The account's company record (None: every field unknown), not yet
         decoded, and its bytes: the token that keeps the engine's fit of it
-        valid while the record is unchanged."""
-        raw = self.table.records.get(key)
+        valid while the record is unchanged (`scorer.scoring.intake.CompanySource`)."""
+        raw = self.table.records.get(domain.encode())
         if raw is None:
             self.misses += 1
             return None, None

@@ -22,7 +22,7 @@ class Record:
 
 
 def score(store: AccountStore, engine: Engine, key: bytes, event_id: str) -> str:
-    state = store.account(key)
+    state = store.account_by_key(key)
     outcome, _ = engine.apply(state, make_event(event_id, domain=key.decode()), ACME)
     if outcome == SCORED:
         store.changed(key)

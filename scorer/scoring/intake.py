@@ -1,0 +1,106 @@
+"""One input event from its bytes to its scores: decode, resolve, apply.
+
+This is the one path of `scorer score`, the backtest and the stream worker
+(rules 11 and 12 of the scoring semantics): the event is decoded and checked,
+its account resolved (an unresolved event scores nothing), the account's
+state taken from the caller's table (made on first use), and the engine
+applied with the account's company record. Callers differ only in the
+tables they give and in what they do with the result:
+
+- `accounts.account(domain)` gives the account's `AccountState`: a dict of
+  states for a file (`AccountStates`), a task's store in the stream;
+- `companies.company(domain)` gives `(record or None, token)`; the token
+  keeps the engine's fit of the record valid while it is unchanged (None:
+  the record object itself is the token);
+- `placement.belongs(domain)`, when given, may refuse an event before its
+  state is touched: the stream re-keys an event that sits on another
+  partition than its account's, the backtest's split replay skips the
+  accounts of other processes. A refused event is `PLACED_ELSEWHERE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from scorer.events import MAX_EVENT_BYTES, Event, decode_event
+from scorer.scoring.engine import UNRESOLVED, Engine
+from scorer.scoring.state import AccountState
+
+PLACED_ELSEWHERE = "placed_elsewhere"
+NO_SCORES: list[Any] = []
+
+
+class AccountTable(Protocol):
+    def account(self, domain: str) -> AccountState: ...
+
+
+class CompanySource(Protocol):
+    def company(self, domain: str) -> tuple[Any, object]: ...
+
+
+class Placement(Protocol):
+    def belongs(self, domain: str) -> bool: ...
+
+
+class AccountStates:
+    """The account states of a file's replay: one per domain, made on first use."""
+
+    __slots__ = ("states",)
+
+    def __init__(self) -> None:
+        self.states: dict[str, AccountState] = {}
+
+    def account(self, domain: str) -> AccountState:
+        state = self.states.get(domain)
+        if state is None:
+            state = self.states[domain] = AccountState()
+        return state
+
+
+class CompanyMap:
+    """Company records from a mapping of domain to record (a firmographics file)."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        self.records = records
+
+    def company(self, domain: str) -> tuple[Any, object]:
+        return self.records.get(domain), None
+
+
+def take_event(
+    engine: Engine,
+    raw: bytes,
+    accounts: AccountTable,
+    companies: CompanySource,
+    every: bool = True,
+    max_bytes: int = MAX_EVENT_BYTES,
+    placement: Placement | None = None,
+) -> tuple[str, Event, list[Any]]:
+    """(outcome, event, scores) of one raw event; a bad one raises
+    `InvalidInputError` naming why. Scores: one per active ICP when the
+    outcome is scored (with `every` False, only the hot ones), else none."""
+    event = decode_event(raw, max_bytes)
+    domain = event.account
+    if domain is None:
+        return UNRESOLVED, event, NO_SCORES
+    if placement is not None and not placement.belongs(domain):
+        return PLACED_ELSEWHERE, event, NO_SCORES
+    outcome, scores = apply_event(engine, event, domain, accounts, companies, every)
+    return outcome, event, scores
+
+
+def apply_event(
+    engine: Engine,
+    event: Event,
+    domain: str,
+    accounts: AccountTable,
+    companies: CompanySource,
+    every: bool = True,
+) -> tuple[str, list[Any]]:
+    """A decoded, resolved event applied to its account: (outcome, scores)."""
+    company, token = companies.company(domain)
+    outcome, scores = engine.apply(accounts.account(domain), event, company, token, every)
+    return outcome, scores
