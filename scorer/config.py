@@ -56,9 +56,9 @@ class Settings(BaseSettings):
         "one commit to the next (0: a worker that keeps up commits after every batch); "
         "a larger gap spends less CPU, in the worker and the broker, at light load",
     )
-    # zstd, not lz4: aiokafka compresses lz4 at level 9 (LZ4-HC), 46 MB/s here
-    # against 156 MB/s for its zstd (level 3), which also compresses better
-    # (6.8 against 5.0 on the bench's events); lz4 took 15 % of the worker.
+    # zstd, not lz4: aiokafka compresses lz4 at level 9 (LZ4-HC), several
+    # times slower than its zstd at level 3, which also compresses better
+    # (README, "Compression" gives the figures).
     compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = Field(
         "zstd", description="SCORER_COMPRESSION: codec of every record the worker produces"
     )

@@ -38,8 +38,9 @@ from scorer.stream.store import (
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")
-# Decoded accounts per task, about 2 KB each: 30,000 over four tasks hold about
-# 95 % of the bench's Zipf traffic (40,000 held 98 % for about 20 MB more).
+# Decoded accounts per task, about 2 KB each, kept in a least-recently-used
+# cache: an account read again soon is not decoded again. Bounded so that
+# memory does not grow with the key space (the store holds the rest).
 ACCOUNT_CACHE_LIMIT = 7_500
 
 
