@@ -1,6 +1,6 @@
-"""Latency floor of the worker's exactly-once commit cycle (see floor.py).
+"""Latency floor of the worker's exactly-once commit cycle (see bench/arms/commit_floor.py).
 
-For each (mode, work per event, rate) it starts floor.py on fresh topics,
+For each (mode, work per event, rate) it starts bench/arms/commit_floor.py on fresh topics,
 sends paced events with the stream bench's load generator for
 EOS_SECONDS (20), and times the alert-shaped records with the bench's alert
 watcher (input record timestamp -> visible to a read_committed consumer).
@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,76 +22,38 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from bench.common import ACTIVE_DOMAINS, ROOT, companies_file, events_file, log, machine
-from bench.stream_bench import (
-    BOOTSTRAP,
+from bench.common import ACTIVE_DOMAINS, companies_file, events_file, log, machine
+from bench.paced import (
+    FLOOR_TOPICS,
     AlertWatch,
     broker_cpu_seconds,
     cpu_seconds,
     create_topics,
-    delete_run_topics,
     local_broker_pid,
-    measure_drain,
-    padded,
     percentiles,
     prepare_paced,
-    produce_file,
     produce_paced,
+    started_floor,
 )
+from bench.stream_bench import measure_drain, padded, produce_file
 from scorer import synthetic
 
 SECONDS = float(os.environ.get("EOS_SECONDS", "20"))
 DRAIN_EVENTS = int(os.environ.get("EOS_DRAIN_EVENTS", "500000"))
 
 
-TOPICS = ["visitor-events", "lead-events", "hot-accounts", "changelog"]
-
-
-@dataclass
-class Floor:
-    """A running floor.py; `summary` is its last line (its commit times) once stopped."""
-
-    process: subprocess.Popen[str]
-    summary: str = ""
-
-
-async def fresh_topics() -> str:
-    """A new topic prefix, with its floor's four topics created."""
-    prefix = f"eos{int(time.time() * 1000)}-"
-    await create_topics([prefix + name for name in TOPICS])
-    return prefix
-
-
-@asynccontextmanager
-async def started_floor(
-    prefix: str, mode: str, work_us: float, from_start: bool = False
-) -> AsyncIterator[Floor]:
-    """floor.py on `prefix`'s topics, ready; stopped, and the topics deleted, after."""
-    env = {**os.environ, "FLOOR_FROM_START": "1"} if from_start else None
-    floor = Floor(
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "bench/experiments/eos_latency/floor.py"), BOOTSTRAP,
-             prefix, mode, str(work_us)],
-            stdout=subprocess.PIPE, text=True, env=env,
-        )
-    )  # fmt: skip
-    try:
-        assert floor.process.stdout is not None
-        if floor.process.stdout.readline().strip() != "ready":
-            raise RuntimeError("floor.py did not start")
-        yield floor
-    finally:
-        floor.process.terminate()
-        floor.summary = floor.process.communicate(timeout=30)[0].strip()
-        await delete_run_topics(prefix)
+def fresh_prefix() -> str:
+    """A new topic prefix for one run of the floor (its topics made by started_floor)."""
+    return f"eos{int(time.time() * 1000)}-"
 
 
 async def drain(mode: str, work_us: float, domains: list[str]) -> dict[str, object]:
     """The commit cycle's drain rate: DRAIN_EVENTS already in the inputs."""
-    prefix = await fresh_topics()
+    prefix = fresh_prefix()
+    await create_topics([prefix + name for name in FLOOR_TOPICS])
     path = events_file("stream-events", DRAIN_EVENTS, domains, padded)
     total = await produce_file(prefix, path)
-    tps = [TopicPartition(prefix + t, p) for t in TOPICS[:2] for p in range(4)]
+    tps = [TopicPartition(prefix + t, p) for t in FLOOR_TOPICS[:2] for p in range(4)]
     async with started_floor(prefix, mode, work_us, from_start=True) as floor:
         process: Any = floor.process
         result = await measure_drain(process, prefix + "floor", tps, total, cap=600)
@@ -109,7 +67,7 @@ async def drain(mode: str, work_us: float, domains: list[str]) -> dict[str, obje
 
 
 async def one(mode: str, work_us: float, rate: float, domains: list[str]) -> dict[str, object]:
-    prefix = await fresh_topics()
+    prefix = fresh_prefix()
     count = int(rate * SECONDS)
     start = datetime(2026, 12, 1, tzinfo=UTC)
     events = [padded(e) for e in synthetic.events(count, domains, seed=7, start=start)]

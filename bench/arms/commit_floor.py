@@ -10,7 +10,7 @@ one can ask what latency a worker with that per-event cost could reach. One
 event in ALERT_EVERY produces an alert-shaped record on the hot topic, which
 `bench/arms/alert_watch.py` times.
 
-    python floor.py BOOTSTRAP PREFIX MODE WORK_US
+    python bench/arms/commit_floor.py BOOTSTRAP PREFIX MODE WORK_US
 With FLOOR_FROM_START=1 it reads the inputs from the start (for a drain rate).
 MODE: overlap (the worker's: score while a commit is in flight), seq
 (wait for the commit before fetching more), one (overlap, but one
