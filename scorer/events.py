@@ -1,9 +1,14 @@
 """Decoding raw event bytes into `Event` values, fast.
 
-This is the hot path's decoder: orjson plus hand-checked fields, about a
-microsecond an event, instead of a pydantic model per event. It accepts the
-documents `scorer.models.VisitorEvent` and `LeadEvent` describe, and a test
-keeps the two in agreement. The IP address is dropped here, on ingest.
+This is the hot path's decoder. A well-formed event is decoded by msgspec
+straight into a typed struct (`_Fields`: every field the rules read, and the
+other known ones type-checked), which is several times cheaper than orjson
+building a dict; anything msgspec refuses goes the checked way (orjson and
+hand-written checks, `event_from_document`), which names what is wrong. So
+the two paths accept exactly the same documents and give the same `Event`,
+and only bad input pays for the second decode. It accepts the documents
+`scorer.models.VisitorEvent` and `LeadEvent` describe, and a test keeps the
+two in agreement. The IP address is dropped here, on ingest.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import functools
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import orjson
 
 from scorer.enrichment.domains import lead_account, normalise_domain
@@ -76,10 +82,57 @@ def url_path(page_url: str | None) -> str | None:
         return None
 
 
+class _Fields(msgspec.Struct, gc=False):
+    """The known fields of both event kinds: strings or null (or missing).
+    Unknown fields are skipped by the decoder, as the contract says."""
+
+    event_id: str | None = None
+    type: str | None = None
+    occurred_at: str | None = None
+    company_domain: str | None = None
+    page_url: str | None = None
+    lead_id: str | None = None
+    email: str | None = None
+    title: str | None = None
+    visitor_id: str | None = None
+    session_id: str | None = None
+    referrer: str | None = None
+    ip: str | None = None
+    full_name: str | None = None
+    source: str | None = None
+
+
+_FIELDS = msgspec.json.Decoder(_Fields)
+
+
 def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     """Validate one JSON event document; raise `InvalidInputError` naming why."""
     if len(raw) > max_bytes:
         raise InvalidInputError("oversize", f"{len(raw)} bytes > {max_bytes}")
+    try:
+        fields = _FIELDS.decode(raw)
+    except msgspec.DecodeError:
+        return _checked_decode(raw)
+    event_id = fields.event_id
+    kind = fields.type
+    occurred_at = fields.occurred_at
+    if not event_id or not kind or occurred_at is None:
+        return _checked_decode(raw)  # it names the missing field
+    at = parse_event_time(occurred_at)
+    company_domain = fields.company_domain
+    if kind == LEAD_CREATED:
+        lead_id = fields.lead_id
+        email = fields.email
+        if not lead_id or not email:
+            return _checked_decode(raw)
+        account = lead_account(company_domain, email)
+        return Event(event_id, kind, occurred_at, at, account, None, lead_id, fields.title)
+    account = normalise_domain(company_domain) if company_domain else None
+    return Event(event_id, kind, occurred_at, at, account or None, url_path(fields.page_url))
+
+
+def _checked_decode(raw: bytes | str) -> Event:
+    """orjson to a dict, then every check by hand: the error names the field."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,7 @@ from pydantic import ValidationError
 
 from scorer.enrichment.domains import lead_account, normalise_domain
 from scorer.errors import InvalidInputError
-from scorer.events import decode_event
+from scorer.events import _checked_decode, decode_event
 from scorer.models import LeadEvent, VisitorEvent
 
 VISIT = {"event_id": "e1", "type": "page_view", "occurred_at": "2026-11-20T10:00:00+02:00"}
@@ -119,3 +121,41 @@ def test_decoder_agrees_with_the_models(doc: dict) -> None:
     except InvalidInputError:
         decoder_ok = False
     assert decoder_ok == model_ok
+
+
+def _outcome(decode: Any, raw: bytes) -> tuple[Any, ...]:
+    try:
+        event = decode(raw)
+    except InvalidInputError as exc:
+        return ("error", exc.reason, exc.detail)
+    return tuple(getattr(event, name) for name in EVENT_FIELDS)
+
+
+EVENT_FIELDS = ("event_id", "type", "occurred_at", "at", "account", "path", "lead_id", "title")
+anything = st.one_of(values, st.floats(allow_nan=False), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "event_id": values,
+            "type": st.one_of(values, st.just("lead_created"), st.just("page_view")),
+            "occurred_at": st.one_of(stamps, values),
+            "company_domain": st.one_of(values, st.just("WWW.Acme.Example.")),
+            "page_url": st.one_of(values, st.just("https://a.example/pricing?x=1")),
+            "lead_id": values,
+            "email": st.one_of(values, st.just("pat@acme.example"), st.just("pat@gmail.com")),
+            "title": values,
+            "visitor_id": values,
+            "referrer": values,
+            "full_name": values,
+            "extra": anything,
+        },
+    )
+)
+def test_the_fast_path_decodes_exactly_as_the_checked_path(doc: dict[str, Any]) -> None:
+    """msgspec's typed decode gives the same Event, or the same error, as orjson plus checks."""
+    raw = orjson.dumps(doc)
+    assert _outcome(decode_event, raw) == _outcome(_checked_decode, raw)
