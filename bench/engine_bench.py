@@ -69,7 +69,7 @@ print(time.perf_counter() - start)
 
 NAIVE = """
 import sys, time, io
-from scorer.cli import load_companies
+from scorer.inputs import load_companies
 from scorer.events import event_from_document
 from scorer.icp import load_icp
 from scorer.models import LeadEvent, VisitorEvent

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     dedup_window: float = Field(
         7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
     )
+    accounts_in_memory: int = Field(
+        250_000,
+        ge=1_000,
+        description="SCORER_ACCOUNTS_IN_MEMORY: decoded accounts a worker keeps, shared "
+        "evenly by the input partitions; past it the least recently used are read "
+        "from the store again when next needed",
+    )
     router_id: str = Field(
         "icp-router", description="SCORER_ROUTER_ID: the router's consumer group"
     )

@@ -21,7 +21,11 @@ from scorer.events import event_from_document
 from scorer.icp import load_icp
 from scorer.scoring import Engine
 from scorer.scoring.output import ACCOUNT_SCORE, build_document
-from scorer.stream.account_codec import BUCKETS_PER_WINDOW, load_account, store_account
+from scorer.stream.account_codec import (
+    FORMAT_1_BUCKETS_PER_WINDOW,
+    load_account,
+    store_account,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ["BENCH_PREFIX"]
@@ -79,7 +83,8 @@ async def score(stream: faust.StreamT) -> None:
         key = event.account.encode()
         raw = firmographics.get(key)
         company = orjson.loads(raw) if raw is not None else None
-        state, ids = load_account(accounts, key, engine.dedup_window / BUCKETS_PER_WINDOW)
+        window = engine.dedup_window
+        state, ids = load_account(accounts, key, window, window / FORMAT_1_BUCKETS_PER_WINDOW)
         _, results = engine.apply(state, event, company)
         store_account(accounts, key, state, ids)
         for result in results:

@@ -1,190 +1,366 @@
-"""Account state in a changelog-backed table, written so that replays are exact.
+"""Account state as changelog records: a binary format, versioned, written so
+that replays are exact.
 
-One table holds, per account (key = domain):
-- the account record: clock, per-ICP intent and alert state, the list of live
-  id buckets, and `recent`: the ids applied since the record was last written
-  (with their occurred_at);
-- applied event ids in buckets by `occurred_at` (key = domain + bucket number),
-  each a short JSON list. A bucket is deleted once all its events are older
-  than the dedup horizon (see `scorer.scoring.state`).
+One table (a task's store and its compacted changelog partition) holds, per
+account (key = domain):
+- the account record: clock, last event id, per-ICP intent and alert state,
+  the live id chunks (each with the time of its newest event), and `recent`,
+  the event ids applied since the last chunk, with their times;
+- id chunks (key = domain + 0x1f + ``c`` + sequence number): RECENT_LIMIT
+  ids each, written once when `recent` fills and never rewritten, deleted
+  once every id in them is older than the dedup horizon.
 
-The worker keeps accounts in memory and writes the changed ones back before
-each offset commit (one record per account, not per event). A write-back goes
-to the account's changelog partition in order: the record first, then its
-buckets. A `kill -9` loses a suffix of that partition, so at worst a record
-survives without some of the bucket writes that followed it; its `recent` ids
-then still mark those events as applied, and loading the record puts them back
-in their buckets. A record is only replaced by a later write-back, which comes
-after the buckets of the earlier one. Writes are therefore never double-counted
-nor lost on replay, in either delivery mode.
+So a changed account costs one small record per commit, and one chunk per
+RECENT_LIMIT events: appends, whatever the size of its id window. In memory
+the ids are one dict per account (`ChunkedIds`), every id of the window.
+
+Every value starts with its format byte: FORMAT (2) here. Format 1, the
+JSON records and hourly id buckets written before, is read too: an account
+loaded from format 1 keeps every id, and its next write-back writes them as
+chunks and deletes the old buckets (after the new record). Any other first
+byte is refused with `UnknownFormat`, never guessed at.
+
+Write order, for at-least-once delivery, where a crash loses a suffix of
+the partition (under exactly-once a commit lands whole): new chunks first,
+then deletions of expired chunks, then the record, then the deletion of
+format-1 buckets. A record lists only chunks written before it; a chunk the
+record does not list is ignored (and its sequence number written again),
+and a deleted chunk held only ids past the horizon, which are never
+consulted again (see `scorer.scoring.state`).
 """
 
 from __future__ import annotations
 
+import math
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import orjson
 
-from scorer.scoring.state import AccountState
+from scorer.scoring.state import AccountState, IcpState
 
-BUCKETS_PER_WINDOW = 168  # a 7-day window -> hourly buckets
-RECENT_LIMIT = 32  # ids carried in the account record before the buckets are written
+FORMAT = 2
+FORMAT_BYTE = bytes([FORMAT])
+# Format 1 grouped ids in buckets of this share of the dedup window (hourly
+# for the default 7 days); its records are read back with the same width.
+FORMAT_1_BUCKETS_PER_WINDOW = 168
+RECENT_LIMIT = 32  # ids carried in the account record before they go to a chunk
 SEPARATOR = b"\x1f"
+CHUNK_TAG = b"c"
+# Ids past the horizon stay until it has moved this share of the window past
+# the oldest: a sweep of the dict then costs O(ids) once per share of the
+# window instead of once per event on a busy account.
+SWEEP_SLACK = 0.125
+
+_HEAD = struct.Struct("<BdI")  # format, clock (NaN: none), len(last event id) (NONE32: none)
+_ICP = struct.Struct("<dddB")  # raw, clock, alert_at (NaN: none), len(tier) (0xFF: none)
+_CHUNK_REF = struct.Struct("<Id")  # sequence number, newest time in it
+_ID = struct.Struct("<dI")  # time, len(event id)
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_NONE32 = 0xFFFFFFFF
+_NONE8 = 0xFF
+_NAN = math.nan
 
 
-class Table(Protocol):
+class UnknownFormat(ValueError):
+    """A changelog value in a format this version cannot read."""
+
+
+def unreadable_state(changelog: str, error: UnknownFormat) -> str:
+    """What a worker that meets an unknown format says before it stops."""
+    return (
+        f"{changelog} holds account state this version cannot read ({error}): it was "
+        f"written by a newer version of the scorer. Run that version (state is never "
+        f"dropped or guessed at), or move to a new SCORER_APP_ID to start from empty state."
+    )
+
+
+class Readable(Protocol):
+    """What loading an account reads: a task's store, or a dict of latest values."""
+
+    def get(self, key: bytes, /) -> bytes | None: ...
+
+
+class Table(Readable, Protocol):
     """The key-value view of a task's store these functions read and write."""
-
-    def get(self, key: bytes, default: bytes | None = None, /) -> bytes | None: ...
 
     def __setitem__(self, key: bytes, value: bytes, /) -> None: ...
 
     def pop(self, key: bytes, default: Any = None, /) -> Any: ...
 
 
+def chunk_key(account: bytes, sequence: int) -> bytes:
+    return account + SEPARATOR + CHUNK_TAG + str(sequence).encode()
+
+
 def bucket_key(account: bytes, bucket: int) -> bytes:
+    """A format-1 id bucket's key (read and deleted, never written)."""
     return account + SEPARATOR + str(bucket).encode()
 
 
-class BucketedIds:
-    """`SeenIds` over a table: ids grouped by occurred_at into time buckets.
+class ChunkedIds:
+    """`SeenIds` of one account: every id of the window in a dict (id -> time),
+    and what the changelog holds of them (chunks, plus `recent` in the record)."""
 
-    Loaded buckets are sets in memory (a hot account's bucket can hold
-    thousands of ids); the expiry of old buckets is only looked at when the
-    horizon passes the end of the oldest live one. Changes are kept in memory
-    and written by `store_account` (record, then `flush`): the changed
-    buckets, and deletions of dead ones.
-    """
+    __slots__ = ("chunks", "dead", "ids", "legacy", "next_chunk", "recent", "slack", "sweep_at")
 
-    __slots__ = (
-        "_dead",
-        "_dirty",
-        "_expires",
-        "_live",
-        "_loaded",
-        "account",
-        "added",
-        "table",
-        "width",
-    )
-
-    def __init__(
-        self,
-        table: Table,
-        account: bytes,
-        live: list[int],
-        width: float,
-        recent: list[list[Any]] | None = None,
-    ) -> None:
-        self.table = table
-        self.account = account
-        self._live = set(live)
-        self.width = width
-        self._expires = (min(live) + 1) * width if live else float("inf")
-        self._loaded: dict[int, set[str]] = {}
-        self._dirty: set[int] = set()
-        self._dead: set[int] = set()
-        self.added: list[list[Any]] = []  # [event_id, occurred_at] since the last write
-        if recent:
-            self._restore(recent)
-
-    def _restore(self, recent: list[list[Any]]) -> None:
-        """`contains`, then `_put` for each id the record carries that its bucket
-        lacks (its write was lost, or not yet due), written out: every account
-        load runs this for up to RECENT_LIMIT ids."""
-        width, live, loaded, added = self.width, self._live, self._loaded, self.added
-        for entry in recent:
-            event_id, at = entry
-            number = int(at // width)
-            ids = loaded.get(number)
-            if ids is None:
-                ids = self._bucket(number)
-            if number in live:
-                if event_id in ids:
-                    continue
-            else:
-                self._open(number)
-            ids.add(event_id)
-            self._dirty.add(number)
-            added.append(entry)
-
-    @property
-    def live(self) -> list[int]:
-        return sorted(self._live)
-
-    def _bucket(self, number: int) -> set[str]:
-        ids = self._loaded.get(number)
-        if ids is None:
-            raw = self.table.get(bucket_key(self.account, number)) if number in self._live else None
-            ids = set(orjson.loads(raw)) if raw else set()
-            self._loaded[number] = ids
-        return ids
-
-    def _put(self, event_id: str, at: float) -> None:
-        number = int(at // self.width)
-        self._bucket(number).add(event_id)
-        if number not in self._live:
-            self._open(number)
-        self._dirty.add(number)
-        self.added.append([event_id, at])
-
-    def _open(self, number: int) -> None:
-        """A bucket becomes live; the oldest live one's end is when expiry is next due."""
-        self._live.add(number)
-        end = (number + 1) * self.width
-        if end < self._expires:
-            self._expires = end
-
-    @property
-    def changed(self) -> bool:
-        return bool(self._dirty or self._dead)
+    def __init__(self, window: float) -> None:
+        self.ids: dict[str, float] = {}
+        self.recent: list[tuple[str, float]] = []  # applied since the last chunk
+        self.chunks: dict[int, float] = {}  # live chunk -> its newest time
+        self.next_chunk = 0
+        # Empty tuples until needed: most accounts never have any, and each
+        # list would cost every account in memory 56 bytes.
+        self.dead: Sequence[int] = ()  # chunks to delete at the next write-back
+        self.legacy: Sequence[int] = ()  # format-1 buckets to delete after the next record
+        self.slack = window * SWEEP_SLACK
+        self.sweep_at = math.inf  # the horizon at which the oldest id is a slack past it
 
     def contains(self, event_id: str, at: float) -> bool:
-        number = int(at // self.width)
-        return number in self._live and event_id in self._bucket(number)
+        return event_id in self.ids
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
-        self._put(event_id, at)
-        if horizon >= self._expires:  # buckets whose every event is before the horizon go
-            width = self.width
-            for b in [b for b in self._live if (b + 1) * width <= horizon]:
-                self._live.discard(b)
-                self._loaded.pop(b, None)
-                self._dirty.discard(b)
-                self._dead.add(b)
-            live = self._live
-            self._expires = (min(live) + 1) * width if live else float("inf")
+        self.ids[event_id] = at
+        self.recent.append((event_id, at))
+        due = at + self.slack
+        if due < self.sweep_at:
+            self.sweep_at = due
+        if horizon >= self.sweep_at:
+            self._sweep(horizon)
 
-    def flush(self) -> None:
-        """Write the changed buckets and delete dead ones (after the record)."""
-        for number in self._dirty:
-            self.table[bucket_key(self.account, number)] = orjson.dumps(list(self._loaded[number]))
-        for number in self._dead:
-            self.table.pop(bucket_key(self.account, number), None)
-        self._dirty.clear()
-        self._dead.clear()
-        self.added.clear()
+    def _sweep(self, horizon: float) -> None:
+        """Forget ids before the horizon; chunks holding only such ids are dead."""
+        self.ids = ids = {k: t for k, t in self.ids.items() if t >= horizon}
+        self.sweep_at = min(ids.values()) + self.slack if ids else math.inf
+        dead = [n for n, newest in self.chunks.items() if newest < horizon]
+        if dead:
+            for number in dead:
+                del self.chunks[number]
+            self.dead = [*self.dead, *dead]
+
+    def remember(self, event_id: str, at: float) -> None:
+        """An id read back from the changelog."""
+        self.ids[event_id] = at
+        due = at + self.slack
+        if due < self.sweep_at:
+            self.sweep_at = due
 
 
-def load_account(table: Table, account: bytes, width: float) -> tuple[AccountState, BucketedIds]:
-    """The account's state from the table (a fresh one if it has none)."""
+# -- encoding ------------------------------------------------------------------------
+
+
+def _text(value: str | None, limit: int, none: int, size: struct.Struct) -> bytes:
+    if value is None:
+        return size.pack(none)
+    data = value.encode()
+    if len(data) >= limit:
+        raise ValueError(f"too long for the changelog format: {len(data)} bytes")
+    return size.pack(len(data)) + data
+
+
+def _number(value: float | None) -> float:
+    return _NAN if value is None else value
+
+
+def _ids(entries: Iterable[tuple[str, float]]) -> list[bytes]:
+    parts = []
+    for event_id, at in entries:
+        data = event_id.encode()
+        parts.append(_ID.pack(at, len(data)))
+        parts.append(data)
+    return parts
+
+
+def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
+    """The account record (format 2)."""
+    last = state.last_event_id
+    last_data = b"" if last is None else last.encode()
+    parts = [_HEAD.pack(FORMAT, _number(state.clock), _NONE32 if last is None else len(last_data))]
+    parts.append(last_data)
+    parts.append(_U8.pack(len(state.icps)))
+    for icp_id, icp in state.icps.items():
+        parts.append(_text(icp_id, _NONE8, _NONE8, _U8))
+        tier = icp.alert_tier
+        parts.append(_ICP.pack(icp.raw, _number(icp.clock), _number(icp.alert_at),
+                               _NONE8 if tier is None else len(tier.encode())))  # fmt: skip
+        if tier is not None:
+            parts.append(tier.encode())
+    parts.append(_U32.pack(ids.next_chunk))
+    parts.append(_U16.pack(len(ids.chunks)))
+    for number, newest in ids.chunks.items():
+        parts.append(_CHUNK_REF.pack(number, newest))
+    parts.append(_U16.pack(len(ids.recent)))
+    parts += _ids(ids.recent)
+    return b"".join(parts)
+
+
+def encode_chunk(entries: list[tuple[str, float]]) -> bytes:
+    return b"".join([FORMAT_BYTE, _U16.pack(len(entries)), *_ids(entries)])
+
+
+def store_account(table: Table, account: bytes, state: AccountState, ids: ChunkedIds) -> None:
+    """Write an account back, in the order of this module's docstring."""
+    recent = ids.recent
+    while len(recent) >= RECENT_LIMIT:
+        chunk, recent = recent[:RECENT_LIMIT], recent[RECENT_LIMIT:]
+        table[chunk_key(account, ids.next_chunk)] = encode_chunk(chunk)
+        ids.chunks[ids.next_chunk] = max(at for _, at in chunk)
+        ids.next_chunk += 1
+    ids.recent = recent
+    for number in ids.dead:
+        table.pop(chunk_key(account, number), None)
+    ids.dead = ()
+    table[account] = encode_record(state, ids)
+    for bucket in ids.legacy:
+        table.pop(bucket_key(account, bucket), None)
+    ids.legacy = ()
+
+
+# -- decoding ------------------------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: bytes, offset: int) -> None:
+        self.data, self.offset = data, offset
+
+    def take(self, shape: struct.Struct) -> tuple[Any, ...]:
+        values = shape.unpack_from(self.data, self.offset)
+        self.offset += shape.size
+        return values
+
+    def text(self, length: int, none: int) -> str | None:
+        if length == none:
+            return None
+        start = self.offset
+        self.offset += length
+        return self.data[start : self.offset].decode()
+
+    def ids(self, count: int) -> Iterator[tuple[str, float]]:
+        for _ in range(count):
+            at, length = self.take(_ID)
+            text = self.text(length, -1)
+            assert text is not None
+            yield text, at
+
+
+def _optional(value: float) -> float | None:
+    return None if value != value else value  # NaN: none
+
+
+def decode_chunk(raw: bytes) -> list[tuple[str, float]]:
+    _check_format(raw, "id chunk")
+    try:
+        reader = _Reader(raw, 1)
+        (count,) = reader.take(_U16)
+        return list(reader.ids(count))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise UnknownFormat(f"damaged id chunk ({exc})") from None
+
+
+def _check_format(raw: bytes, kind: str) -> None:
+    if not raw or raw[0] != FORMAT:
+        raise UnknownFormat(f"{kind} in format {raw[0] if raw else 'none (empty)'}")
+
+
+def decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
+    """An account record (format 2), its chunks not yet read."""
+    _check_format(raw, "account record")
+    try:
+        return _decode_record(raw, window)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise UnknownFormat(f"damaged account record ({exc})") from None
+
+
+def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
+    reader = _Reader(raw, 0)
+    _, clock, last_length = reader.take(_HEAD)
+    last = reader.text(last_length, _NONE32)
+    (count,) = reader.take(_U8)
+    icps = {}
+    for _ in range(count):
+        (length,) = reader.take(_U8)
+        icp_id = reader.text(length, _NONE8)
+        raw_intent, icp_clock, alert_at, tier_length = reader.take(_ICP)
+        tier = reader.text(tier_length, _NONE8)
+        icps[icp_id or ""] = IcpState(raw_intent, _optional(icp_clock), _optional(alert_at), tier)
+    ids = ChunkedIds(window)
+    (ids.next_chunk,) = reader.take(_U32)
+    (chunks,) = reader.take(_U16)
+    for _ in range(chunks):
+        number, newest = reader.take(_CHUNK_REF)
+        ids.chunks[number] = newest
+    (recent,) = reader.take(_U16)
+    ids.recent = list(reader.ids(recent))
+    state = AccountState(_optional(clock), last, icps, ids)
+    return state, ids
+
+
+def load_account(
+    table: Readable, account: bytes, window: float, bucket_width: float
+) -> tuple[AccountState, ChunkedIds]:
+    """The account's state from the table (a fresh one if it has none), every id
+    of its window in memory. `bucket_width`: format 1's bucket width."""
     raw = table.get(account)
     if raw is None:
-        ids = BucketedIds(table, account, [], width)
+        ids = ChunkedIds(window)
         return AccountState(seen=ids), ids
-    doc: dict[str, Any] = orjson.loads(raw)
-    ids = BucketedIds(table, account, doc["buckets"], width, doc.get("recent"))
-    return AccountState.from_core(doc, ids), ids
+    if raw[:1] == b"{":
+        return _load_format_1(table, account, raw, window, bucket_width)
+    state, ids = decode_record(raw, window)
+    for number in ids.chunks:
+        chunk = table.get(chunk_key(account, number))
+        if chunk is not None:  # deleted with its ids past the horizon: not needed
+            for event_id, at in decode_chunk(chunk):
+                ids.remember(event_id, at)
+    for event_id, at in ids.recent:
+        ids.remember(event_id, at)
+    return state, ids
 
 
-def store_account(
-    table: Table, account: bytes, state: AccountState, ids: BucketedIds, force: bool = False
-) -> None:
-    """Write the record, with the ids added since the buckets were last written
-    (`recent`); the buckets themselves only once `recent` holds
-    `RECENT_LIMIT` ids (or with `force`). Loading a record puts its recent ids
-    back in their buckets, so they are remembered either way, and most
-    accounts cost one changelog record per commit instead of two."""
-    table[account] = orjson.dumps({**state.core(), "buckets": ids.live, "recent": ids.added})
-    if force or len(ids.added) >= RECENT_LIMIT:
-        ids.flush()
+def _load_format_1(
+    table: Readable, account: bytes, raw: bytes, window: float, width: float
+) -> tuple[AccountState, ChunkedIds]:
+    """A format-1 account: JSON record, ids in hourly JSON buckets (their time
+    taken as the bucket's end: they are forgotten no sooner than before). Every
+    id is written again, as chunks, at the next write-back."""
+    try:
+        doc: dict[str, Any] = orjson.loads(raw)
+        buckets = {n: table.get(bucket_key(account, n)) for n in doc.get("buckets", [])}
+        stored = {n: orjson.loads(v) for n, v in buckets.items() if v is not None}
+    except orjson.JSONDecodeError as exc:
+        raise UnknownFormat(f"damaged format-1 record ({exc})") from None
+    ids = ChunkedIds(window)
+    entries: dict[str, float] = {}
+    for bucket in buckets:
+        for event_id in stored.get(bucket, ()):
+            entries[event_id] = (bucket + 1) * width
+    ids.legacy = list(buckets)
+    for event_id, at in doc.get("recent", []):
+        entries[event_id] = at
+    ordered = sorted(entries.items(), key=lambda entry: entry[1])
+    for event_id, at in ordered:
+        ids.remember(event_id, at)
+    ids.recent = ordered
+    state = AccountState.from_core(doc, ids)
+    return state, ids
+
+
+def read_table(
+    items: Iterable[tuple[bytes, bytes]], window: float, bucket_width: float
+) -> dict[str, tuple[dict[str, Any], set[str]]]:
+    """Every account of a table's latest values (a compacted changelog read to
+    its end): domain -> (its state's core, the ids it remembers). For tests and
+    inspection."""
+    table = dict(items)
+    accounts = {}
+    for key in table:
+        if SEPARATOR in key or key.startswith(b"\x00"):
+            continue
+        state, ids = load_account(table, key, window, bucket_width)
+        accounts[key.decode()] = (state.core(), set(ids.ids))
+    return accounts

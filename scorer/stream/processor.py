@@ -22,12 +22,13 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from scorer.config import Settings
-from scorer.errors import InvalidInputError
+from scorer.errors import ConfigError, InvalidInputError
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
 from scorer.scoring.intake import PLACED_ELSEWHERE, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
+from scorer.stream.account_codec import UnknownFormat, unreadable_state
 from scorer.stream.metrics import Metrics
 from scorer.stream.tables import Firmographics
 from scorer.stream.tasks import Task
@@ -83,6 +84,8 @@ class Processor:
         for record in records:
             try:
                 self.handle(task, record)
+            except UnknownFormat as exc:  # state this version cannot read: stop, say why
+                raise ConfigError(unreadable_state(task.changelog.topic, exc)) from exc
             except Exception:  # a bug must not stop the partition: dead-letter it
                 log.exception("scoring failed; record sent to the DLQ")
                 self.dead_letter(task, record, "internal_error", "see worker log")

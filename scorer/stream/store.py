@@ -24,6 +24,7 @@ from the changelog, never reused.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -33,13 +34,20 @@ from typing import Any, Protocol
 import orjson
 
 from scorer.scoring.state import AccountState
-from scorer.stream.account_codec import BucketedIds, load_account, store_account
+from scorer.stream.account_codec import SEPARATOR, ChunkedIds, load_account, store_account
 
 MARKER_KEY = b"\x00scorer:changelog-id"
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 BLOCK_CACHE_BYTES = 16 * 1024 * 1024  # shared by every store of the process
 META_KEY = b"\x00scorer:meta"
+# Committed writes wait this long, at most, to reach the backing store.
+FLUSH_INTERVAL = 5.0
 _MISSING = object()
+
+
+def is_account_key(key: bytes) -> bool:
+    """An account record's key: not an id chunk's, not the store's own (0x00...)."""
+    return bool(key) and key[0] != 0 and SEPARATOR not in key
 
 
 def new_marker() -> bytes:
@@ -54,6 +62,10 @@ class Backing(Protocol):
     marker_offset: int | None
 
     def get(self, key: bytes) -> bytes | None: ...
+
+    def account_keys(self) -> Iterable[bytes]:
+        """The keys of the account records it holds (not chunks, not its own keys)."""
+        ...
 
     def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None: ...
 
@@ -75,6 +87,9 @@ class MemoryBacking:
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
+
+    def account_keys(self) -> Iterable[bytes]:
+        return [key for key in self.data if is_account_key(key)]
 
     def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
         data = self.data
@@ -139,6 +154,10 @@ class RocksBacking:
         value: bytes | None = self.db.get(key)
         return value
 
+    def account_keys(self) -> Iterable[bytes]:
+        keys = self.db.keys()  # an Rdict in raw mode does not iterate by itself
+        return [key for key in keys if is_account_key(key)]
+
     def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
         batch = self._batch(raw_mode=True)
         for key, value in items:
@@ -181,27 +200,46 @@ def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Pa
 
 class AccountStore:
     """A task's accounts: the table `scorer.stream.account_codec` reads and writes,
-    an LRU of decoded accounts and the accounts changed since the last
-    commit."""
+    the decoded accounts (all of them, up to `cache_limit`; past it the least
+    recently used are written back and dropped, and read again from the
+    backing store when next needed) and the accounts changed since the last
+    commit.
 
-    def __init__(self, backing: Backing, bucket_width: float, cache_limit: int) -> None:
+    Committed writes reach the backing store (RocksDB) at most every
+    `flush_interval` seconds, a key written in several commits once: the
+    store only has to hold a committed prefix of the changelog, which restore
+    completes from the changelog's tail, and every account it needs is
+    already in memory."""
+
+    def __init__(
+        self,
+        backing: Backing,
+        window: float,
+        bucket_width: float,
+        cache_limit: int,
+        flush_interval: float = FLUSH_INTERVAL,
+    ) -> None:
         self.backing = backing
-        self.bucket_width = bucket_width
+        self.window = window
+        self.bucket_width = bucket_width  # of the format-1 records it may read
         self.cache_limit = cache_limit
+        self.flush_interval = flush_interval
         self.pending: dict[bytes, bytes | None] = {}
         self.inflight: dict[bytes, bytes | None] = {}
-        self.cache: OrderedDict[bytes, tuple[AccountState, BucketedIds]] = OrderedDict()
+        self.unflushed: dict[bytes, bytes | None] = {}  # committed, not yet in the backing
+        self.unflushed_offset: int | None = None
+        self.flushed_at = time.monotonic()
+        self.cache: OrderedDict[bytes, tuple[AccountState, ChunkedIds]] = OrderedDict()
         self.dirty: set[bytes] = set()
 
     # -- the table interface of scorer.stream.account_codec ---------------------------
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
-        value = self.pending.get(key, _MISSING)
-        if value is _MISSING:
-            value = self.inflight.get(key, _MISSING)
-            if value is _MISSING:
-                return self.backing.get(key)
-        return value  # type: ignore[return-value]
+        for layer in (self.pending, self.inflight, self.unflushed):
+            value = layer.get(key, _MISSING)
+            if value is not _MISSING:
+                return value  # type: ignore[return-value]
+        return self.backing.get(key)
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.pending[key] = value
@@ -223,15 +261,24 @@ class AccountStore:
         if entry is not None:
             cache.move_to_end(key)
             return entry[0]
-        # Ids the record carries in `recent` are back in their buckets in
-        # memory; the stored record already holds them, so nothing to write yet.
-        entry = cache[key] = load_account(self, key, self.bucket_width)
+        entry = cache[key] = load_account(self, key, self.window, self.bucket_width)
         if len(cache) > self.cache_limit:
             old, (state, ids) = cache.popitem(last=False)
             if old in self.dirty:
                 store_account(self, old, state, ids)
                 self.dirty.discard(old)
         return entry[0]
+
+    def preload(self) -> int:
+        """Every account of the backing store decoded into memory (up to the
+        limit), so that scoring never waits on a read; returns how many."""
+        count = 0
+        for key in self.backing.account_keys():
+            if count >= self.cache_limit:
+                break
+            self.account_by_key(key)
+            count += 1
+        return count
 
     def changed(self, key: bytes) -> None:
         self.dirty.add(key)
@@ -249,17 +296,29 @@ class AccountStore:
         return self.inflight
 
     def committed(self, offset: int) -> None:
-        """The changelog holds the in-flight writes up to `offset`: make them
-        the backing store's."""
-        self.backing.write(self.inflight.items(), offset)
+        """The changelog holds the in-flight writes up to `offset`."""
+        self.unflushed.update(self.inflight)
+        self.unflushed_offset = offset
         self.inflight = {}
+        if time.monotonic() - self.flushed_at >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """The committed writes into the backing store, with their changelog offset."""
+        if self.unflushed_offset is not None:
+            self.backing.write(self.unflushed.items(), self.unflushed_offset)
+        self.unflushed = {}
+        self.unflushed_offset = None
+        self.flushed_at = time.monotonic()
 
     def discard(self) -> None:
-        """Forget everything not committed (an aborted transaction)."""
+        """Forget everything not committed (an aborted transaction): the accounts
+        changed since the last commit are read again from what was committed."""
+        for key in (*self.dirty, *self.pending, *self.inflight):
+            self.cache.pop(key.split(SEPARATOR, 1)[0], None)
         self.pending = {}
         self.inflight = {}
         self.dirty.clear()
-        self.cache.clear()
 
     def apply_changelog(self, records: list[Any]) -> int:
         """Restore: changelog records into the backing store; returns how many
@@ -276,5 +335,7 @@ class AccountStore:
         return len(items)
 
     def close(self) -> None:
+        """Committed writes flushed, the backing store closed."""
+        self.flush()
         self.cache.clear()
         self.backing.close()

@@ -23,9 +23,14 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from scorer.config import Settings
+from scorer.errors import ConfigError
 from scorer.kafka.client import producer_options, reader, stop_consumer
 from scorer.kafka.topics import Topics
-from scorer.stream.account_codec import BUCKETS_PER_WINDOW
+from scorer.stream.account_codec import (
+    FORMAT_1_BUCKETS_PER_WINDOW,
+    UnknownFormat,
+    unreadable_state,
+)
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import (
     AccountStore,
@@ -38,21 +43,22 @@ from scorer.stream.store import (
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")
-# Decoded accounts per task, about 2 KB each, kept in a least-recently-used
-# cache: an account read again soon is not decoded again. Bounded so that
-# memory does not grow with the key space (the store holds the rest).
-ACCOUNT_CACHE_LIMIT = 7_500
 
 
 class TaskFactory:
     """Makes, restores and closes tasks."""
 
-    def __init__(self, settings: Settings, topics: Topics, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, topics: Topics, metrics: Metrics, partitions: int
+    ) -> None:
         self.settings = settings
         self.topics = topics
         self.metrics = metrics
+        # Every account of a task decoded in memory, up to its share of the
+        # worker's budget: a worker that owns every partition may hold all of it.
+        self.accounts_per_task = max(1, settings.accounts_in_memory // max(1, partitions))
         self.exactly_once = settings.guarantee == "exactly_once"
-        self.bucket_width = max(1.0, settings.dedup_window / BUCKETS_PER_WINDOW)
+        self.bucket_width = max(1.0, settings.dedup_window / FORMAT_1_BUCKETS_PER_WINDOW)
 
     def backing(self, partition: int) -> Backing:
         if self.settings.store == "rocksdb":
@@ -85,7 +91,12 @@ class TaskFactory:
 
     async def create(self, partition: int) -> Task:
         producer = await self.producer(partition)
-        store = AccountStore(self.backing(partition), self.bucket_width, ACCOUNT_CACHE_LIMIT)
+        store = AccountStore(
+            self.backing(partition),
+            self.settings.dedup_window,
+            self.bucket_width,
+            self.accounts_per_task,
+        )
         inputs = [TopicPartition(topic, partition) for topic in self.topics.inputs()]
         changelog = TopicPartition(self.topics.changelog, partition)
         return Task(partition, inputs, changelog, store, producer)
@@ -132,13 +143,22 @@ class TaskFactory:
                 for tp in list(todo):
                     if await consumer.position(tp) >= todo[tp]:
                         del todo[tp]
+            restored_at = time.monotonic()
+            accounts = 0
             for task in tasks:
+                try:
+                    accounts += task.store.preload()
+                except UnknownFormat as exc:
+                    raise ConfigError(unreadable_state(task.changelog.topic, exc)) from exc
                 task.restored(new_marker() if task.store.backing.marker is None else None)
             log.info(
-                "restored %d account records for partitions %s in %.2f s",
+                "restored %d account records for partitions %s in %.2f s; "
+                "%d accounts decoded into memory in %.2f s",
                 count,
                 sorted(task.partition for task in tasks),
-                time.monotonic() - started,
+                restored_at - started,
+                accounts,
+                time.monotonic() - restored_at,
             )
         finally:
             await stop_consumer(consumer)

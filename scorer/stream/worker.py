@@ -179,7 +179,7 @@ class Worker:
         self.manager = TaskManager(
             settings,
             topics,
-            TaskFactory(settings, topics, self.metrics),
+            TaskFactory(settings, topics, self.metrics, partitions),
             Committer(settings.app_id, consumer, self.metrics, shared),
             self.processor,
             self.metrics,

@@ -8,15 +8,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from scorer.cli import load_companies
+from scorer.config import Settings
 from scorer.events import decode_event
 from scorer.icp import load_icp
+from scorer.inputs import load_companies
 from scorer.kafka.client import partitions_of
 from scorer.scoring import AccountState, Engine, alert_id
-from scorer.stream.account_codec import SEPARATOR
+from scorer.stream.account_codec import FORMAT_1_BUCKETS_PER_WINDOW, read_table
 from scorer.stream.store import MARKER_KEY
 from tests.integration.streaming import ICPS
 from tests.kafka_harness import Deployment
@@ -52,21 +52,18 @@ async def wait_caught_up(deployment: Deployment, topic: str, timeout: float = 18
 
 
 def table_state(changelog: list[Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """(account records by domain, applied event ids) from an accounts changelog."""
+    """(account state cores by domain, applied event ids) from an accounts changelog,
+    read the way a worker restores it (`scorer.stream.account_codec`)."""
     latest: dict[bytes, bytes | None] = {}
     for record in changelog:
         latest[record.key] = record.value
+    window = Settings().dedup_window
+    width = window / FORMAT_1_BUCKETS_PER_WINDOW
+    items = [(k, v) for k, v in latest.items() if v is not None and k != MARKER_KEY]
     accounts, applied = {}, set()
-    for key, value in latest.items():
-        if value is None or key == MARKER_KEY:
-            continue
-        if SEPARATOR in key:
-            applied.update(orjson.loads(value))
-        else:
-            record = orjson.loads(value)
-            # ids whose bucket write a kill -9 may have lost (repaired on load)
-            applied.update(event_id for event_id, _ in record.get("recent", []))
-            accounts[key.decode()] = record
+    for domain, (core, ids) in read_table(items, window, width).items():
+        accounts[domain] = core
+        applied |= ids
     return accounts, applied
 
 

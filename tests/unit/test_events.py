@@ -132,7 +132,9 @@ def _outcome(decode: Any, raw: bytes) -> tuple[Any, ...]:
 
 
 EVENT_FIELDS = ("event_id", "type", "occurred_at", "at", "account", "path", "lead_id", "title")
-anything = st.one_of(values, st.floats(allow_nan=False), st.lists(st.integers(), max_size=2))
+anything = st.one_of(
+    values, st.floats(allow_nan=False), st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2)
+)
 
 
 @settings(max_examples=500, deadline=None)

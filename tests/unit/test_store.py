@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer.scoring import SCORED, Engine
-from scorer.stream.store import MARKER_KEY, AccountStore, MemoryBacking, RocksBacking
+from scorer.stream.store import MARKER_KEY, AccountStore, Backing, MemoryBacking, RocksBacking
 from tests.conftest import make_event, make_icp
 
+WEEK = 7 * 86400.0
 ACME = {"domain": "acme.example", "industry": "saas", "employees": 100, "country": "US"}
 
 
@@ -29,11 +30,17 @@ def score(store: AccountStore, engine: Engine, key: bytes, event_id: str) -> str
     return outcome
 
 
+def make_store(
+    backing: Backing, cache_limit: int = 100, flush_interval: float = 0.0
+) -> AccountStore:
+    return AccountStore(backing, WEEK, 3600, cache_limit, flush_interval)
+
+
 def test_commit_moves_pending_writes_into_the_backing_store() -> None:
     """Changed accounts are serialised at prepare, and land in the backing store
     (with the changelog offset) only when committed."""
     backing = MemoryBacking()
-    store, engine = AccountStore(backing, 3600, 100), Engine([make_icp()])
+    store, engine = make_store(backing), Engine([make_icp()])
     score(store, engine, b"acme.example", "e-1")
     writes = store.prepare()
     assert b"acme.example" in writes and backing.get(b"acme.example") is None
@@ -42,10 +49,26 @@ def test_commit_moves_pending_writes_into_the_backing_store() -> None:
     assert backing.offset == 17 and not store.pending
 
 
+def test_committed_writes_reach_the_backing_store_at_most_every_interval() -> None:
+    """Between flushes the store reads committed writes from memory; a flush (at
+    the interval, or on close) writes each key once, with the last commit's
+    changelog offset."""
+    backing = MemoryBacking()
+    store, engine = make_store(backing, flush_interval=3600), Engine([make_icp()])
+    for offset, event_id in ((5, "e-1"), (9, "e-2")):
+        score(store, engine, b"acme.example", event_id)
+        store.prepare()
+        store.committed(offset)
+    assert backing.get(b"acme.example") is None and backing.offset == 0
+    assert store.get(b"acme.example") is not None
+    store.flush()
+    assert backing.offset == 9 and backing.get(b"acme.example") == store.get(b"acme.example")
+
+
 def test_discard_forgets_uncommitted_state() -> None:
     """After a rollback, an account is as the last commit left it: a replayed event
     is applied again, not taken for a duplicate."""
-    store, engine = AccountStore(MemoryBacking(), 3600, 100), Engine([make_icp()])
+    store, engine = make_store(MemoryBacking()), Engine([make_icp()])
     assert score(store, engine, b"acme.example", "e-1") == SCORED
     store.prepare()
     store.discard()
@@ -55,7 +78,7 @@ def test_discard_forgets_uncommitted_state() -> None:
 def test_lru_eviction_keeps_changes() -> None:
     """An account evicted from the decoded cache before a commit keeps its change:
     its next load sees the event as applied."""
-    store, engine = AccountStore(MemoryBacking(), 3600, cache_limit=2), Engine([make_icp()])
+    store, engine = make_store(MemoryBacking(), cache_limit=2), Engine([make_icp()])
     for i, domain in enumerate([b"a.example", b"b.example", b"c.example"]):
         score(store, engine, domain, f"e-{i}")
     assert b"a.example" not in store.cache and len(store.cache) == 2
@@ -66,7 +89,7 @@ def test_restore_applies_records_tombstones_and_the_marker(tmp_path: Path) -> No
     """Changelog records (and deletes) rebuild a RocksDB store; the marker is kept
     aside, and the offset and marker survive a reopen."""
     path = tmp_path / "app" / "changelog" / "0"
-    store = AccountStore(RocksBacking(path), 3600, 100)
+    store = make_store(RocksBacking(path))
     store.apply_changelog(
         [
             Record(MARKER_KEY, b"abc", 0),
@@ -82,3 +105,32 @@ def test_restore_applies_records_tombstones_and_the_marker(tmp_path: Path) -> No
     reopened.wipe()
     assert (reopened.offset, reopened.marker, reopened.get(b"b.example")) == (0, None, None)
     reopened.close()
+
+
+def test_discard_keeps_the_accounts_no_one_changed() -> None:
+    """A rollback drops only the accounts changed since the last commit from memory."""
+    store, engine = make_store(MemoryBacking()), Engine([make_icp()])
+    score(store, engine, b"a.example", "e-1")
+    store.prepare()
+    store.committed(1)
+    score(store, engine, b"b.example", "e-2")
+    store.discard()
+    assert b"a.example" in store.cache and b"b.example" not in store.cache
+
+
+def test_preload_decodes_every_stored_account(tmp_path: Path) -> None:
+    """After a restore every account of the backing store is in memory (not its
+    chunks, not the store's own keys), up to the limit."""
+    backing = RocksBacking(tmp_path / "store")
+    store, engine = make_store(backing), Engine([make_icp()])
+    for i in range(40):  # chunks too: an account with more ids than RECENT_LIMIT
+        score(store, engine, b"a.example", f"a-{i}")
+    score(store, engine, b"b.example", "b-1")
+    store.prepare()
+    store.committed(3)
+    backing.set_marker(b"m", 0)
+    store.close()
+    fresh = make_store(RocksBacking(tmp_path / "store"))
+    assert fresh.preload() == 2 and set(fresh.cache) == {b"a.example", b"b.example"}
+    assert score(fresh, engine, b"a.example", "a-3") == "duplicate"
+    fresh.close()
