@@ -6,9 +6,15 @@ account (key = domain):
 - the account record: clock, last event id, per-ICP intent and alert state,
   the live id chunks (each with the time of its newest event), and `recent`,
   the event ids applied since the last chunk, with their times;
-- id chunks (key = domain + 0x1f + ``c`` + sequence number): RECENT_LIMIT
-  ids each, written once when `recent` fills and never rewritten, deleted
-  once every id in them is older than the dedup horizon.
+- id chunks (key = domain + 0x1f + ``c`` + sequence number): the recent
+  ids, moved out of the record once there are enough of them (RECENT_LIMIT),
+  written once and never rewritten, deleted once every id in them is older
+  than the dedup horizon.
+
+Each applied id is encoded once, when it is applied (`ChunkedIds.add`):
+the record carries the recent ids' bytes as they are, and a chunk is those
+bytes moved out, so a busy account's write-back does not encode its ids
+again at every commit.
 
 So a changed account costs one small record per commit, and one chunk per
 RECENT_LIMIT events: appends, whatever the size of its id window. In memory
@@ -45,7 +51,13 @@ FORMAT_BYTE = bytes([FORMAT])
 # Format 1 grouped ids in buckets of this share of the dedup window (hourly
 # for the default 7 days); its records are read back with the same width.
 FORMAT_1_BUCKETS_PER_WINDOW = 168
-RECENT_LIMIT = 32  # ids carried in the account record before they go to a chunk
+# A chunk is written once the record carries RECENT_LIMIT ids, or, for a busy
+# account, a share of its window (at most MAX_RECENT): a record then lists a
+# few dozen chunks, and stays far under Kafka's message size limit however
+# busy the account (about 70 KB at most).
+RECENT_LIMIT = 32
+RECENT_SHARE = 64
+MAX_RECENT = 2048
 SEPARATOR = b"\x1f"
 CHUNK_TAG = b"c"
 # Ids past the horizon stay until it has moved this share of the window past
@@ -58,7 +70,6 @@ _ICP = struct.Struct("<dddB")  # raw, clock, alert_at (NaN: none), len(tier) (0x
 _CHUNK_REF = struct.Struct("<Id")  # sequence number, newest time in it
 _ID = struct.Struct("<dI")  # time, len(event id)
 _U8 = struct.Struct("<B")
-_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _NONE32 = 0xFFFFFFFF
 _NONE8 = 0xFF
@@ -103,13 +114,27 @@ def bucket_key(account: bytes, bucket: int) -> bytes:
 
 class ChunkedIds:
     """`SeenIds` of one account: every id of the window in a dict (id -> time),
-    and what the changelog holds of them (chunks, plus `recent` in the record)."""
+    and what the changelog holds of them: the chunks, and the recent ids the
+    record carries (already encoded)."""
 
-    __slots__ = ("chunks", "dead", "ids", "legacy", "next_chunk", "recent", "slack", "sweep_at")
+    __slots__ = (
+        "chunks",
+        "dead",
+        "ids",
+        "legacy",
+        "next_chunk",
+        "recent",
+        "recent_count",
+        "recent_newest",
+        "slack",
+        "sweep_at",
+    )
 
     def __init__(self, window: float) -> None:
         self.ids: dict[str, float] = {}
-        self.recent: list[tuple[str, float]] = []  # applied since the last chunk
+        self.recent = b""  # the ids applied since the last chunk, encoded
+        self.recent_count = 0
+        self.recent_newest = -math.inf
         self.chunks: dict[int, float] = {}  # live chunk -> its newest time
         self.next_chunk = 0
         # Empty tuples until needed: most accounts never have any, and each
@@ -124,7 +149,11 @@ class ChunkedIds:
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         self.ids[event_id] = at
-        self.recent.append((event_id, at))
+        data = event_id.encode()
+        self.recent += _ID.pack(at, len(data)) + data
+        self.recent_count += 1
+        if at > self.recent_newest:
+            self.recent_newest = at
         due = at + self.slack
         if due < self.sweep_at:
             self.sweep_at = due
@@ -147,6 +176,10 @@ class ChunkedIds:
         due = at + self.slack
         if due < self.sweep_at:
             self.sweep_at = due
+
+    def recent_ids(self) -> list[tuple[str, float]]:
+        """The recent ids, decoded (for loading and inspection)."""
+        return list(_Reader(self.recent, 0).ids(self.recent_count))
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -189,27 +222,27 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
         if tier is not None:
             parts.append(tier.encode())
     parts.append(_U32.pack(ids.next_chunk))
-    parts.append(_U16.pack(len(ids.chunks)))
+    parts.append(_U32.pack(len(ids.chunks)))
     for number, newest in ids.chunks.items():
         parts.append(_CHUNK_REF.pack(number, newest))
-    parts.append(_U16.pack(len(ids.recent)))
-    parts += _ids(ids.recent)
+    parts.append(_U32.pack(ids.recent_count))
+    parts.append(ids.recent)
     return b"".join(parts)
 
 
-def encode_chunk(entries: list[tuple[str, float]]) -> bytes:
-    return b"".join([FORMAT_BYTE, _U16.pack(len(entries)), *_ids(entries)])
+def encode_ids(entries: Iterable[tuple[str, float]]) -> bytes:
+    """(id, time) entries as the record's recent ids and a chunk carry them."""
+    return b"".join(_ids(entries))
 
 
 def store_account(table: Table, account: bytes, state: AccountState, ids: ChunkedIds) -> None:
     """Write an account back, in the order of this module's docstring."""
-    recent = ids.recent
-    while len(recent) >= RECENT_LIMIT:
-        chunk, recent = recent[:RECENT_LIMIT], recent[RECENT_LIMIT:]
-        table[chunk_key(account, ids.next_chunk)] = encode_chunk(chunk)
-        ids.chunks[ids.next_chunk] = max(at for _, at in chunk)
+    if ids.recent_count >= max(RECENT_LIMIT, min(MAX_RECENT, len(ids.ids) // RECENT_SHARE)):
+        chunk = FORMAT_BYTE + _U32.pack(ids.recent_count) + ids.recent
+        table[chunk_key(account, ids.next_chunk)] = chunk
+        ids.chunks[ids.next_chunk] = ids.recent_newest
         ids.next_chunk += 1
-    ids.recent = recent
+        ids.recent, ids.recent_count, ids.recent_newest = b"", 0, -math.inf
     for number in ids.dead:
         table.pop(chunk_key(account, number), None)
     ids.dead = ()
@@ -256,7 +289,7 @@ def decode_chunk(raw: bytes) -> list[tuple[str, float]]:
     _check_format(raw, "id chunk")
     try:
         reader = _Reader(raw, 1)
-        (count,) = reader.take(_U16)
+        (count,) = reader.take(_U32)
         return list(reader.ids(count))
     except (struct.error, UnicodeDecodeError) as exc:
         raise UnknownFormat(f"damaged id chunk ({exc})") from None
@@ -290,12 +323,17 @@ def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]
         icps[icp_id or ""] = IcpState(raw_intent, _optional(icp_clock), _optional(alert_at), tier)
     ids = ChunkedIds(window)
     (ids.next_chunk,) = reader.take(_U32)
-    (chunks,) = reader.take(_U16)
+    (chunks,) = reader.take(_U32)
     for _ in range(chunks):
         number, newest = reader.take(_CHUNK_REF)
         ids.chunks[number] = newest
-    (recent,) = reader.take(_U16)
-    ids.recent = list(reader.ids(recent))
+    (count,) = reader.take(_U32)
+    start = reader.offset
+    entries = list(reader.ids(count))  # checks them, and they go into the dict
+    ids.recent, ids.recent_count = bytes(raw[start : reader.offset]), count
+    ids.recent_newest = max((at for _, at in entries), default=-math.inf)
+    for event_id, at in entries:
+        ids.remember(event_id, at)
     state = AccountState(_optional(clock), last, icps, ids)
     return state, ids
 
@@ -317,8 +355,6 @@ def load_account(
         if chunk is not None:  # deleted with its ids past the horizon: not needed
             for event_id, at in decode_chunk(chunk):
                 ids.remember(event_id, at)
-    for event_id, at in ids.recent:
-        ids.remember(event_id, at)
     return state, ids
 
 
@@ -345,7 +381,8 @@ def _load_format_1(
     ordered = sorted(entries.items(), key=lambda entry: entry[1])
     for event_id, at in ordered:
         ids.remember(event_id, at)
-    ids.recent = ordered
+    ids.recent, ids.recent_count = encode_ids(ordered), len(ordered)
+    ids.recent_newest = max((at for _, at in ordered), default=-math.inf)
     state = AccountState.from_core(doc, ids)
     return state, ids
 

@@ -63,7 +63,7 @@ class Backing(Protocol):
 
     def get(self, key: bytes) -> bytes | None: ...
 
-    def account_keys(self) -> Iterable[bytes]:
+    def account_keys(self) -> list[bytes]:
         """The keys of the account records it holds (not chunks, not its own keys)."""
         ...
 
@@ -88,7 +88,7 @@ class MemoryBacking:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def account_keys(self) -> Iterable[bytes]:
+    def account_keys(self) -> list[bytes]:
         return [key for key in self.data if is_account_key(key)]
 
     def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
@@ -154,7 +154,7 @@ class RocksBacking:
         value: bytes | None = self.db.get(key)
         return value
 
-    def account_keys(self) -> Iterable[bytes]:
+    def account_keys(self) -> list[bytes]:
         keys = self.db.keys()  # an Rdict in raw mode does not iterate by itself
         return [key for key in keys if is_account_key(key)]
 
@@ -231,6 +231,11 @@ class AccountStore:
         self.flushed_at = time.monotonic()
         self.cache: OrderedDict[bytes, tuple[AccountState, ChunkedIds]] = OrderedDict()
         self.dirty: set[bytes] = set()
+        # Once every stored account is in memory (`preload`), an account not in
+        # the cache has no state yet, except those dropped from it since
+        # (`dropped`): a new account is then made without a read of the store.
+        self.complete = False
+        self.dropped: set[bytes] = set()
 
     # -- the table interface of scorer.stream.account_codec ---------------------------
 
@@ -261,9 +266,15 @@ class AccountStore:
         if entry is not None:
             cache.move_to_end(key)
             return entry[0]
-        entry = cache[key] = load_account(self, key, self.window, self.bucket_width)
+        if self.complete and key not in self.dropped:
+            ids = ChunkedIds(self.window)
+            entry = cache[key] = (AccountState(seen=ids), ids)
+        else:
+            entry = cache[key] = load_account(self, key, self.window, self.bucket_width)
+            self.dropped.discard(key)
         if len(cache) > self.cache_limit:
             old, (state, ids) = cache.popitem(last=False)
+            self.complete = False  # past the limit: the store holds accounts memory does not
             if old in self.dirty:
                 store_account(self, old, state, ids)
                 self.dirty.discard(old)
@@ -273,11 +284,13 @@ class AccountStore:
         """Every account of the backing store decoded into memory (up to the
         limit), so that scoring never waits on a read; returns how many."""
         count = 0
-        for key in self.backing.account_keys():
+        keys = self.backing.account_keys()
+        for key in keys:
             if count >= self.cache_limit:
                 break
             self.account_by_key(key)
             count += 1
+        self.complete = count == len(keys) and not self.pending and not self.unflushed
         return count
 
     def changed(self, key: bytes) -> None:
@@ -315,7 +328,9 @@ class AccountStore:
         """Forget everything not committed (an aborted transaction): the accounts
         changed since the last commit are read again from what was committed."""
         for key in (*self.dirty, *self.pending, *self.inflight):
-            self.cache.pop(key.split(SEPARATOR, 1)[0], None)
+            account = key.split(SEPARATOR, 1)[0]
+            if self.cache.pop(account, None) is not None:
+                self.dropped.add(account)
         self.pending = {}
         self.inflight = {}
         self.dirty.clear()

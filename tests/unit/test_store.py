@@ -134,3 +134,37 @@ def test_preload_decodes_every_stored_account(tmp_path: Path) -> None:
     assert fresh.preload() == 2 and set(fresh.cache) == {b"a.example", b"b.example"}
     assert score(fresh, engine, b"a.example", "a-3") == "duplicate"
     fresh.close()
+
+
+class CountingBacking(MemoryBacking):
+    """A memory backing that counts its reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_with_every_account_in_memory_a_new_account_reads_nothing() -> None:
+    """After a complete preload a new account is made without a read of the store; an
+    account dropped by a rollback is read again, and so is everything once the
+    limit has pushed accounts out."""
+    backing = CountingBacking()
+    store, engine = make_store(backing, cache_limit=3), Engine([make_icp()])
+    store.preload()
+    score(store, engine, b"a.example", "e-1")
+    score(store, engine, b"b.example", "e-2")
+    assert backing.reads == 0
+    store.prepare()
+    store.committed(2)
+    score(store, engine, b"a.example", "e-3")
+    store.discard()  # a.example changed since the commit: dropped, read again
+    assert score(store, engine, b"a.example", "e-1") == "duplicate" and backing.reads >= 1
+    for name in (b"c.example", b"d.example"):  # past the limit
+        score(store, engine, name, "e-4")
+    reads = backing.reads
+    score(store, engine, b"e.example", "e-5")
+    assert backing.reads > reads
