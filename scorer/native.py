@@ -35,6 +35,7 @@ MODULES = (
     "scorer.scoring.engine",
     "scorer.scoring.intake",
     "scorer.offline",
+    "scorer.stream.account_codec",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"
 RECORD = "_core_sources.json"  # in the package: the sources a build was made from

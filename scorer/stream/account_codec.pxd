@@ -1,0 +1,23 @@
+# The compiled core's view of scorer/stream/account_codec.py (see scorer/native.py):
+# an account's ids as an extension type, applied on the engine's inner loop.
+cimport cython
+
+
+cdef class ChunkedIds:
+    cdef public dict ids
+    cdef public bytes recent
+    cdef public Py_ssize_t recent_count
+    cdef public double recent_newest
+    cdef public dict chunks
+    cdef public Py_ssize_t next_chunk
+    cdef public object dead
+    cdef public object legacy
+    cdef public double slack
+    cdef public double sweep_at
+
+    cpdef bint contains(self, str event_id, double at)
+
+    @cython.locals(due=cython.double, data=bytes)
+    cpdef void add(self, str event_id, double at, double horizon)
+
+    cpdef void remember(self, str event_id, double at)
