@@ -163,10 +163,13 @@ def main() -> int:
         "ratios": {
             "scorer_vs_floor": round(rates["scorer"] / rates["orjson-floor"], 3),
             "scorer_vs_naive": round(rates["scorer"] / rates["pydantic-naive"], 3),
-            "scorer_loop_vs_goal": round(rates["scorer-loop"] / 100_000, 3),
+            "scorer_loop_vs_floor": round(rates["scorer-loop"] / rates["orjson-floor"], 3),
+            "pure_loop_vs_floor": round(rates["pure-python-loop"] / rates["orjson-floor"], 3),
             "compiled_vs_pure_loop": round(rates["scorer-loop"] / rates["pure-python-loop"], 3),
         },
-        "goal_events_per_s": 100_000,
+        # Issue 19: an absolute rate is not stable across this project's machines; the
+        # loop's ratio to the decode-only floor of the same run is.
+        "goal": {"scorer_loop_vs_floor": 0.25},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "engine-latest.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -174,6 +177,12 @@ def main() -> int:
     table.write(f"{'arm':16} {'median s':>9} {'events/s':>10}  (one core, {EVENTS:,} events)\n")
     for arm in arms:
         table.write(f"{arm:16} {medians[arm]:9.2f} {rates[arm]:10,.0f}\n")
+    loop_ratio = result["ratios"]["scorer_loop_vs_floor"]
+    table.write(
+        f"{'met' if loop_ratio >= 0.25 else 'NOT MET'}: scoring loop / orjson floor = "
+        f"{loop_ratio} (goal 0.25; pure Python loop / floor = "
+        f"{result['ratios']['pure_loop_vs_floor']})\n"
+    )
     table.write(
         f"scorer / floor = {result['ratios']['scorer_vs_floor']}, "
         f"scorer / naive = {result['ratios']['scorer_vs_naive']}, "
