@@ -70,11 +70,17 @@ def test_a_partial_build_is_never_imported(tmp_path: Path) -> None:
     assert offline_file == str(copy / "offline.py")
 
 
+def _traffic(folder: Path, companies: int, events: int, seed: int) -> tuple[Path, list[dict]]:
+    """A firmographics file of synthetic companies, and events on half of them."""
+    records = list(synthetic.companies(companies, seed=seed))
+    path = folder / "companies.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    domains = [r["domain"] for r in records[: companies // 2]]
+    return path, list(synthetic.events(events, domains, seed=seed + 2))
+
+
 def _input(folder: Path) -> tuple[Path, Path]:
-    records = list(synthetic.companies(400, seed=3))
-    companies = folder / "companies.jsonl"
-    companies.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-    docs = list(synthetic.events(30_000, [r["domain"] for r in records[:200]], seed=5))
+    companies, docs = _traffic(folder, 400, 30_000, seed=3)
     rng = random.Random(8)
     lines = [orjson.dumps(d) for d in docs]
     # Replays, events far older than the dedup window, other time forms, bad lines.
@@ -154,10 +160,7 @@ def test_both_builds_write_the_same_bytes_through_icp_swaps(tmp_path: Path) -> N
     """100,000 lines (leads, replays, late and expired events, bad lines) scored by
     both builds, with a new version of an ICP twice on the way: every score and
     every alert document is byte for byte the same."""
-    records = list(synthetic.companies(600, seed=13))
-    companies = tmp_path / "companies.jsonl"
-    companies.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-    docs = list(synthetic.events(97_000, [r["domain"] for r in records[:300]], seed=17))
+    companies, docs = _traffic(tmp_path, 600, 97_000, seed=13)
     rng = random.Random(19)
     lines = [orjson.dumps(d) for d in docs]
     for _ in range(3_000):  # replays
