@@ -133,6 +133,20 @@ def describe() -> str:
     return "pure Python (not compiled at install time: `pip install -v` shows why)"
 
 
+def stray_extensions(root: Path = ROOT) -> list[Path]:
+    """Compiled modules in the package that are no longer in MODULES (left by an
+    earlier build): Python would import them instead of their source."""
+    wanted = {module_path(name) for name in MODULES}
+    suffixes = sorted(EXTENSION_SUFFIXES, key=len, reverse=True)  # the longest that fits
+    stray = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root).as_posix()
+        suffix = next((s for s in suffixes if relative.endswith(s)), None)
+        if suffix is not None and relative[: -len(suffix)] not in wanted:
+            stray.append(path)
+    return stray
+
+
 def compiled_and_current() -> bool:
     return len(compiled_modules()) == len(MODULES) and not stale_modules()
 
@@ -147,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         "compiler is present, as after `make setup`)",
     )
     args = parser.parse_args(argv)
+    for path in stray_extensions():
+        path.unlink()
+        print(f"removed {path.relative_to(ROOT)}: not part of the compiled core any more")
     print(f"scoring core: {describe()}")
     required = args.require_compiled or (compiler_available() and not pure_requested())
     if required and not compiled_and_current():

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import orjson
@@ -68,6 +69,18 @@ def test_a_partial_build_is_never_imported(tmp_path: Path) -> None:
         == f"pure Python (only {missing} of {len(native.MODULES)} modules compiled: reinstall)"
     )
     assert offline_file == str(copy / "offline.py")
+
+
+def test_a_module_dropped_from_the_core_leaves_no_compiled_file_behind(tmp_path: Path) -> None:
+    """An extension file of a module no longer in MODULES is found (and `make setup`
+    removes it): Python would import it instead of the module's source."""
+    suffix = EXTENSION_SUFFIXES[0]
+    kept = tmp_path / f"{native.module_path(native.MODULES[0])}{suffix}"
+    stray = tmp_path / "stream" / f"processor{suffix}"
+    for path in (kept, stray, tmp_path / "stream" / "processor.py"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    assert native.stray_extensions(tmp_path) == [stray]
 
 
 def _traffic(folder: Path, companies: int, events: int, seed: int) -> tuple[Path, list[dict]]:
