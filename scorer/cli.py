@@ -29,9 +29,14 @@ class UsageError(Exception):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    settings = Settings()
     if args.dedup_window is None:
-        args.dedup_window = Settings().dedup_window
-    engine = Engine(dedup_window=args.dedup_window)
+        args.dedup_window = settings.dedup_window
+    if args.account_ttl is None:
+        args.account_ttl = max(settings.account_ttl, args.dedup_window)
+    if args.account_ttl < args.dedup_window:
+        raise UsageError("--account-ttl must not be shorter than the dedup window")
+    engine = Engine(dedup_window=args.dedup_window, account_ttl=args.account_ttl)
     for path in args.icp:
         icp = load_icp(path)
         if not engine.set_icp(icp):
@@ -220,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=duration_arg,
         default=None,
         help="event-time window of remembered event ids (default: SCORER_DEDUP_WINDOW or 7d)",
+    )
+    score.add_argument(
+        "--account-ttl",
+        type=duration_arg,
+        default=None,
+        help="an account idle this long in event time starts fresh "
+        "(default: SCORER_ACCOUNT_TTL or 90d)",
     )
     score.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     score.set_defaults(run=cmd_score)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorer.timefmt import parse_duration
@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     dedup_window: float = Field(
         7 * 86400.0, description="SCORER_DEDUP_WINDOW: remembered event ids"
     )
+    account_ttl: float = Field(
+        90 * 86400.0,
+        description="SCORER_ACCOUNT_TTL: an account idle this long in event time starts "
+        "fresh, and its state leaves the store (not shorter than SCORER_DEDUP_WINDOW)",
+    )
     accounts_in_memory: int = Field(
         250_000,
         ge=1_000,
@@ -128,10 +133,19 @@ class Settings(BaseSettings):
             return parse_duration(value)
         return float(value)
 
-    @field_validator("dedup_window", "route_max_age", mode="before")
+    @field_validator("dedup_window", "account_ttl", "route_max_age", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return value if isinstance(value, float) else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _ttl_covers_the_dedup_window(self) -> Settings:
+        if self.account_ttl < self.dedup_window:
+            raise ValueError(
+                "SCORER_ACCOUNT_TTL must not be shorter than SCORER_DEDUP_WINDOW "
+                "(an expired account's applied ids would be forgotten too soon)"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name

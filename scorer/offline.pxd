@@ -3,13 +3,15 @@ cimport cython
 
 from scorer.events cimport Event
 from scorer.scoring.engine cimport Engine
-from scorer.scoring.state cimport AccountState
+from scorer.scoring.intake cimport AccountStates
 
 
 @cython.locals(
-    event=Event, state=AccountState, states=dict, number=cython.Py_ssize_t, every=cython.bint,
+    event=Event, number=cython.Py_ssize_t, every=cython.bint, idle=cython.double,
+    newest=cython.double,
 )
 cpdef object score_lines(
     object lines, Engine engine, object companies, object out, str emit=*, bint strict=*,
     object errors=*, object progress=*, object clock=*, object totals=*,
+    AccountStates accounts=*,
 )

@@ -77,12 +77,18 @@ def score_lines(
     progress: Progress | None = None,
     clock: Any = time.time,
     totals: Totals | None = None,
+    accounts: AccountStates | None = None,
 ) -> Totals:
-    """Score every line; write one document per emitted score to `out`."""
+    """Score every line; write one document per emitted score to `out`. `accounts`:
+    the account states to carry on from (a fresh table by default)."""
     if engine is None:  # compiled, None would not fail by itself
         raise TypeError("score_lines needs an engine")
-    accounts = AccountStates()
+    accounts = accounts if accounts is not None else AccountStates()
     table = CompanyMap(companies)
+    # Account expiry's housekeeping, as the stream does it: accounts idle past the TTL
+    # (and the dedup window, for late events) behind the newest event leave memory.
+    idle = engine.account_ttl + engine.dedup_window
+    newest = -1e300
     totals = totals if totals is not None else Totals()
     outcomes = totals.outcomes
     kind = HOT_ACCOUNT if emit == EMIT_ALERTS else ACCOUNT_SCORE
@@ -91,12 +97,16 @@ def score_lines(
     dumps = orjson.dumps
     for number, raw in enumerate(lines, start=1):
         totals.lines = number
-        if progress is not None and not number & 4095:
+        if not number & 65535:
+            accounts.expire(newest - idle)
+            if progress is not None:
+                progress.tick(totals)
+        elif progress is not None and not number & 4095:
             progress.tick(totals)
         if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
             continue
         try:
-            outcome, _, scores = take_event(engine, raw, accounts, table, every)
+            outcome, event, scores = take_event(engine, raw, accounts, table, every)
         except InvalidInputError as exc:
             outcomes[INVALID] += 1
             errors.write(f"line {number}: {exc}\n")
@@ -106,6 +116,8 @@ def score_lines(
         outcomes[outcome] += 1
         if outcome != SCORED:
             continue
+        if event.at > newest:
+            newest = event.at
         for score in scores:
             if score.alert and score.icp.shadow:
                 totals.shadow_alerts += 1

@@ -9,6 +9,7 @@ from scorer.scoring.state cimport AccountState, IcpState
 
 cdef class Engine:
     cdef public double dedup_window
+    cdef public double account_ttl
     cdef public dict _icps
     cdef public tuple _active
     cdef public dict _fits

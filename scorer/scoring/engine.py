@@ -23,7 +23,12 @@ from scorer.events import LEAD_CREATED, Event
 from scorer.icp.compiled import CompanyFit, CompiledICP, CriterionResult, compile_icp
 from scorer.icp.document import ICPDocument
 from scorer.scoring.decision import should_alert
-from scorer.scoring.state import DEFAULT_DEDUP_WINDOW, AccountState, IcpState
+from scorer.scoring.state import (
+    DEFAULT_ACCOUNT_TTL,
+    DEFAULT_DEDUP_WINDOW,
+    AccountState,
+    IcpState,
+)
 
 SCORED = "scored"
 DUPLICATE = "duplicate"
@@ -71,8 +76,14 @@ class Engine:
         self,
         icps: Iterable[ICPDocument | CompiledICP] = (),
         dedup_window: float = DEFAULT_DEDUP_WINDOW,
+        account_ttl: float | None = None,
     ) -> None:
+        if account_ttl is None:  # the default, or the dedup window when that is longer
+            account_ttl = max(DEFAULT_ACCOUNT_TTL, dedup_window)
+        if account_ttl < dedup_window:
+            raise ValueError("the account TTL must not be shorter than the dedup window")
         self.dedup_window = dedup_window
+        self.account_ttl = account_ttl
         self._icps: dict[str, CompiledICP] = {}
         self._active: tuple[CompiledICP, ...] = ()
         # domain -> (record, ICP set it was computed for, one CompanyFit per active ICP)
@@ -160,8 +171,12 @@ class Engine:
         # The account's dedup (see scorer.scoring.state), on the inner loop.
         # Expiry first: ids older than the horizon are then never consulted.
         account_clock = state.clock
-        if account_clock is not None and at < account_clock - window:
-            return EXPIRED, []
+        if account_clock is not None:
+            if at < account_clock - window:
+                return EXPIRED, []
+            if at - account_clock >= self.account_ttl:  # account expiry: idle past the TTL
+                state.expire()
+                account_clock = None
         seen = state.seen
         # last_event_id also covers a write of this record that landed
         # without the write of its id (see scorer.stream.account_codec).

@@ -9,6 +9,8 @@ cdef class AccountStates:
 
     cpdef AccountState account(self, str domain)
 
+    cpdef Py_ssize_t expire(self, double before)
+
 
 cdef class CompanyMap:
     cdef public object records

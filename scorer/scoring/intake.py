@@ -57,6 +57,14 @@ class AccountStates:
             state = self.states[domain] = AccountState()
         return state
 
+    def expire(self, before: float) -> int:
+        """Forget the accounts whose clock is older than `before` (account expiry's
+        housekeeping: such an account starts fresh anyway); returns how many."""
+        gone = [d for d, s in self.states.items() if s.clock is not None and s.clock < before]
+        for domain in gone:
+            del self.states[domain]
+        return len(gone)
+
 
 class CompanyMap:
     """Company records from a mapping of domain to record (a firmographics file)."""

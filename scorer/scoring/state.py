@@ -25,12 +25,19 @@ from typing import Any, Protocol
 import orjson
 
 DEFAULT_DEDUP_WINDOW = 7 * 86400.0
+# An account idle this long in event time starts fresh (account expiry, docs/icp.md):
+# 90 days is about 13 of the samples' 7-day half-lives (intent decayed to a
+# ten-thousandth), far past any cooldown and the dedup window.
+DEFAULT_ACCOUNT_TTL = 90 * 86400.0
 
 
 class SeenIds(Protocol):
     """Where an account's applied event ids are remembered."""
 
     def contains(self, event_id: str, at: float) -> bool: ...
+
+    def clear(self) -> None:
+        """Forget every id (the account expired)."""
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         """Remember an id; ids of events before `horizon` may be forgotten."""
@@ -47,6 +54,10 @@ class WindowedIds:
 
     def contains(self, event_id: str, at: float) -> bool:
         return event_id in self.ids
+
+    def clear(self) -> None:
+        self.order.clear()
+        self.ids.clear()
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         self.ids.add(event_id)
@@ -94,6 +105,13 @@ class AccountState:
         self.last_event_id = last_event_id
         self.icps: dict[str, IcpState] = {} if icps is None else icps
         self.seen: SeenIds = WindowedIds() if seen is None else seen
+
+    def expire(self) -> None:
+        """Start fresh: no clock, no intent, no alert history, no applied ids."""
+        self.clock = None
+        self.last_event_id = None
+        self.icps = {}
+        self.seen.clear()
 
     def core(self) -> dict[str, Any]:
         """Everything but the applied ids, as plain JSON values."""

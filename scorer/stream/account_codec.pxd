@@ -17,6 +17,8 @@ cdef class ChunkedIds:
 
     cpdef bint contains(self, str event_id, double at)
 
+    cpdef void clear(self)
+
     @cython.locals(due=cython.double, data=bytes)
     cpdef void add(self, str event_id, double at, double horizon)
 

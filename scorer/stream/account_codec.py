@@ -147,6 +147,15 @@ class ChunkedIds:
     def contains(self, event_id: str, at: float) -> bool:
         return event_id in self.ids
 
+    def clear(self) -> None:
+        """Every id forgotten (the account expired): its chunks go at the next write-back."""
+        self.ids = {}
+        self.recent, self.recent_count, self.recent_newest = b"", 0, -math.inf
+        if self.chunks:
+            self.dead = [*self.dead, *self.chunks]
+            self.chunks = {}
+        self.sweep_at = math.inf
+
     def add(self, event_id: str, at: float, horizon: float) -> None:
         self.ids[event_id] = at
         data = event_id.encode()

@@ -45,6 +45,8 @@ log = logging.getLogger("scorer.worker")
 # a whole batch scored without yielding holds the commit up by the batch's
 # scoring time at every round trip. 100 records are a few milliseconds.
 SLICE = 100
+# Idle accounts leave the stores (account expiry) at most this often, in wall time.
+SWEEP_SECONDS = 30.0
 
 
 class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -207,6 +209,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         self.due_at = self.last_commit + gap if now - self.last_commit < gap else None
         if self.due_at is None:
             await self._advance_positions()
+            self._sweep(now)
             if self._start(list(self.tasks.values())):
                 self.last_commit = now
 
@@ -222,6 +225,15 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.rewind()
                 ok = False
         return ok
+
+    def _sweep(self, now: float) -> None:
+        """Account expiry's housekeeping, before a commit, so the tombstones go in it."""
+        settings = self.settings
+        for task in self.tasks.values():
+            if task.state is TaskState.RUNNING and now - task.swept_at >= SWEEP_SECONDS:
+                expired = task.expire_idle(settings.account_ttl, settings.dedup_window, now)
+                if expired:
+                    self.metrics.accounts_expired_total.inc(expired)
 
     def _start(self, tasks: list[Task]) -> bool:
         """Snapshot every running task with work and commit them concurrently,

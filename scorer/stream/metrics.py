@@ -176,6 +176,11 @@ class Metrics:
             "Account changelog records restored into local stores",
             registry=r,
         )
+        self.accounts_expired_total = Counter(
+            "scorer_accounts_expired_total",
+            "Accounts idle past SCORER_ACCOUNT_TTL whose state left the store",
+            registry=r,
+        )
         self.build_info = build_info(r, "scorer_build_info", "Always 1; the version is a label")
         self.ready = Gauge("scorer_ready", "1 when /readyz answers 200", registry=r)
         self.event = {

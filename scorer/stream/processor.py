@@ -129,7 +129,7 @@ class Processor:
         self.record = record
         store = task.store
         try:
-            outcome, _, scores = take_event(
+            outcome, event, scores = take_event(
                 self.engine, raw, store, self.firmographics, self.emit_scores, self.max_bytes, self
             )
         except InvalidInputError as exc:
@@ -144,6 +144,7 @@ class Processor:
             return
         key = self.key
         store.dirty.add(key)
+        task.scored(event.at)
         now = self.now
         produced_at = record.timestamp / 1000.0
         self.metrics.ingest_to_score.observe(now - produced_at)

@@ -34,7 +34,14 @@ from typing import Any, Protocol
 import orjson
 
 from scorer.scoring.state import AccountState
-from scorer.stream.account_codec import SEPARATOR, ChunkedIds, load_account, store_account
+from scorer.stream.account_codec import (
+    SEPARATOR,
+    ChunkedIds,
+    bucket_key,
+    chunk_key,
+    load_account,
+    store_account,
+)
 
 MARKER_KEY = b"\x00scorer:changelog-id"
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
@@ -293,6 +300,22 @@ class AccountStore:
         self.complete = count == len(keys) and not self.pending and not self.unflushed
         return count
 
+    def expire(self, before: float) -> int:
+        """Housekeeping for account expiry: the accounts in memory whose clock is older than
+        `before` leave it, and tombstones for their record and chunks go into the
+        next commit. Returns how many."""
+        gone = [key for key, (state, _) in self.cache.items()
+                if state.clock is not None and state.clock < before]  # fmt: skip
+        for key in gone:
+            _, ids = self.cache.pop(key)
+            self.pending[key] = None
+            for number in (*ids.chunks, *ids.dead):
+                self.pending[chunk_key(key, number)] = None
+            for bucket in ids.legacy:
+                self.pending[bucket_key(key, bucket)] = None
+            self.dirty.discard(key)
+        return len(gone)
+
     def changed(self, key: bytes) -> None:
         self.dirty.add(key)
 
@@ -329,8 +352,8 @@ class AccountStore:
         changed since the last commit are read again from what was committed."""
         for key in (*self.dirty, *self.pending, *self.inflight):
             account = key.split(SEPARATOR, 1)[0]
-            if self.cache.pop(account, None) is not None:
-                self.dropped.add(account)
+            self.cache.pop(account, None)
+            self.dropped.add(account)  # read again, whatever memory held of it
         self.pending = {}
         self.inflight = {}
         self.dirty.clear()

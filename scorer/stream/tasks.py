@@ -64,6 +64,8 @@ class Task:
     outbox: list[Output] = field(default_factory=list)
     alert_times: list[float] = field(default_factory=list)  # input timestamps of queued alerts
     marker: bytes | None = None  # a changelog marker to write in the next commit
+    event_time: float = float("-inf")  # the newest occurred_at it has scored
+    swept_at: float = 0.0  # when (monotonic) idle accounts last left its store
 
     # -- processing ------------------------------------------------------------
 
@@ -77,6 +79,18 @@ class Task:
     ) -> None:
         """Queue an output record for the next commit."""
         self.outbox.append((topic, key, value, headers, partition))
+
+    def scored(self, at: float) -> None:
+        """An event of `at` (epoch seconds) was applied: the task's event time moves."""
+        if at > self.event_time:
+            self.event_time = at
+
+    def expire_idle(self, ttl: float, lateness: float, now: float) -> int:
+        """Account expiry's housekeeping: accounts idle for `ttl` plus `lateness` behind the
+        task's event time leave the store (tombstones in the next commit). The
+        margin keeps the result exact for events at most `lateness` late."""
+        self.swept_at = now
+        return self.store.expire(self.event_time - ttl - lateness)
 
     def alerted(self, produced_at: float) -> None:
         """An alert is in the outbox for an input record produced at `produced_at`."""

@@ -146,6 +146,7 @@ from scorer.icp import load_icp, parse_icp
 from scorer.inputs import load_companies
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, score_lines
 from scorer.scoring import Engine
+from scorer.scoring.intake import AccountStates
 companies_path, events_path, *icp_paths = sys.argv[1:]
 companies = load_companies(companies_path)
 lines = open(events_path, "rb").read().splitlines()
@@ -153,6 +154,7 @@ out = sys.stdout.buffer
 out.write(native.describe().encode() + b"\n")
 for emit in (EMIT_SCORES, EMIT_ALERTS):
     engine = Engine([load_icp(p) for p in icp_paths])
+    accounts = AccountStates()  # carried through the swaps
     third = len(lines) // 3
     for part in range(3):
         if part:  # an ICP swap: a higher version with other weights and thresholds
@@ -165,7 +167,7 @@ for emit in (EMIT_SCORES, EMIT_ALERTS):
             engine.set_icp(parse_icp(doc))
         chunk = lines[part * third : None if part == 2 else (part + 1) * third]
         score_lines(chunk, engine, companies, out, emit=emit, errors=io.StringIO(),
-                    clock=lambda: 0.0)
+                    clock=lambda: 0.0, accounts=accounts)
 """
 
 

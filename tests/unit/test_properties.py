@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from scorer.events import decode_event
 from scorer.scoring import SCORED, AccountState, Engine
+from scorer.scoring.intake import AccountStates
 from tests.conftest import make_icp
 
 BASE = 1_795_000_000  # 2026-11-18
@@ -149,3 +150,44 @@ def test_intent_equals_closed_form_in_any_order(raws: list[bytes], rnd) -> None:
     half_life = icp.intent.half_life
     expected = sum(points[e.event_id] * 2 ** (-(clock - e.at) / half_life) for e in events)
     assert abs(state.icps["saas"].raw - expected) <= 1e-9 * max(1.0, expected)
+
+
+DAY = 86400
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a.example", "b.example", "c.example"]),
+            st.integers(0, 200),  # days after BASE: long idle gaps happen
+            st.integers(0, DAY),  # how late it is behind the newest so far (<= the window)
+            st.sampled_from(TYPES[:3]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.lists(st.booleans(), min_size=60, max_size=60),
+)
+def test_expiry_housekeeping_changes_no_result(
+    steps: list[tuple[str, int, int, str]], sweeps: list[bool]
+) -> None:
+    """Forgetting accounts idle past the TTL plus the dedup window behind the newest
+    event (what the stream and `scorer score` do to bound memory) gives every event
+    the same outcome and scores as keeping them, for events at most the window late."""
+    ttl, window = 20 * DAY, DAY
+    plain, swept = AccountStates(), AccountStates()
+    engines = [Engine([make_icp()], dedup_window=window, account_ttl=ttl) for _ in range(2)]
+    newest = float(BASE)
+    for i, (domain, day, late, kind) in enumerate(steps):
+        at = max(newest, BASE + day * DAY) - late  # never more than the window late
+        doc = {"event_id": f"e{i}", "type": kind, "occurred_at": _iso(int(at))}
+        event = decode_event(orjson.dumps({**doc, "company_domain": domain}))
+        results = []
+        for engine, table in zip(engines, (plain, swept), strict=True):
+            outcome, scores = engine.apply(table.account(domain), event, None)
+            results.append((outcome, [(s.total, s.intent, s.alert, s.tier) for s in scores]))
+        assert results[0] == results[1]
+        newest = max(newest, event.at)
+        if sweeps[i % len(sweeps)]:
+            swept.expire(newest - ttl - window)

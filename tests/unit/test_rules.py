@@ -299,3 +299,41 @@ def test_company_change_invalidates_cached_fit() -> None:
     first = engine.apply(state, make_event("a"), ACME)[1][0]
     second = engine.apply(state, make_event("b"), {**ACME, "country": "US"})[1][0]
     assert (first.fit, second.fit) == (pytest.approx(500 / 6), 100.0)
+
+
+def test_account_expiry_an_idle_account_starts_fresh() -> None:
+    """Account expiry: an event at least the TTL after the account's clock finds it
+    fresh: intent from that event alone, no cooldown, the old ids forgotten."""
+    engine = Engine([make_icp()], dedup_window=86400.0, account_ttl=10 * 86400.0)
+    state = AccountState()
+    first = make_event("e-1", type="demo_request", occurred_at="2026-01-01T00:00:00Z")
+    assert engine.apply(state, first, ACME)[0] == SCORED
+    kept = make_event("e-2", type="demo_request", occurred_at="2026-01-10T23:59:59Z")
+    (score,) = engine.apply(state, kept, ACME)[1]
+    assert score.intent > 40.0  # 9.99 days idle: the state is still there
+    later = make_event("e-3", type="demo_request", occurred_at="2026-01-20T23:59:59Z")
+    (fresh,) = engine.apply(state, later, ACME)[1]
+    assert fresh.intent == 40.0 and fresh.points == 40.0  # exactly 10 days: expired
+    assert set(state.icps) == {"saas"} and state.last_event_id == "e-3"
+    assert not state.seen.contains("e-1", first.at)
+
+
+def test_account_expiry_never_comes_from_a_late_event() -> None:
+    """A late event (before the account's clock) does not expire the account."""
+    engine = Engine([make_icp()], dedup_window=30 * 86400.0, account_ttl=30 * 86400.0)
+    state = AccountState()
+    engine.apply(state, make_event("a", occurred_at="2026-03-01T00:00:00Z"), ACME)
+    assert (
+        engine.apply(state, make_event("b", occurred_at="2026-02-15T00:00:00Z"), ACME)[0] == SCORED
+    )
+    assert (
+        state.seen.contains("a", 0.0)
+        and state.clock == make_event(occurred_at="2026-03-01T00:00:00Z").at
+    )
+
+
+def test_account_ttl_is_never_shorter_than_the_dedup_window() -> None:
+    """A TTL below the dedup window would forget applied ids too early: refused."""
+    with pytest.raises(ValueError, match="dedup window"):
+        Engine([make_icp()], dedup_window=7 * 86400.0, account_ttl=86400.0)
+    assert Engine([], dedup_window=400 * 86400.0).account_ttl == 400 * 86400.0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer.scoring import SCORED, Engine
+from scorer.stream.account_codec import chunk_key
 from scorer.stream.store import MARKER_KEY, AccountStore, Backing, MemoryBacking, RocksBacking
 from tests.conftest import make_event, make_icp
 
@@ -168,3 +169,23 @@ def test_with_every_account_in_memory_a_new_account_reads_nothing() -> None:
     reads = backing.reads
     score(store, engine, b"e.example", "e-5")
     assert backing.reads > reads
+
+
+def test_expired_accounts_leave_memory_with_tombstones_for_all_their_keys() -> None:
+    """Account expiry's housekeeping: an idle account is dropped from memory and its
+    record and every chunk get a tombstone in the next commit; others stay."""
+    store, engine = make_store(MemoryBacking()), Engine([make_icp()])
+    for i in range(40):  # a chunk, then recent ids
+        score(store, engine, b"old.example", f"o-{i}")
+    score(store, engine, b"new.example", "n-1")
+    store.prepare()
+    store.committed(1)
+    old_clock = store.cache[b"old.example"][0].clock
+    assert store.expire(old_clock - 1) == 0
+    assert store.expire(old_clock + 1) == 2  # both accounts' events share a time here
+    assert not store.cache
+    writes = store.prepare()
+    assert writes[b"old.example"] is None and writes[chunk_key(b"old.example", 0)] is None
+    assert writes[b"new.example"] is None
+    store.committed(2)
+    assert store.get(b"old.example") is None and store.get(chunk_key(b"old.example", 0)) is None
