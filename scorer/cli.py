@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from scorer import __version__, gcpolicy, native
 from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
-from scorer.errors import BrokerError, InvalidICPError
+from scorer.errors import BrokerError, ConfigError, InvalidICPError
 from scorer.icp.loader import load_icp
 from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
 from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
@@ -285,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     outage = configure_logging("WARNING", "text")
     try:
         status: int = args.run(args)
+    except ConfigError as exc:  # the deployment cannot work as configured: say how
+        print(f"scorer: {exc}", file=sys.stderr)
+        return 2
     except (KafkaError, BrokerError) as exc:
         print(
             f"scorer: the broker at {Settings().broker} could not be used: "

@@ -30,8 +30,18 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         4, ge=1, description="SCORER_TOPIC_PARTITIONS: for created topics"
     )
+    # A production cluster's values: three copies, two of which must hold a write
+    # before it is acknowledged (acks=all), so one broker can be down (a rolling
+    # upgrade) while every write stays safe. A single local broker needs 1
+    # (deploy/local's tooling, the demo and the tests set it).
     replication_factor: int = Field(
-        1, ge=1, description="SCORER_REPLICATION_FACTOR: for created topics"
+        3, ge=1, description="SCORER_REPLICATION_FACTOR: copies of each topic the scorer creates"
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="SCORER_MIN_INSYNC_REPLICAS: min.insync.replicas of each topic the scorer "
+        "creates (default 2, or 1 when the replication factor is 1)",
     )
     session_timeout: float = Field(
         10.0,
@@ -132,3 +142,11 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
+
+    @property
+    def min_isr(self) -> int:
+        """min.insync.replicas for created topics: the setting, else 2 (1 when
+        there is a single copy)."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return min(2, self.replication_factor)

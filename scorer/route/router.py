@@ -32,7 +32,7 @@ from scorer.kafka.client import (
     stop_consumer,
 )
 from scorer.kafka.follower import Follower
-from scorer.kafka.topics import create_missing
+from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage
 from scorer.route.crm import HubSpotSender, SalesforceSender
 from scorer.route.delivery import DeliveryLog, Lane, Limits, Pending
@@ -53,9 +53,6 @@ from scorer.service.web import WebServer
 log = logging.getLogger("scorer.route")
 COMMIT_SECONDS = 1.0
 MAX_BATCH = 500
-# Delivery records matter only until their input offset is committed; a
-# week's retention bounds the topic while keeping replays of old offsets safe.
-DELIVERIES_CONFIGS = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
 
 
 def make_sender(config: Any, hub: FeedHub) -> Sender:
@@ -112,9 +109,10 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.routes = routes
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = RouteMetrics(self.registry, routes.destinations)
-        self.hot_topic = settings.topic(settings.hot_topic)
-        self.log = DeliveryLog(settings.topic("route-deliveries"))
-        self.dlq_topic = settings.topic("route-dlq")
+        self.topics = Topics.from_settings(settings)
+        self.hot_topic = self.topics.hot
+        self.log = DeliveryLog(self.topics.deliveries)
+        self.dlq_topic = self.topics.route_dlq
         self.hub = FeedHub(
             max(
                 (d.keep for d in routes.destinations.values() if isinstance(d, FeedDestination)),
@@ -214,19 +212,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
     async def _ensure_topics(self) -> None:
-        settings, partitions = self.settings, self.settings.topic_partitions
-        await create_missing(
-            settings,
-            {
-                self.hot_topic: (partitions, {}),
-                settings.topic(settings.firmographics_topic): (
-                    partitions,
-                    {"cleanup.policy": "compact"},
-                ),
-                self.log.topic: (partitions, DELIVERIES_CONFIGS),
-                self.dlq_topic: (partitions, {}),
-            },
-        )
+        await ensure_topics(self.settings, self.topics, self.topics.router())
 
     async def _catch_up_log(self) -> int:
         """Read the delivery log from where this process left it to its end."""

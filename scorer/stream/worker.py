@@ -138,9 +138,7 @@ class Worker:
 
     async def start(self) -> None:
         settings, topics = self.settings, self.topics
-        created = await ensure_topics(settings, topics, check_partitions=True)
-        if created:
-            log.info("created topics: %s", ", ".join(created))
+        await ensure_topics(settings, topics, topics.worker(), check_partitions=True)
         await self.web.start()
         self.metrics.watch(self.lag, lambda: self.not_ready() is None)
         self.side_producer = AIOKafkaProducer(**producer_options(settings))
