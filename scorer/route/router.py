@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from scorer.config import Settings
 from scorer.enrichment.companies import CompanyTable
-from scorer.errors import InvalidInputError
+from scorer.errors import AccessDenied, InvalidInputError
+from scorer.kafka.acls import REFUSED, check_readable, explain
 from scorer.kafka.client import (
     client_options,
     partitions_of,
@@ -48,6 +49,7 @@ from scorer.route.rules import (
     WebhookDestination,
     destinations_for,
 )
+from scorer.service.runner import raise_failed, until
 from scorer.service.web import WebServer
 
 log = logging.getLogger("scorer.route")
@@ -140,6 +142,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.pending: dict[int, Pending] = {}
         self.unacked: list[asyncio.Future[Any]] = []  # dead letters sent by `dispatch`
         self.stopping = asyncio.Event()
+        self.failure: BaseException | None = None  # an assignment that could not be taken on
         self.assigned = False
         self.pauses = 0
         self.pause_logged = -60.0
@@ -188,9 +191,12 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         parts = await partitions_of(options, self.log.topic)
         self.log_reader.assign([TopicPartition(self.log.topic, p) for p in sorted(parts)])
         started = time.monotonic()
-        count = await self._catch_up_log()
+        try:
+            count = await self._catch_up_log()
+        except REFUSED as exc:
+            raise AccessDenied(explain(exc, "router", self.settings, "Read")) from None
         log.info("delivery log: %d records read in %.1f s", count, time.monotonic() - started)
-        await self.follower.loaded.wait()
+        await until(self.follower.loaded.wait(), *self.background)
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=self.settings.router_id,
@@ -212,7 +218,13 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
     async def _ensure_topics(self) -> None:
-        await ensure_topics(self.settings, self.topics, self.topics.router())
+        try:
+            await ensure_topics(self.settings, self.topics, self.topics.router())
+        except REFUSED as exc:  # missing, and this principal may not create them
+            raise AccessDenied(explain(exc, "router", self.settings, "Create")) from None
+        # An empty delivery log is never fetched at start: find a missing Read
+        # now rather than at the first restart that needs the log.
+        await check_readable(self.settings, "router", [self.log.topic])
 
     async def _catch_up_log(self) -> int:
         """Read the delivery log from where this process left it to its end."""
@@ -241,6 +253,14 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             self.pending.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._take_on(assigned)
+        except REFUSED as exc:
+            # Not raised: aiokafka would log it with a traceback and go on. The
+            # cycle raises it, and the router stops with one line.
+            self.failure = AccessDenied(explain(exc, "router", self.settings, "Read"))
+
+    async def _take_on(self, assigned: list[TopicPartition]) -> None:
         consumer = self.consumer
         assert consumer is not None
         await self._catch_up_log()
@@ -267,6 +287,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         assert consumer is not None
         last_commit = time.monotonic()
         while not self.stopping.is_set():
+            self._check_failures()
             self._flow_control(consumer)
             batches = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
             for tp, records in batches.items():
@@ -279,6 +300,16 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._update_lag(consumer)
                 last_commit = now
         await self.drain()
+
+    def _check_failures(self) -> None:
+        """Stop on what cannot be retried: a refused delivery-log or DLQ write (a
+        lane), a refused assignment, a failed follower."""
+        raise_failed(self.background)
+        if self.failure is not None:
+            raise self.failure
+        for lane in self.lanes.values():
+            if lane.refused is not None:
+                raise AccessDenied(explain(lane.refused, "router", self.settings, "Write"))
 
     def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
         """Pause reading while a lane is full, resume once none is. The consumer's own
