@@ -26,6 +26,22 @@ class Settings(BaseSettings):
         description="SCORER_APP_ID: consumer group, transactional-id prefix, own topics and stores",
     )
     web_port: int = Field(6066, description="SCORER_WEB_PORT: /metrics, /healthz, /readyz")
+    # Every interface by default: in a container the probes and the scraper
+    # come from outside. On a shared host, bind 127.0.0.1 behind a proxy.
+    web_host: str = Field(
+        "0.0.0.0",
+        description="SCORER_WEB_HOST: the address the worker's and the router's web servers bind",
+    )
+    web_token: SecretStr | None = Field(
+        None,
+        description="SCORER_WEB_TOKEN: a bearer token the pages with account data (the "
+        "router's /feed and its event stream) require when set",
+    )
+    web_token_scope: Literal["pages", "pages+metrics", "all"] = Field(
+        "pages",
+        description="SCORER_WEB_TOKEN_SCOPE: what the token guards: the pages only, the pages "
+        "and /metrics, or everything (/healthz and /readyz too)",
+    )
     topic_prefix: str = Field("", description="SCORER_TOPIC_PREFIX: put before every topic name")
     topic_partitions: int = Field(
         4, ge=1, description="SCORER_TOPIC_PARTITIONS: for created topics"

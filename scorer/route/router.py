@@ -157,7 +157,13 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             lambda record, reason, detail: None,
         )
         self.web = WebServer(
-            settings.router_web_port, self.registry, self.not_ready, self.hub.routes()
+            settings.router_web_port,
+            self.registry,
+            self.not_ready,
+            self.hub.routes(),
+            host=settings.web_host,
+            token=settings.web_token,
+            scope=settings.web_token_scope,
         )
 
     def _company_record(self, record: Any, dead_letter: Any) -> None:
@@ -211,10 +217,12 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         for lane in self.lanes.values():
             lane.start()
         log.info(
-            "routing %s to %s; feed on :%d/feed",
+            "routing %s to %s; feed on http://%s:%d/feed%s",
             self.hot_topic,
             ", ".join(self.routes.destinations),
-            self.settings.router_web_port,
+            self.web.host,
+            self.web.port,
+            " (SCORER_WEB_TOKEN required)" if self.settings.web_token else "",
         )
 
     async def _ensure_topics(self) -> None:

@@ -80,7 +80,14 @@ class Worker:
         self.background: list[asyncio.Task[Any]] = []
         self.side_sends: set[asyncio.Future[Any]] = set()
         self.first_event_logged = False
-        self.web = WebServer(settings.web_port, self.metrics.registry, self.not_ready)
+        self.web = WebServer(
+            settings.web_port,
+            self.metrics.registry,
+            self.not_ready,
+            host=settings.web_host,
+            token=settings.web_token,
+            scope=settings.web_token_scope,
+        )
         self.icp_follower = Follower(settings, self.topics.icp, self.icps.apply, self.dead_letter)
         self.firm_follower = Follower(
             settings, self.topics.firmographics, self.firmographics.apply, self.dead_letter
