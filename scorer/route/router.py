@@ -452,6 +452,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         if offsets:
             await consumer.commit(offsets)
             self.log.prune({tp.partition: offset for tp, offset in offsets.items()})
+        self.outage.healthy()  # a commit went through: log "back" after an outage
 
     async def drain(self, seconds: float = 6.0) -> None:
         """On shutdown: let lanes finish what they hold for a while, then commit."""
