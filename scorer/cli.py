@@ -18,7 +18,8 @@ from scorer.enrichment.firmographics import is_csv, read_companies
 from scorer.errors import BrokerError, ConfigError, InvalidICPError
 from scorer.icp.loader import load_icp
 from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
-from scorer.kafka.acls import REFUSED, explain
+from scorer.kafka.acls import add_acls_command
+from scorer.kafka.refusals import REFUSED, explain
 from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
 from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
@@ -164,52 +165,6 @@ def cmd_firmographics_load(args: argparse.Namespace) -> int:
     return 1 if bad and args.strict else 0
 
 
-def cmd_acls(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
-    from aiokafka.errors import ClusterAuthorizationFailedError
-
-    from scorer.kafka.acls import as_json, create_acls, principal_of, service_acls, table
-    from scorer.kafka.client import bootstrap_servers
-
-    settings = Settings()
-    principals = {
-        "worker": args.worker_principal,
-        "router": args.router_principal,
-        "publisher": args.publisher_principal,
-    }
-    acls = [
-        acl
-        for service in args.service or list(principals)
-        for acl in service_acls(settings, service, principals[service], args.idempotent_write)
-    ]
-    if args.format == "json":
-        print(json.dumps(as_json(acls), indent=2))
-    elif args.format == "commands":
-        target = (
-            f"--bootstrap-server {bootstrap_servers(settings)} --command-config admin.properties"
-        )
-        for acl in acls:
-            print(f"kafka-acls.sh {target} {acl.kafka_acls()}")
-    else:
-        print(table(acls))
-    if not args.apply:
-        return 0
-    try:
-        asyncio.run(create_acls(settings, acls))
-    except ClusterAuthorizationFailedError:
-        print(
-            f"scorer: {principal_of(settings)} may not create ACLs "
-            "(CLUSTER_AUTHORIZATION_FAILED): run `scorer acls --apply` with an admin's "
-            "credentials (a super user, or Alter on the cluster)",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"{len(acls)} ACLs in place (created as {principal_of(settings)})", file=sys.stderr)
-    return 0
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     from scorer.stream.worker import run_worker
 
@@ -309,36 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     schemas.set_defaults(run=cmd_schemas)
 
-    acls = commands.add_parser(
-        "acls", help="print (or --apply) the ACLs each service needs for this deployment"
-    )
-    acls.add_argument(
-        "--service", action="append", choices=("worker", "router", "publisher"),
-        help="only this service's ACLs (repeatable; default: all three)",
-    )  # fmt: skip
-    acls.add_argument("--worker-principal", default="User:worker", metavar="PRINCIPAL")
-    acls.add_argument("--router-principal", default="User:router", metavar="PRINCIPAL")
-    acls.add_argument(
-        "--publisher-principal",
-        default="User:publisher",
-        metavar="PRINCIPAL",
-        help="who runs icp publish/promote and firmographics load (and creates the topics)",
-    )
-    acls.add_argument(
-        "--format", choices=("table", "commands", "json"), default="table",
-        help="table (default), kafka-acls.sh commands, or JSON",
-    )  # fmt: skip
-    acls.add_argument(
-        "--idempotent-write",
-        action="store_true",
-        help="add IdempotentWrite on the cluster (brokers older than Kafka 3.0)",
-    )
-    acls.add_argument(
-        "--apply",
-        action="store_true",
-        help="create them through the admin API, as the SCORER_SASL_USERNAME principal (an admin)",
-    )
-    acls.set_defaults(run=cmd_acls)
+    add_acls_command(commands)
 
     worker = commands.add_parser("worker", help="run a streaming worker (SCORER_* settings)")
     worker.set_defaults(run=cmd_worker)

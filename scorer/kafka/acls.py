@@ -1,10 +1,9 @@
-"""The ACLs each service needs, and a refusal explained by them.
+"""The ACLs each service needs, and `scorer acls`, which prints or creates them.
 
 One table, computed from the deployment's settings (topic prefix, app id,
-router id, topic names), serves three ends: `scorer acls` prints it,
-`scorer acls --apply` creates it through the admin API (CreateAcls), and a
-service the broker refuses names the permission it lacked and the ACL that
-grants it (`explain`), instead of retrying.
+router id, topic names, guarantee), serves both `scorer acls` (a table,
+kafka-acls.sh commands or JSON; `--apply` creates them with CreateAcls) and
+the services' own explanation of a refusal (`scorer.kafka.refusals`).
 
 Least privilege, as measured against Kafka's StandardAuthorizer by
 tests/cluster/test_authorization.py (each ACL removed in turn stops the
@@ -23,30 +22,27 @@ services start: the long-running services get no Create. Read and Write
 imply Describe, so no Describe ACL is listed. No IdempotentWrite on the
 cluster either: since Kafka 3.0 (KIP-679) Write on any topic lets a
 producer be idempotent; `--idempotent-write` adds it for older brokers.
+
+aiokafka 0.14's admin client has no create_acls: the request goes through
+its public client (`AIOKafkaClient.send`) and protocol classes.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import shlex
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    KafkaError,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailed,
-    for_code,
-)
+from aiokafka.errors import ClusterAuthorizationFailedError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest
 
 from scorer.config import Settings
-from scorer.errors import AccessDenied
-from scorer.kafka.client import client_options, reader, stop_consumer
+from scorer.kafka.client import bootstrap_servers, client_options
 from scorer.kafka.topics import Topics
 
 SERVICES = ("worker", "router", "publisher")
@@ -67,19 +63,6 @@ NOUNS = {
     "TransactionalId": "transactional id",
     "Cluster": "cluster",
 }
-VERBS = {
-    "Read": "read",
-    "Write": "write to",
-    "Create": "create",
-    "Describe": "describe",
-    "IdempotentWrite": "produce idempotently on",
-}
-REFUSED = (
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailed,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,45 +190,6 @@ async def create_acls(settings: Settings, acls: list[Acl]) -> None:
         await client.close()
 
 
-def refusal(exc: BaseException) -> KafkaError | None:
-    """The authorization error behind `exc`, if any: aiokafka's producer wraps
-    one its sender meets (a transactional offset commit refused) in a plain
-    KafkaError."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, REFUSED):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-async def check_readable(
-    settings: Settings, service: str, topics: list[str], timeout: float = 10.0
-) -> None:
-    """Fetch once, at the end, from partition 0 of each topic: a topic this
-    principal may not read is an `AccessDenied` now, rather than a refused
-    commit or the next restore."""
-    consumer = reader(settings, fetch_max_wait_ms=10)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, 0) for topic in topics]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        deadline = asyncio.get_running_loop().time() + timeout
-        # A fetch answered without error sets the partition's high watermark.
-        while any(consumer.highwater(tp) is None for tp in partitions):
-            try:
-                await consumer.getmany(timeout_ms=100)
-            except REFUSED as exc:
-                raise AccessDenied(explain(exc, service, settings, "Read")) from None
-            if asyncio.get_running_loop().time() > deadline:
-                return  # slow, not refused: the service finds out later if it is
-    finally:
-        await stop_consumer(consumer)
-
-
 def principal_of(settings: Settings) -> str:
     """The principal the broker sees for these settings, as far as they say."""
     if settings.security_protocol.startswith("SASL") and settings.sasl_username:
@@ -255,74 +199,77 @@ def principal_of(settings: Settings) -> str:
     return "User:ANONYMOUS"
 
 
-def refused_resources(exc: KafkaError) -> list[tuple[str, str]]:
-    """(resource type, name) pairs an authorization error names (aiokafka puts
-    the topic, topics, group or transactional id in its first argument)."""
-    kind = {
-        TopicAuthorizationFailedError: "Topic",
-        GroupAuthorizationFailedError: "Group",
-        TransactionalIdAuthorizationFailed: "TransactionalId",
-        ClusterAuthorizationFailedError: "Cluster",
-    }.get(type(exc))
-    if kind is None:
-        return []
-    if kind == "Cluster":
-        return [("Cluster", CLUSTER_NAME)]
-    named = exc.args[0] if exc.args else None
-    if isinstance(named, str):
-        return [(kind, named)]
-    if isinstance(named, set | frozenset | list | tuple):
-        return [(kind, str(n)) for n in sorted(named, key=str)]
-    return []
+def add_acls_command(commands: Any) -> None:
+    """`scorer acls` on the CLI's subcommands."""
+    acls = commands.add_parser(
+        "acls", help="print (or --apply) the ACLs each service needs for this deployment"
+    )
+    acls.add_argument(
+        "--service",
+        action="append",
+        choices=SERVICES,
+        help="only this service's ACLs (repeatable; default: all three)",
+    )
+    acls.add_argument("--worker-principal", default="User:worker", metavar="PRINCIPAL")
+    acls.add_argument("--router-principal", default="User:router", metavar="PRINCIPAL")
+    acls.add_argument(
+        "--publisher-principal",
+        default="User:publisher",
+        metavar="PRINCIPAL",
+        help="who runs icp publish/promote and firmographics load (and creates the topics)",
+    )
+    acls.add_argument(
+        "--format",
+        choices=("table", "commands", "json"),
+        default="table",
+        help="table (default), kafka-acls.sh commands, or JSON",
+    )
+    acls.add_argument(
+        "--idempotent-write",
+        action="store_true",
+        help="add IdempotentWrite on the cluster (brokers older than Kafka 3.0)",
+    )
+    acls.add_argument(
+        "--apply",
+        action="store_true",
+        help="create them through the admin API, as the SCORER_SASL_USERNAME principal (an admin)",
+    )
+    acls.set_defaults(run=run_acls_command)
 
 
-def explain(exc: KafkaError, service: str, settings: Settings, operation: str | None = None) -> str:
-    """One line: what the service may not do, the broker's error name, and the
-    ACL that grants it (from the service's table), as `scorer acls --apply` or
-    a kafka-acls command. `operation` narrows a resource the service both
-    reads and writes to the operation that was refused."""
-    code = getattr(exc, "message", type(exc).__name__)
-    principal = principal_of(settings)
-    plan = service_acls(settings, service, principal) if service in SERVICES else []
-    resources = refused_resources(exc)
-    if operation == "Create" and not any(a.operation == "Create" for a in plan):
-        return _cannot_create(service, principal, code, [name for _, name in resources], plan)
-    missing: list[Acl] = []
-    for resource, name in resources:
-        granting = [a for a in plan if a.matches(resource, name)]
-        if operation is not None and any(a.operation == operation for a in granting):
-            granting = [a for a in granting if a.operation == operation]
-        if not granting:  # not in the table (a Cluster refusal): what the broker asked for
-            granting = [Acl(principal, operation or _default_operation(resource), resource, name)]
-        missing += granting
-    if not missing:
-        return (
-            f"the {service} ({principal}) was refused by the broker ({code}: {exc}); "
-            f"`scorer acls` lists the ACLs it needs"
+def run_acls_command(args: argparse.Namespace) -> int:
+    settings = Settings()
+    principals = {
+        "worker": args.worker_principal,
+        "router": args.router_principal,
+        "publisher": args.publisher_principal,
+    }
+    acls = [
+        acl
+        for service in args.service or list(principals)
+        for acl in service_acls(settings, service, principals[service], args.idempotent_write)
+    ]
+    if args.format == "json":
+        print(json.dumps(as_json(acls), indent=2))
+    elif args.format == "commands":
+        target = (
+            f"--bootstrap-server {bootstrap_servers(settings)} --command-config admin.properties"
         )
-    what = "; ".join(f"{VERBS[a.operation]} {a.describe()}" for a in missing)
-    commands = " and ".join(f"`kafka-acls ... {a.kafka_acls()}`" for a in missing)
-    return (
-        f"the {service} ({principal}) may not {what} ({code}): grant it with "
-        f"`scorer acls --apply` or {commands}"
-    )
-
-
-def _cannot_create(
-    service: str, principal: str, code: str, names: list[str], plan: list[Acl]
-) -> str:
-    """A service found topics missing that it may not create: they do not exist,
-    or it may not see them (Kafka hides a topic from whoever may not describe it)."""
-    grants = [a for a in plan if a.resource == "Topic" and a.name in names]
-    commands = " and ".join(f"`kafka-acls ... {a.kafka_acls()}`" for a in grants)
-    listed = ", ".join(names)
-    return (
-        f"the {service} ({principal}) cannot see topic(s) {listed} ({code}): create the "
-        "deployment's topics first (`scorer icp publish` run by the publisher or an admin "
-        "creates them all), and grant the service its ACLs with `scorer acls --apply`"
-        + (f" or {commands}" if commands else "")
-    )
-
-
-def _default_operation(resource: str) -> str:
-    return {"Cluster": "IdempotentWrite", "TransactionalId": "Write"}.get(resource, "Read")
+        for acl in acls:
+            print(f"kafka-acls.sh {target} {acl.kafka_acls()}")
+    else:
+        print(table(acls))
+    if not args.apply:
+        return 0
+    try:
+        asyncio.run(create_acls(settings, acls))
+    except ClusterAuthorizationFailedError:
+        print(
+            f"scorer: {principal_of(settings)} may not create ACLs "
+            "(CLUSTER_AUTHORIZATION_FAILED): run `scorer acls --apply` with an admin's "
+            "credentials (a super user, or Alter on the cluster)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{len(acls)} ACLs in place (created as {principal_of(settings)})", file=sys.stderr)
+    return 0

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from scorer.kafka.acls import REFUSED
+from scorer.kafka.refusals import REFUSED
 from scorer.route.destinations import DeliveryError, Job, Sender
 from scorer.route.metrics import RouteMetrics
 

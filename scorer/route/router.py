@@ -24,7 +24,6 @@ from prometheus_client import CollectorRegistry
 from scorer.config import Settings
 from scorer.enrichment.companies import CompanyTable
 from scorer.errors import AccessDenied, InvalidInputError
-from scorer.kafka.acls import REFUSED, check_readable, explain
 from scorer.kafka.client import (
     client_options,
     partitions_of,
@@ -33,6 +32,7 @@ from scorer.kafka.client import (
     stop_consumer,
 )
 from scorer.kafka.follower import Follower
+from scorer.kafka.refusals import REFUSED, check_readable, explain
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage
 from scorer.route.crm import HubSpotSender, SalesforceSender

@@ -22,7 +22,7 @@ from aiokafka.errors import AuthenticationFailedError, KafkaConnectionError, Kaf
 
 from scorer.config import Settings
 from scorer.errors import AccessDenied, ConfigError
-from scorer.kafka.acls import REFUSED, explain
+from scorer.kafka.refusals import REFUSED, explain
 from scorer.logs import BrokerOutage, broker_problem
 
 EXIT_FAILED = 1

@@ -37,8 +37,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
-from scorer.kafka.acls import REFUSED, refusal
 from scorer.kafka.client import send_batches
+from scorer.kafka.refusals import REFUSED, refusal
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import MARKER_KEY
 from scorer.stream.tasks import Snapshot

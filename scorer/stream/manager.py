@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from scorer.config import Settings
 from scorer.errors import AccessDenied
-from scorer.kafka.acls import REFUSED, explain
+from scorer.kafka.refusals import REFUSED, explain
 from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
 from scorer.stream.committer import Committer, Status

@@ -28,10 +28,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from scorer import gcpolicy, native
 from scorer.config import Settings
 from scorer.errors import AccessDenied
-from scorer.kafka.acls import REFUSED, check_readable, explain
 from scorer.kafka.client import client_options, partitions_of, producer_options, stop_consumer
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.follower import Follower
+from scorer.kafka.refusals import REFUSED, check_readable, explain
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage, configure_logging
 from scorer.scoring.engine import Engine

@@ -12,7 +12,8 @@ from aiokafka.errors import (
 from pydantic import SecretStr
 
 from scorer.config import Settings
-from scorer.kafka.acls import explain, refusal, service_acls, table
+from scorer.kafka.acls import service_acls, table
+from scorer.kafka.refusals import explain, refusal
 
 PASSWORD = "pw-never-shown-9f2c"
 
