@@ -11,7 +11,9 @@ the changelog equals one clean pass), hot-accounts (read_committed) must
 hold exactly the batch alerts, each once, and the webhook must have every
 alert, none POSTed twice (without a router crash, docs/routing.md's bound is
 zero). Each fault's longest stall of the workers and of the router is
-printed (goals: 15 s for a kill, 5 s for a controlled shutdown).
+printed against its goal (15 s for a kill, 5 s for a controlled shutdown),
+not asserted: a loaded machine stretches them, and the README reports them
+over many runs; what /metrics showed in each fault's window is printed too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from scorer.events import event_from_document
 from tests.cluster.progress import StallMeter, Traffic
+from tests.cluster.scrape import MetricsWatch
 from tests.cluster_harness import NODES, Cluster, start_cluster
 from tests.fault.recovery import clean_pass, table_state, wait_caught_up
 from tests.integration.streaming import sample, setup_deployment
@@ -114,18 +117,21 @@ async def run_faults(cluster: Cluster, deployment: Deployment, faults: Faults) -
         )
 
 
-def report(meter: StallMeter, faults: Faults, counts: dict[str, int], seed: int) -> list[str]:
+def report(
+    meter: StallMeter, watch: MetricsWatch, faults: Faults, counts: dict[str, int], seed: int
+) -> list[str]:
     lines = [
         "failover: "
         + ", ".join(f"{name} {value}" for name, value in counts.items())
         + f" (events seed {seed})",
         f"{'fault':<64} {'worker stall':>12} {'router stall':>12} {'alert delay':>11}"
-        f" {'meter blind':>11}",
+        f" {'meter blind':>11}  goal",
     ]
     results = []
     for label, start, end in faults.windows:
         worker, router = meter.longest("worker", start, end), meter.longest("router", start, end)
         delay, blind = meter.delay(start, end), meter.blind_seconds(start, end)
+        metrics = watch.summary(start, end)
         results.append(
             {
                 "fault": label,
@@ -133,11 +139,23 @@ def report(meter: StallMeter, faults: Faults, counts: dict[str, int], seed: int)
                 "router": round(router, 1),
                 "delay": round(delay, 1),
                 "blind": blind,
+                "metrics": metrics,
             }
+        )
+        goal = KILL_GOAL if label.startswith("kill") else SHUTDOWN_GOAL
+        verdict = (
+            ""
+            if label.startswith("baseline")
+            else f"  <= {goal:.0f} s: " + ("met" if max(worker, router) <= goal else "MISSED")
         )
         lines.append(
             f"{label:<64} {worker:>10.1f} s {router:>10.1f} s {delay:>9.1f} s {blind:>9.1f} s"
+            + verdict
         )
+    lines.append("what /metrics showed in each window:")
+    for result in results:
+        shown = ", ".join(f"{k} {v}" for k, v in result["metrics"].items())
+        lines.append(f"  {result['fault'][:40]:<40} {shown}")
     path = os.environ.get("SCORER_CLUSTER_RESULTS")
     if path:  # one JSON line per run, for the README's table
         with open(path, "a") as out:
@@ -178,6 +196,10 @@ async def test_failover_and_rolling_restart_lose_and_repeat_nothing(
             deployment.topic("hot-accounts"),
             lambda: list(services.webhook.posts),
         )
+        watch = MetricsWatch(
+            {**{f"worker{i}": w.port for i, w in enumerate(workers)}, "router": router.port}
+        )
+        watching = asyncio.create_task(watch.run())
         metering = asyncio.create_task(meter.run())
         await asyncio.wait_for(meter.started.wait(), 60)
         sending = asyncio.create_task(traffic.run())
@@ -188,7 +210,8 @@ async def test_failover_and_rolling_restart_lose_and_repeat_nothing(
         await sending
         await wait_caught_up(deployment, "visitor-events", timeout=180)
         meter.stopping.set()
-        await metering
+        watch.stopping.set()
+        await asyncio.gather(metering, watching)
 
         raws = traffic.raws()
         changelog = await consume(
@@ -220,7 +243,7 @@ async def test_failover_and_rolling_restart_lose_and_repeat_nothing(
             "webhook alerts": len(set(posts)),
             "repeated POSTs": len(posts) - len(set(posts)),
         }
-        lines = report(meter, faults, counts, seed)
+        lines = report(meter, watch, faults, counts, seed)
         print("\n" + "\n".join(lines))
         assert not lost, f"{len(lost)} events never applied"
         assert not wrong, f"{len(wrong)} accounts differ from a clean pass, e.g. {wrong[:3]}"
