@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools test lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-route schemas clean
+.PHONY: help setup tools test test-cluster lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-route schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ tools: ## install the tools the tests run (promtool, prometheus, kcat, chromium)
 test: setup tools ## run the test suite (starts its own Kafka broker), then the unit tests in pure Python
 	$(BIN)/pytest
 	SCORER_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit
+
+test-cluster: setup ## only the three-node cluster tests (failover, ACLs), printing their tables (~5 min)
+	$(BIN)/pytest -s tests/cluster
 
 lint: setup ## ruff, formatting and mypy --strict
 	$(BIN)/ruff check scorer tests bench setup.py

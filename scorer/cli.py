@@ -15,9 +15,11 @@ from aiokafka.errors import KafkaError
 from scorer import __version__, gcpolicy, native
 from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
-from scorer.errors import BrokerError, InvalidICPError
+from scorer.errors import BrokerError, ConfigError, InvalidICPError
 from scorer.icp.loader import load_icp
 from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
+from scorer.kafka.acls import add_acls_command
+from scorer.kafka.refusals import REFUSED, explain
 from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
 from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
@@ -274,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     schemas.set_defaults(run=cmd_schemas)
 
+    add_acls_command(commands)
+
     worker = commands.add_parser("worker", help="run a streaming worker (SCORER_* settings)")
     worker.set_defaults(run=cmd_worker)
 
@@ -297,6 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     outage = configure_logging("WARNING", "text")
     try:
         status: int = args.run(args)
+    except REFUSED as exc:
+        print(f"scorer: {explain(exc, 'publisher', Settings())}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"scorer: {exc}", file=sys.stderr)
+        return 2
     except (KafkaError, BrokerError) as exc:
         print(
             f"scorer: the broker at {Settings().broker} could not be used: "

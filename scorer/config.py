@@ -26,12 +26,38 @@ class Settings(BaseSettings):
         description="SCORER_APP_ID: consumer group, transactional-id prefix, own topics and stores",
     )
     web_port: int = Field(6066, description="SCORER_WEB_PORT: /metrics, /healthz, /readyz")
+    # Every interface by default: in a container the probes and the scraper
+    # come from outside. On a shared host, bind 127.0.0.1 behind a proxy.
+    web_host: str = Field(
+        "0.0.0.0",
+        description="SCORER_WEB_HOST: the address the worker's and the router's web servers bind",
+    )
+    web_token: SecretStr | None = Field(
+        None,
+        description="SCORER_WEB_TOKEN: a bearer token the pages with account data (the "
+        "router's /feed and its event stream) require when set",
+    )
+    web_token_scope: Literal["pages", "pages+metrics", "all"] = Field(
+        "pages",
+        description="SCORER_WEB_TOKEN_SCOPE: what the token guards: the pages only, the pages "
+        "and /metrics, or everything (/healthz and /readyz too)",
+    )
     topic_prefix: str = Field("", description="SCORER_TOPIC_PREFIX: put before every topic name")
     topic_partitions: int = Field(
         4, ge=1, description="SCORER_TOPIC_PARTITIONS: for created topics"
     )
+    # A production cluster's values: three copies, two of which must hold a write
+    # before it is acknowledged (acks=all), so one broker can be down (a rolling
+    # upgrade) while every write stays safe. A single local broker needs 1
+    # (deploy/local's tooling, the demo and the tests set it).
     replication_factor: int = Field(
-        1, ge=1, description="SCORER_REPLICATION_FACTOR: for created topics"
+        3, ge=1, description="SCORER_REPLICATION_FACTOR: copies of each topic the scorer creates"
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="SCORER_MIN_INSYNC_REPLICAS: min.insync.replicas of each topic the scorer "
+        "creates (default 2, or 1 when the replication factor is 1)",
     )
     session_timeout: float = Field(
         10.0,
@@ -149,3 +175,11 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
+
+    @property
+    def min_isr(self) -> int:
+        """min.insync.replicas for created topics: the setting, else 2 (1 when
+        there is a single copy)."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return min(2, self.replication_factor)

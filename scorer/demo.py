@@ -78,6 +78,11 @@ def run_demo(args: argparse.Namespace) -> int:
             "app_id": f"icp-demo-{run}",
             "topic_prefix": f"demo-{run}-",
             "store": "memory",
+            # The demo's throwaway topics on a laptop's single broker: one copy,
+            # unless SCORER_REPLICATION_FACTOR says otherwise.
+            "replication_factor": base.replication_factor
+            if "SCORER_REPLICATION_FACTOR" in os.environ
+            else 1,
             "web_port": free_port(),
             "router_web_port": base.router_web_port
             if port_free(base.router_web_port)
@@ -212,6 +217,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "SCORER_APP_ID": settings.app_id,
         "SCORER_TOPIC_PREFIX": settings.topic_prefix,
         "SCORER_STORE": "memory",
+        "SCORER_REPLICATION_FACTOR": str(settings.replication_factor),
         "SCORER_WEB_PORT": str(settings.web_port),
         "SCORER_LOG_LEVEL": "WARNING",
     }

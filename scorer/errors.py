@@ -46,3 +46,9 @@ class BrokerError(ScorerError):
 class ConfigError(ScorerError):
     """The deployment cannot work as configured (say, topics with different
     partition counts); retrying does not help."""
+
+
+class AccessDenied(ScorerError):
+    """The broker refused an operation for want of an ACL. The message is one
+    line naming the permission and the ACL that grants it (no credential);
+    retrying cannot help, so a service stops on it."""

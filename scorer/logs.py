@@ -34,7 +34,12 @@ class JsonFormatter(logging.Formatter):
 
 
 NOTE_EVERY_SECONDS = 30.0
-# What aiokafka logs, per attempt, while a broker cannot be reached.
+# A success within this long of the client's last connection error does not
+# mean the broker is back: in a cluster the other nodes answer while one is
+# down, and "back" would flap with every commit.
+QUIET_SECONDS = 2.0
+# What aiokafka logs, per attempt, while a broker cannot be reached (the
+# fetcher's NodeNotReadyError: ten lines a second per partition a dead node led).
 _CONNECTION_TROUBLE = (
     "Unable connect to",
     "Unable to connect",
@@ -42,6 +47,7 @@ _CONNECTION_TROUBLE = (
     "Unable to request metadata",
     "Unable to update metadata",
     "KafkaConnectionError",
+    "NodeNotReadyError",
 )
 
 
@@ -54,6 +60,7 @@ class BrokerOutage(logging.Filter):
         self.last_note = 0.0
         self.suppressed = 0
         self.last_error: str | None = None  # the client's last word on why
+        self.last_error_at = 0.0
         self.log = logging.getLogger("scorer.broker")
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -63,7 +70,7 @@ class BrokerOutage(logging.Filter):
         if not any(text in message for text in _CONNECTION_TROUBLE):
             return True
         self.last_error = message
-        now = time.monotonic()
+        now = self.last_error_at = time.monotonic()
         if self.down_since is None:
             self.down_since = self.last_note = now
             self.suppressed = 0
@@ -81,8 +88,9 @@ class BrokerOutage(logging.Filter):
         return False
 
     def healthy(self) -> None:
-        """The broker answered: log how long it was gone."""
-        if self.down_since is not None:
+        """The broker answered: log how long it was gone (once the client has
+        been quiet for QUIET_SECONDS)."""
+        if self.down_since is not None and time.monotonic() - self.last_error_at >= QUIET_SECONDS:
             self.log.warning(
                 "broker back after %.1f s (%d client errors folded)",
                 time.monotonic() - self.down_since,

@@ -1,7 +1,8 @@
 """A real three-node Kafka cluster (deploy/local/cluster.sh) for the tests that
 need replication: a node killed or stopped under load, min.insync.replicas=2,
 leaders and transaction coordinators that move, and (secure=True) SASL_SSL
-logins as admin/worker/router under an authorizer that denies what no ACL allows.
+logins as admin/worker/router/publisher/outsider under an authorizer that denies
+what no ACL allows (admin is a super user; the others start with no ACLs).
 
     cluster = start_cluster(tmp_path / "cluster", secure=True)
     try:
@@ -40,7 +41,7 @@ PROBE = ROOT / "deploy" / "local" / "kafka_probe.py"
 NODES = (1, 2, 3)
 PORT_STRIDE = 10  # as in cluster.sh: node N's block starts at base + 10 * (N - 1)
 PLAINTEXT, CONTROLLER, SASL_SSL, INTERNAL = 0, 1, 2, 3  # offsets inside a node's block
-PRINCIPALS = ("admin", "worker", "router")
+PRINCIPALS = ("admin", "worker", "router", "publisher", "outsider")
 BASE_RANGE = (20000, 32000)  # below Linux's default ephemeral range (32768-60999)
 LOCK_DIR = Path(tempfile.gettempdir()) / "icp-scorer-cluster-ports"
 
@@ -122,7 +123,7 @@ class Cluster:
         return ",".join(self.address(n, sasl=True) for n in NODES)
 
     def credentials(self, principal: str) -> tuple[str, str, str]:
-        """(user, password, CA file) of a SCRAM-SHA-512 user: admin, worker or router."""
+        """(user, password, CA file) of a SCRAM-SHA-512 user (PRINCIPALS)."""
         if not self.secure:
             raise RuntimeError("no users: the cluster was started with secure=False")
         if principal not in PRINCIPALS:

@@ -125,6 +125,7 @@ class Deployment:
             "SCORER_APP_ID": self.name,
             "SCORER_TOPIC_PREFIX": self.prefix,
             "SCORER_TOPIC_PARTITIONS": "4",
+            "SCORER_REPLICATION_FACTOR": "1",  # one broker (the cluster tests set 3)
             "SCORER_STORE": "memory",
             "SCORER_LOG_LEVEL": "INFO",
             **self.extra_env,

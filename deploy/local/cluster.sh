@@ -15,7 +15,7 @@
 #      KAFKA_CLUSTER_SECURE (0; the mode the dir was formatted with, once it is):
 #        1 turns on the StandardAuthorizer (allow.everyone.if.no.acl.found=false),
 #        a SASL_SSL listener (SCRAM-SHA-512 over TLS) on each node and the SCRAM
-#        users admin, worker, router (passwords in tls/password-USER, client
+#        users admin, worker, router, publisher, outsider (passwords in tls/password-USER, client
 #        configs in tls/USER.properties); controller and inter-broker traffic go
 #        over mutual TLS as the super user kafka-broker.
 #      KAFKA_CLUSTER_HEAP_OPTS (-Xms128m -Xmx384m, per node),
@@ -62,7 +62,9 @@ LOCK_FILE=$DIR/.lock
 MODE_FILE=$DIR/mode                 # "secure" or "plain": fixed when the nodes are formatted
 TLS_DIR=$DIR/tls
 CA_FILE=$DIR/ca.pem
-USERS=(admin worker router)         # SCRAM users of secure mode; admin is a super user
+# SCRAM users of secure mode: admin is a super user; worker, router and publisher
+# (the publishing commands) get the ACLs `scorer acls` prints; outsider gets none.
+USERS=(admin worker router publisher outsider)
 BROKER_PRINCIPAL=kafka-broker       # CN of the nodes' certificate = inter-broker/controller principal
 PROBE=$SCRIPT_DIR/kafka_probe.py
 TOOL_LOG_DIR=$DIR/logs              # log of the admin tools this script runs

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from scorer.config import Settings
 from scorer.errors import BrokerError
@@ -94,7 +95,11 @@ async def partitions_of(options: dict[str, Any], topic: str, timeout: float = 30
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             for description in await admin.describe_topics([topic]):
-                if description["topic"] == topic and description["partitions"]:
+                if description["topic"] != topic:
+                    continue
+                if description["error_code"] == TopicAuthorizationFailedError.errno:
+                    raise TopicAuthorizationFailedError(topic)
+                if description["partitions"]:
                     return {p["partition"] for p in description["partitions"]}
             if asyncio.get_running_loop().time() > deadline:
                 raise BrokerError(f"topic {topic} has no partitions after {timeout:.0f} s")

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from scorer.kafka.refusals import REFUSED
 from scorer.route.destinations import DeliveryError, Job, Sender
 from scorer.route.metrics import RouteMetrics
 
@@ -97,6 +98,7 @@ class Lane:
         self.finish = finish
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.busy = 0
+        self.refused: Exception | None = None  # a delivery-log or DLQ write refused (ACL)
         self.tasks: list[asyncio.Task[None]] = []
         self.rng = random.Random()
         self.retries = metrics.retries.labels(destination=name)
@@ -137,13 +139,18 @@ class Lane:
             return "dlq", f"{self.name}: {type(exc).__name__}", "error"
 
     async def _finish(self, job: Job, outcome: str, ref: str | None, reason: str) -> None:
-        """Record the end of a job; retried until the delivery log has it (broker trouble)."""
+        """Record the end of a job; retried until the delivery log has it (broker
+        trouble). A write refused for want of an ACL is kept in `refused` (the
+        router stops on it) and the job's offset stays uncommitted."""
         while True:
             try:
                 await self.finish(self.name, job, outcome, ref, reason)
                 return
             except asyncio.CancelledError:
                 raise
+            except REFUSED as exc:
+                self.refused = exc
+                return
             except Exception as exc:
                 log.warning(
                     "%s: recording alert %s failed (%s); retrying",

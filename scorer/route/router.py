@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from scorer.config import Settings
 from scorer.enrichment.companies import CompanyTable
-from scorer.errors import InvalidInputError
+from scorer.errors import AccessDenied, InvalidInputError
 from scorer.kafka.client import (
     client_options,
     partitions_of,
@@ -32,7 +32,8 @@ from scorer.kafka.client import (
     stop_consumer,
 )
 from scorer.kafka.follower import Follower
-from scorer.kafka.topics import create_missing
+from scorer.kafka.refusals import REFUSED, check_readable, explain
+from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage
 from scorer.route.crm import HubSpotSender, SalesforceSender
 from scorer.route.delivery import DeliveryLog, Lane, Limits, Pending
@@ -48,14 +49,12 @@ from scorer.route.rules import (
     WebhookDestination,
     destinations_for,
 )
+from scorer.service.runner import raise_failed, until
 from scorer.service.web import WebServer
 
 log = logging.getLogger("scorer.route")
 COMMIT_SECONDS = 1.0
 MAX_BATCH = 500
-# Delivery records matter only until their input offset is committed; a
-# week's retention bounds the topic while keeping replays of old offsets safe.
-DELIVERIES_CONFIGS = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
 
 
 def make_sender(config: Any, hub: FeedHub) -> Sender:
@@ -112,9 +111,10 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.routes = routes
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = RouteMetrics(self.registry, routes.destinations)
-        self.hot_topic = settings.topic(settings.hot_topic)
-        self.log = DeliveryLog(settings.topic("route-deliveries"))
-        self.dlq_topic = settings.topic("route-dlq")
+        self.topics = Topics.from_settings(settings)
+        self.hot_topic = self.topics.hot
+        self.log = DeliveryLog(self.topics.deliveries)
+        self.dlq_topic = self.topics.route_dlq
         self.hub = FeedHub(
             max(
                 (d.keep for d in routes.destinations.values() if isinstance(d, FeedDestination)),
@@ -142,6 +142,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         self.pending: dict[int, Pending] = {}
         self.unacked: list[asyncio.Future[Any]] = []  # dead letters sent by `dispatch`
         self.stopping = asyncio.Event()
+        self.failure: BaseException | None = None  # an assignment that could not be taken on
         self.assigned = False
         self.pauses = 0
         self.pause_logged = -60.0
@@ -156,7 +157,13 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             lambda record, reason, detail: None,
         )
         self.web = WebServer(
-            settings.router_web_port, self.registry, self.not_ready, self.hub.routes()
+            settings.router_web_port,
+            self.registry,
+            self.not_ready,
+            self.hub.routes(),
+            host=settings.web_host,
+            token=settings.web_token,
+            scope=settings.web_token_scope,
         )
 
     def _company_record(self, record: Any, dead_letter: Any) -> None:
@@ -190,9 +197,12 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         parts = await partitions_of(options, self.log.topic)
         self.log_reader.assign([TopicPartition(self.log.topic, p) for p in sorted(parts)])
         started = time.monotonic()
-        count = await self._catch_up_log()
+        try:
+            count = await self._catch_up_log()
+        except REFUSED as exc:
+            raise AccessDenied(explain(exc, "router", self.settings, "Read")) from None
         log.info("delivery log: %d records read in %.1f s", count, time.monotonic() - started)
-        await self.follower.loaded.wait()
+        await until(self.follower.loaded.wait(), *self.background)
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=self.settings.router_id,
@@ -207,26 +217,22 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         for lane in self.lanes.values():
             lane.start()
         log.info(
-            "routing %s to %s; feed on :%d/feed",
+            "routing %s to %s; feed on http://%s:%d/feed%s",
             self.hot_topic,
             ", ".join(self.routes.destinations),
-            self.settings.router_web_port,
+            self.web.host,
+            self.web.port,
+            " (SCORER_WEB_TOKEN required)" if self.settings.web_token else "",
         )
 
     async def _ensure_topics(self) -> None:
-        settings, partitions = self.settings, self.settings.topic_partitions
-        await create_missing(
-            settings,
-            {
-                self.hot_topic: (partitions, {}),
-                settings.topic(settings.firmographics_topic): (
-                    partitions,
-                    {"cleanup.policy": "compact"},
-                ),
-                self.log.topic: (partitions, DELIVERIES_CONFIGS),
-                self.dlq_topic: (partitions, {}),
-            },
-        )
+        try:
+            await ensure_topics(self.settings, self.topics, self.topics.router())
+        except REFUSED as exc:  # missing, and this principal may not create them
+            raise AccessDenied(explain(exc, "router", self.settings, "Create")) from None
+        # An empty delivery log is never fetched at start: find a missing Read
+        # now rather than at the first restart that needs the log.
+        await check_readable(self.settings, "router", [self.log.topic])
 
     async def _catch_up_log(self) -> int:
         """Read the delivery log from where this process left it to its end."""
@@ -255,6 +261,14 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             self.pending.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._take_on(assigned)
+        except REFUSED as exc:
+            # Not raised: aiokafka would log it with a traceback and go on. The
+            # cycle raises it, and the router stops with one line.
+            self.failure = AccessDenied(explain(exc, "router", self.settings, "Read"))
+
+    async def _take_on(self, assigned: list[TopicPartition]) -> None:
         consumer = self.consumer
         assert consumer is not None
         await self._catch_up_log()
@@ -281,6 +295,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         assert consumer is not None
         last_commit = time.monotonic()
         while not self.stopping.is_set():
+            self._check_failures()
             self._flow_control(consumer)
             batches = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
             for tp, records in batches.items():
@@ -293,6 +308,16 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._update_lag(consumer)
                 last_commit = now
         await self.drain()
+
+    def _check_failures(self) -> None:
+        """Stop on what cannot be retried: a refused delivery-log or DLQ write (a
+        lane), a refused assignment, a failed follower."""
+        raise_failed(self.background)
+        if self.failure is not None:
+            raise self.failure
+        for lane in self.lanes.values():
+            if lane.refused is not None:
+                raise AccessDenied(explain(lane.refused, "router", self.settings, "Write"))
 
     def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
         """Pause reading while a lane is full, resume once none is. The consumer's own
@@ -427,6 +452,7 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         if offsets:
             await consumer.commit(offsets)
             self.log.prune({tp.partition: offset for tp, offset in offsets.items()})
+        self.outage.healthy()  # a commit went through: log "back" after an outage
 
     async def drain(self, seconds: float = 6.0) -> None:
         """On shutdown: let lanes finish what they hold for a while, then commit."""

@@ -6,7 +6,9 @@ within the service's shutdown time (the broker is gone, say), the process
 exits with status 3: nothing is lost, because the next owner resumes from
 the last commit. Exit status 2: the deployment is misconfigured (a message
 says how); 1: the broker refused us (authentication, authorisation) or the
-service failed.
+service failed. A refusal for want of an ACL is one line naming the
+permission and the ACL that grants it (`scorer.kafka.acls.explain`), and
+the service stops: retrying cannot help.
 """
 
 from __future__ import annotations
@@ -14,31 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Protocol
+from typing import Any, Protocol
 
-from aiokafka.errors import (
-    AuthenticationFailedError,
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    KafkaConnectionError,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailed,
-)
+from aiokafka.errors import AuthenticationFailedError, KafkaConnectionError, KafkaError
 
 from scorer.config import Settings
-from scorer.errors import ConfigError
+from scorer.errors import AccessDenied, ConfigError
+from scorer.kafka.refusals import REFUSED, explain
 from scorer.logs import BrokerOutage, broker_problem
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_SHUTDOWN_TIMEOUT = 3
-REFUSED = (
-    AuthenticationFailedError,
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailed,
-)
 
 
 class Service(Protocol):
@@ -55,6 +44,27 @@ class Service(Protocol):
     async def run(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+async def until(awaitable: Any, *watched: asyncio.Task[Any]) -> None:
+    """Wait for `awaitable`, unless a watched background task (a follower, say)
+    fails first: then raise its error rather than wait forever."""
+    waiter = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait([waiter, *watched], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        error = None if task is waiter or task.cancelled() else task.exception()
+        if error is not None:
+            waiter.cancel()
+            raise error
+    if not waiter.done():
+        waiter.cancel()
+
+
+def raise_failed(tasks: list[asyncio.Task[Any]]) -> None:
+    """Raise the error of the first background task that failed, if any."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 async def serve_service(
@@ -86,8 +96,20 @@ async def _run(service: Service, name: str, logger: logging.Logger) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         status = EXIT_CONFIG
+    except AccessDenied as exc:
+        logger.error("%s", exc)
+        _quiet_after_refusal()
+        status = EXIT_FAILED
+    except AuthenticationFailedError as exc:
+        logger.error(
+            "the broker refused the %s: %s",
+            name,
+            broker_problem(service.outage, exc),
+        )
+        status = EXIT_FAILED
     except REFUSED as exc:
-        logger.error("the broker refused the %s: %s: %s", name, type(exc).__name__, exc)
+        logger.error("%s", explain(exc, name, service.settings))
+        _quiet_after_refusal()
         status = EXIT_FAILED
     except KafkaConnectionError as exc:
         logger.error(
@@ -104,3 +126,19 @@ async def _run(service: Service, name: str, logger: logging.Logger) -> int:
     except Exception:  # closing a half-started service: best effort
         logger.debug("close after failure", exc_info=True)
     return status
+
+
+def _quiet_after_refusal() -> None:
+    """After the one line about a refusal, the Kafka client's own futures that
+    carry the same refusal (a transaction's, its sends') are dropped unread as
+    the service stops; asyncio would log each with a traceback. Drop those
+    reports; anything else still reaches the default handler."""
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, KafkaError) and "never retrieved" in context.get("message", ""):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

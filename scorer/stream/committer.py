@@ -20,11 +20,13 @@ deterministic ids.
 The committer changes no task: it returns what happened (`Outcome`), and
 the task manager records it (step 7, `Task.post_commit`: the committed
 state into the local store), or rewinds the task when the commit failed.
+A refusal for want of an ACL is raised instead: no retry can fix it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -36,6 +38,7 @@ from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
 from scorer.kafka.client import send_batches
+from scorer.kafka.refusals import REFUSED, refusal
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import MARKER_KEY
 from scorer.stream.tasks import Snapshot
@@ -87,16 +90,25 @@ class Committer:
         or the shared one (`producer` None); `committed`: the task's input
         offsets committed before, so at-least-once commits only what moved."""
         started = time.monotonic()
+        sends: list[asyncio.Future[Any]] = []
         try:
             if producer is not None:
-                work = self._transactional(snap, producer)
+                work = self._transactional(snap, producer, sends)
             else:
-                work = self._at_least_once(snap, committed)
+                work = self._at_least_once(snap, committed, sends)
             outcome = await asyncio.wait_for(work, COMMIT_TIMEOUT_SECONDS)
         except ProducerFenced:
             log.warning("partition %d: producer fenced; the task moved away", snap.partition)
+            _forget(sends)
             return Outcome(Status.FENCED)
+        except REFUSED:
+            _forget(sends)
+            raise  # a missing ACL: redoing the work cannot help (the worker stops)
         except (KafkaError, TimeoutError, IllegalOperation) as exc:
+            _forget(sends)
+            refused = refusal(exc)
+            if refused is not None:  # wrapped by the producer's sender
+                raise refused from None
             # IllegalOperation is not a KafkaError: aiokafka raises it for a
             # send after its sender has put the transaction in an error state,
             # which can happen when the broker goes away in the middle of a commit.
@@ -110,39 +122,58 @@ class Committer:
         self.metrics.commit_seconds.observe(time.monotonic() - started)
         return outcome
 
-    async def _send_all(self, snap: Snapshot, producer: AIOKafkaProducer) -> tuple[Any, int, Any]:
+    async def _send_all(
+        self, snap: Snapshot, producer: AIOKafkaProducer, sends: list[asyncio.Future[Any]]
+    ) -> tuple[Any, int, Any]:
         """Steps 3 and 4. Returns the future of the last changelog batch (or
-        None), its record count, and the future of the marker's write."""
+        None), its record count, and the future of the marker's write; every
+        send's future is added to `sends`."""
+        append = sends.append
         for topic, key, value, headers, partition in snap.outbox:  # 3
-            await producer.send(topic, value, key=key, headers=headers, partition=partition)
+            append(await producer.send(topic, value, key=key, headers=headers, partition=partition))
         marker_future = None
         changelog = snap.changelog
         if snap.marker is not None:  # 4
             marker_future = await producer.send(
                 changelog.topic, snap.marker, key=MARKER_KEY, partition=changelog.partition
             )
+            append(marker_future)
         sent = await send_batches(
             producer, changelog.topic, changelog.partition, snap.writes.items()
         )
+        sends += [future for future, _ in sent]
         last_batch, count = sent[-1] if sent else (None, 0)
         return last_batch, count, marker_future
 
-    async def _transactional(self, snap: Snapshot, producer: AIOKafkaProducer) -> Outcome:
+    async def _transactional(
+        self, snap: Snapshot, producer: AIOKafkaProducer, sends: list[asyncio.Future[Any]]
+    ) -> Outcome:
         pause = self.last_end.get(snap.partition, 0.0) + TRANSACTION_GAP - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
         await producer.begin_transaction()  # 2
-        sent = await self._send_all(snap, producer)
+        try:
+            sent = await self._send_all(snap, producer, sends)
+        except (IllegalOperation, AssertionError) as exc:
+            # aiokafka takes no more sends once its sender has failed the
+            # transaction (a partition the broker would not add to it: a
+            # missing ACL, say), and asserts on a send caught half-way. Its
+            # commit raises that failure; raise it, else report the send's.
+            with contextlib.suppress(IllegalOperation, AssertionError):
+                await producer.commit_transaction()
+            raise IllegalOperation(f"send refused: {type(exc).__name__}") from exc
         offsets = {tp: OffsetAndMetadata(pos, "") for tp, pos in snap.positions.items()}
         await producer.send_offsets_to_transaction(offsets, self.group_id)  # 5
         await producer.commit_transaction()  # 6
         self.last_end[snap.partition] = time.monotonic()
         return self._committed(*sent)
 
-    async def _at_least_once(self, snap: Snapshot, committed: dict[Any, int]) -> Outcome:
+    async def _at_least_once(
+        self, snap: Snapshot, committed: dict[Any, int], sends: list[asyncio.Future[Any]]
+    ) -> Outcome:
         producer = self.shared_producer
         assert producer is not None
-        sent = await self._send_all(snap, producer)
+        sent = await self._send_all(snap, producer, sends)
         await producer.flush()  # 6: every send acknowledged, then the offsets
         offsets = {tp: pos for tp, pos in snap.positions.items() if committed.get(tp) != pos}
         if offsets:
@@ -154,3 +185,19 @@ class Committer:
         changelog_offset = batch.result().offset + count if batch is not None else None
         marker_offset = marker_future.result().offset if marker_future is not None else None
         return Outcome(Status.COMMITTED, changelog_offset, marker_offset)
+
+
+def _forget(sends: list[asyncio.Future[Any]]) -> None:
+    """The sends of a commit that failed: their errors are the commit's, reported
+    once by it; read each (now or when it ends) so asyncio does not log every
+    one with a traceback."""
+    for future in sends:
+        if future.done():
+            _read(future)
+        else:
+            future.add_done_callback(_read)
+
+
+def _read(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -31,6 +31,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from scorer.config import Settings
+from scorer.errors import AccessDenied
+from scorer.kafka.refusals import REFUSED, explain
 from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
 from scorer.stream.committer import Committer, Status
@@ -103,6 +105,11 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         try:
             await self._take_on(assigned)
+        except REFUSED as exc:
+            # Not raised: aiokafka would log it with a traceback. The next
+            # `process` raises it, and the worker stops with one line.
+            self.failure = AccessDenied(explain(exc, "worker", self.settings))
+            return
         except Exception as exc:
             self.failure = exc
             raise
@@ -118,7 +125,15 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             for partition in [p for p in self.tasks if p not in wanted]:
                 await self.factory.close(self.tasks.pop(partition))
             new = sorted(wanted - set(self.tasks))
-            created = await asyncio.gather(*(self.factory.create(p) for p in new))
+            made = await asyncio.gather(
+                *(self.factory.create(p) for p in new), return_exceptions=True
+            )
+            created = [task for task in made if isinstance(task, Task)]
+            failed = [error for error in made if isinstance(error, BaseException)]
+            if failed:  # close the ones that started: the worker stops
+                for task in created:
+                    await self.factory.close(task)
+                raise failed[0]
             # Fenced: the committed offsets are stable now. Read them, seek.
             for task in created:
                 self.tasks[task.partition] = task
@@ -250,7 +265,10 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         return True
 
     async def _commit(self, task: Task, snapshot: Snapshot) -> None:
-        outcome = await self.committer.commit(snapshot, task.producer, task.committed)
+        try:
+            outcome = await self.committer.commit(snapshot, task.producer, task.committed)
+        except REFUSED as exc:  # raised by `_wait_inflight`: the worker stops
+            raise AccessDenied(explain(exc, "worker", self.settings, "Write")) from None
         if outcome.status is Status.COMMITTED:
             task.post_commit(snapshot, outcome.changelog_offset, outcome.marker_offset)
             now = time.time()
@@ -300,6 +318,8 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
                     if task.state is TaskState.BROKEN:
                         task.revive(await self.factory.renew(task))
                 return
+            except REFUSED:
+                raise  # a missing ACL (transactional id): retrying cannot help
             except KafkaError as exc:
                 log.info("producer not renewed yet (%s); retrying in %.0f s", exc, delay)
                 with contextlib.suppress(TimeoutError):

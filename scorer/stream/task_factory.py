@@ -77,7 +77,11 @@ class TaskFactory:
             **producer_options(self.settings),
             transactional_id=f"{self.settings.app_id}-{partition}",
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:  # refused (a transactional id ACL), or cancelled
+            await producer.stop()
+            raise
         return producer
 
     async def renew(self, task: Task) -> AIOKafkaProducer | None:

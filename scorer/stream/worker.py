@@ -27,13 +27,15 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from scorer import gcpolicy, native
 from scorer.config import Settings
+from scorer.errors import AccessDenied
 from scorer.kafka.client import client_options, partitions_of, producer_options, stop_consumer
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.follower import Follower
+from scorer.kafka.refusals import REFUSED, check_readable, explain
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage, configure_logging
 from scorer.scoring.engine import Engine
-from scorer.service.runner import serve_service
+from scorer.service.runner import raise_failed, serve_service, until
 from scorer.service.web import WebServer
 from scorer.stream.assignor import TaskAssignor
 from scorer.stream.committer import Committer
@@ -78,7 +80,14 @@ class Worker:
         self.background: list[asyncio.Task[Any]] = []
         self.side_sends: set[asyncio.Future[Any]] = set()
         self.first_event_logged = False
-        self.web = WebServer(settings.web_port, self.metrics.registry, self.not_ready)
+        self.web = WebServer(
+            settings.web_port,
+            self.metrics.registry,
+            self.not_ready,
+            host=settings.web_host,
+            token=settings.web_token,
+            scope=settings.web_token_scope,
+        )
         self.icp_follower = Follower(settings, self.topics.icp, self.icps.apply, self.dead_letter)
         self.firm_follower = Follower(
             settings, self.topics.firmographics, self.firmographics.apply, self.dead_letter
@@ -138,9 +147,13 @@ class Worker:
 
     async def start(self) -> None:
         settings, topics = self.settings, self.topics
-        created = await ensure_topics(settings, topics, check_partitions=True)
-        if created:
-            log.info("created topics: %s", ", ".join(created))
+        try:
+            await ensure_topics(settings, topics, topics.worker(), check_partitions=True)
+        except REFUSED as exc:  # missing, and this principal may not create them
+            raise AccessDenied(explain(exc, "worker", settings, "Create")) from None
+        # The group's fetches and the restores would find a missing Read late
+        # (or after a commit refused); find it now. The followers read the rest.
+        await check_readable(settings, "worker", [*topics.inputs(), topics.changelog])
         await self.web.start()
         self.metrics.watch(self.lag, lambda: self.not_ready() is None)
         self.side_producer = AIOKafkaProducer(**producer_options(settings))
@@ -151,7 +164,7 @@ class Worker:
         ]
         loaded = asyncio.gather(self.icp_follower.loaded.wait(), self.firm_follower.loaded.wait())
         stopping = asyncio.ensure_future(self.stopping.wait())
-        await self._until(loaded, stopping, *self.background)
+        await until(loaded, stopping, *self.background)
         stopping.cancel()
         if self.stopping.is_set():
             return
@@ -190,19 +203,6 @@ class Worker:
         consumer.subscribe(list(topics.inputs()), listener=self.manager)
         self.background.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
 
-    @staticmethod
-    async def _until(awaitable: Any, *watched: asyncio.Task[Any]) -> None:
-        """Wait for `awaitable`, unless a watched task fails first (raise its error)."""
-        waiter = asyncio.ensure_future(awaitable)
-        done, _ = await asyncio.wait([waiter, *watched], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            error = None if task is waiter or task.cancelled() else task.exception()
-            if error is not None:
-                waiter.cancel()
-                raise error
-        if not waiter.done():
-            waiter.cancel()
-
     async def run(self) -> None:
         """Poll → process → maybe commit, until `stop()`; then the last commit."""
         consumer, manager = self.consumer, self.manager
@@ -211,9 +211,7 @@ class Worker:
             return
         retry = FETCH_RETRY_SECONDS
         while not self.stopping.is_set():
-            for job in self.background:
-                if job.done() and not job.cancelled() and job.exception() is not None:
-                    raise job.exception()  # type: ignore[misc]
+            raise_failed(self.background)
             generation = manager.generation
             try:
                 batch = await consumer.getmany(
@@ -221,6 +219,8 @@ class Worker:
                 )
             except (KafkaConnectionError, KafkaTimeoutError):
                 continue  # the client reconnects by itself; BrokerOutage logs it
+            except REFUSED as exc:  # a missing ACL: retrying cannot help
+                raise AccessDenied(explain(exc, "worker", self.settings, "Read")) from None
             except KafkaError as exc:
                 self._fetch_failed(exc, retry)
                 await asyncio.sleep(retry)

@@ -77,3 +77,39 @@ def test_feed_page_shows_alerts_live_and_filters_them(
     router = deployment.start_router(routes)
     router.wait_ready(60)
     asyncio.run(drive(f"http://127.0.0.1:{router.port}/feed", deployment, docs, tmp_path))
+
+
+async def drive_with_token(
+    base: str, token: str, deployment: Deployment, docs: list[dict[str, Any]]
+) -> None:
+    browser = Browser()
+    page = await browser.session()
+    try:
+        await page.goto(f"{base}/feed")
+        await page.wait_for("document.body && document.body.innerText.startsWith('401')")
+        await page.goto(f"{base}/feed?token={token}")
+        await page.wait_for("document.getElementById('status').textContent === 'live'")
+        # The token went into a cookie: the address bar no longer shows it.
+        assert await page.evaluate("location.search") == ""
+        await publish_alerts(deployment, docs)
+        await page.wait_for(f"document.querySelectorAll('article.card').length === {len(docs)}")
+    finally:
+        await page.close()
+        browser.close()
+
+
+def test_feed_page_with_a_token_connects_through_its_cookie(
+    deployment: Deployment, alerts: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """With SCORER_WEB_TOKEN the page refuses a browser without it; opened once with
+    ?token=..., it keeps a cookie, drops the token from its URL and its event stream
+    delivers cards live; the token is in no log line."""
+    _, docs = alerts
+    token = "feed-token-7d1e"
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("destinations:\n  feed: {type: feed}\ndefault: [feed]\n")
+    router = deployment.start_router(routes, SCORER_WEB_TOKEN=token)
+    router.wait_ready(60)
+    base = f"http://127.0.0.1:{router.port}"
+    asyncio.run(drive_with_token(base, token, deployment, docs[:5]))
+    assert token not in router.log()

@@ -1,0 +1,47 @@
+"""Replication settings: a production cluster's defaults, and acks=all everywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from scorer.config import Settings
+from scorer.errors import ConfigError
+from scorer.kafka.client import producer_options
+from scorer.kafka.topics import Topics, check_min_isr
+
+
+def test_defaults_are_three_copies_and_two_in_sync() -> None:
+    """Factor 3, min.insync.replicas 2: one broker may be down and writes stay safe."""
+    fields = Settings.model_fields
+    assert fields["replication_factor"].default == 3
+    assert fields["min_insync_replicas"].default is None  # then min(2, factor)
+    assert Settings(replication_factor=3, min_insync_replicas=None).min_isr == 2
+
+
+def test_one_copy_means_min_isr_one_unless_set() -> None:
+    """Factor 1 (a single broker) takes min ISR 1; an explicit value wins."""
+    assert Settings(replication_factor=1, min_insync_replicas=None).min_isr == 1
+    assert Settings(replication_factor=5, min_insync_replicas=3).min_isr == 3
+
+
+def test_min_isr_above_the_factor_is_a_config_error() -> None:
+    """A topic whose min ISR exceeds its copies could never take a write."""
+    with pytest.raises(ConfigError, match="SCORER_MIN_INSYNC_REPLICAS=2 is more than"):
+        check_min_isr(Settings(replication_factor=1, min_insync_replicas=2))
+
+
+def test_every_created_topic_carries_min_isr() -> None:
+    """Each topic's spec sets min.insync.replicas; the ICP topic has one partition."""
+    settings = Settings(topic_partitions=6, replication_factor=3, min_insync_replicas=None)
+    topics = Topics.from_settings(settings)
+    for name in topics.all():
+        partitions, configs = topics.spec(name, settings)
+        assert configs["min.insync.replicas"] == "2"
+        assert partitions == (1 if name == topics.icp else 6)
+    assert topics.spec(topics.deliveries, settings)[1]["cleanup.policy"] == "compact,delete"
+
+
+def test_producers_wait_for_every_in_sync_replica() -> None:
+    """The services' producers are idempotent with acks=all."""
+    options = producer_options(Settings())
+    assert options["acks"] == "all" and options["enable_idempotence"] is True
