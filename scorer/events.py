@@ -123,8 +123,11 @@ def event_from_document(doc: dict[str, Any]) -> Event:
         if type(lead_id) is not str or not lead_id:
             raise _not_a_string("lead_id", lead_id, True)
         email = get("email")
-        if type(email) is not str or not email:
-            raise _not_a_string("email", email, True)
+        # The email may be left out when the company domain is given (what
+        # `scorer collect` sends: it drops emails at ingest); never empty.
+        if email is not None or type(company_domain) is not str or not company_domain:
+            if type(email) is not str or not email:
+                raise _not_a_string("email", email, True)
         return Event(
             event_id,
             kind,

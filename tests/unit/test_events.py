@@ -119,3 +119,38 @@ def test_decoder_agrees_with_the_models(doc: dict) -> None:
     except InvalidInputError:
         decoder_ok = False
     assert decoder_ok == model_ok
+
+
+@pytest.mark.parametrize(
+    ("doc", "account"),
+    [
+        ({"company_domain": "Acme.example"}, "acme.example"),
+        ({"company_domain": "acme.example", "email": None}, "acme.example"),
+        ({"email": "pat@acme.example"}, "acme.example"),
+    ],
+)
+def test_a_lead_needs_an_email_or_a_company_domain(doc: dict, account: str) -> None:
+    """A lead without an email is valid when it names its company (what `scorer collect`
+    sends), for the decoder and the model alike."""
+    lead = {**VISIT, "type": "lead_created", "lead_id": "L-1", **doc}
+    assert decode_event(orjson.dumps(lead)).account == account
+    LeadEvent.model_validate(lead)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"company_domain": ""},
+        {"company_domain": None},
+        {"company_domain": "a.example", "email": ""},
+    ],
+)
+def test_a_lead_without_email_or_domain_is_rejected(doc: dict) -> None:
+    """No email and no company domain (or an empty email) is a schema violation."""
+    lead = {**VISIT, "type": "lead_created", "lead_id": "L-1", **doc}
+    with pytest.raises(InvalidInputError) as caught:
+        decode_event(orjson.dumps(lead))
+    assert caught.value.reason == "schema"
+    with pytest.raises(ValidationError):
+        LeadEvent.model_validate(lead)
