@@ -125,9 +125,9 @@ def event_from_document(doc: dict[str, Any]) -> Event:
         email = get("email")
         # The email may be left out when the company domain is given (what
         # `scorer collect` sends: it drops emails at ingest); never empty.
-        if email is not None or type(company_domain) is not str or not company_domain:
-            if type(email) is not str or not email:
-                raise _not_a_string("email", email, True)
+        needed = email is not None or type(company_domain) is not str or not company_domain
+        if needed and (type(email) is not str or not email):
+            raise _not_a_string("email", email, True)
         return Event(
             event_id,
             kind,

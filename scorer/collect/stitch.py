@@ -187,7 +187,13 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _process(self, tp: TopicPartition, records: list[Any]) -> None:
         store = self.stores.get(tp.partition)
-        if store is None:  # revoked while the batch was in hand
+        if store is None:
+            # Fetched while the partition's restore was still running (or after it
+            # was revoked): read it again from here once the state is in place,
+            # or the consumer's position would skip these records for good.
+            consumer = self.consumer
+            if consumer is not None and tp in consumer.assignment():
+                consumer.seek(tp, records[0].offset)
             return
         send = self._send
         newest = self.stream_time.get(tp.partition, 0.0)

@@ -41,7 +41,8 @@ def test_mapping_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "mapping.yaml"
     path.write_text(
         "page: {type: Page View}\ntrack: {unmapped: drop, events: {X: ok}}\n"
-        "group: {domain_traits: []}\nhubspot: {app_secret: s3cr3t-value, access_token: '${NOPE_X}'}\n"
+        "group: {domain_traits: []}\n"
+        "hubspot: {app_secret: s3cr3t-value, access_token: '${NOPE_X}'}\n"
         "extra: 1\n"
     )
     with pytest.raises(InvalidMappingError) as caught:
@@ -161,7 +162,8 @@ def visit(event_id: str, at: float) -> dict[str, object]:
 
 
 def test_kept_visits_are_credited_at_link_with_their_original_times() -> None:
-    """Unlinked visits are kept; a link credits them (original ids, times), later ones go straight."""
+    """Unlinked visits are kept; a link credits them (original ids and times); later
+    visits go straight to the account."""
     store = Identities(max_count=10, max_age=3600)
     key = identity("a", "v")
     assert store.visit(key, visit("e1", T0), T0) == []
