@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py scorer/native.py $(CORE_SOURCES)
 		{ echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,demo]'
 	@$(BIN)/python -c 'import sys; from scorer import native; sys.exit(native.main())'
 	touch $(STAMP)
 

@@ -199,6 +199,28 @@ def cmd_route(args: argparse.Namespace) -> int:
     return run_router(Settings(), routes)
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from scorer.collect.mapping import InvalidMappingError, load_mapping
+
+    path = args.file if args.collect_command == "validate" else args.mapping
+    try:
+        mapping = load_mapping(path)
+    except InvalidMappingError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 1 if args.collect_command == "validate" else 2
+    if args.collect_command == "validate":
+        hook = "on" if mapping.hubspot else "off"
+        print(
+            f"{path}: ok ({len(mapping.track.events)} track events mapped, "
+            f"unmapped: {mapping.track.unmapped}, HubSpot hook: {hook})"
+        )
+        return 0
+    from scorer.collect.service import run_collector
+
+    return run_collector(Settings(), mapping)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from scorer.demo import run_demo
 
@@ -289,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     route_actions = route.add_subparsers(dest="route_command", metavar="ACTION")
     route_validate = route_actions.add_parser("validate", help="check a routes file; exit 1 if bad")
     route_validate.add_argument("file")
+
+    collect = commands.add_parser(
+        "collect", help="take Segment-spec calls and HubSpot webhooks; stitch visitors"
+    )
+    collect.add_argument("--mapping", help="mapping file (default: the built-in mapping)")
+    collect.set_defaults(run=cmd_collect, collect_command=None)
+    collect_actions = collect.add_subparsers(dest="collect_command", metavar="ACTION")
+    collect_validate = collect_actions.add_parser(
+        "validate", help="check a mapping file; exit 1 if bad"
+    )
+    collect_validate.add_argument("file")
 
     demo = commands.add_parser("demo", help="show hot accounts arriving, on one machine")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long")

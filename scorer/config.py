@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scorer.timefmt import parse_duration
+from scorer.timefmt import format_duration, parse_duration
 
 
 class Settings(BaseSettings):
@@ -136,6 +136,39 @@ class Settings(BaseSettings):
         description="SCORER_ROUTE_MAX_AGE: an alert older than this goes to the route DLQ "
         "instead of its destination",
     )
+    collect_id: str = Field(
+        "icp-collect",
+        description="SCORER_COLLECT_ID: scorer collect's consumer group and the name of its "
+        "own topics (<id>-identities, <id>-identities-changelog)",
+    )
+    collect_web_port: int = Field(
+        6068,
+        description="SCORER_COLLECT_WEB_PORT: scorer collect's /v1/*, /hooks/hubspot, "
+        "/metrics, /healthz, /readyz",
+    )
+    collect_write_keys: SecretStr | None = Field(
+        None,
+        description="SCORER_COLLECT_WRITE_KEYS: source=writekey pairs, comma-separated; "
+        "the source names label the metrics",
+    )
+    collect_keep_max_count: int = Field(
+        200,
+        ge=1,
+        description="SCORER_COLLECT_KEEP_MAX_COUNT: events kept per unlinked visitor "
+        "(the oldest go first)",
+    )
+    collect_keep_max_age: float = Field(
+        5 * 86400.0,
+        gt=0,
+        description="SCORER_COLLECT_KEEP_MAX_AGE: event-time age past which a kept event is "
+        "dropped; must be below SCORER_DEDUP_WINDOW",
+    )
+    collect_ack_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="SCORER_COLLECT_ACK_TIMEOUT: seconds a call waits for the broker's "
+        "acknowledgement before it is answered 503",
+    )
     log_level: str = Field("INFO", description="SCORER_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(
         "text", description="SCORER_LOG_FORMAT: json = one JSON object per line"
@@ -152,14 +185,16 @@ class Settings(BaseSettings):
     ssl_certfile: str | None = Field(None, description="SCORER_SSL_CERTFILE: client cert (mTLS)")
     ssl_keyfile: str | None = Field(None, description="SCORER_SSL_KEYFILE: client key (mTLS)")
 
-    @field_validator("commit_interval", "commit_min_gap", mode="before")
+    @field_validator("commit_interval", "commit_min_gap", "collect_ack_timeout", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> float:
         if isinstance(value, str) and value and value[-1].isalpha():
             return parse_duration(value)
         return float(value)
 
-    @field_validator("dedup_window", "account_ttl", "route_max_age", mode="before")
+    @field_validator(
+        "dedup_window", "account_ttl", "route_max_age", "collect_keep_max_age", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return value if isinstance(value, float) else parse_duration(value)
@@ -170,6 +205,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SCORER_ACCOUNT_TTL must not be shorter than SCORER_DEDUP_WINDOW "
                 "(an expired account's applied ids would be forgotten too soon)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kept_events_inside_the_dedup_window(self) -> Settings:
+        # A stitched event reaches the workers late, with its original time; the
+        # workers apply it (once) only while it is inside their dedup window.
+        if self.collect_keep_max_age >= self.dedup_window:
+            raise ValueError(
+                "SCORER_COLLECT_KEEP_MAX_AGE must be below SCORER_DEDUP_WINDOW "
+                f"({format_duration(self.collect_keep_max_age)} >= "
+                f"{format_duration(self.dedup_window)}): older kept events would reach the "
+                "workers past their dedup window and be dropped as expired"
             )
         return self
 

@@ -123,7 +123,7 @@ def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     if kind == LEAD_CREATED:
         lead_id = fields.lead_id
         email = fields.email
-        if not lead_id or not email:
+        if not lead_id or not (email or (email is None and company_domain)):
             return _checked_decode(raw)
         account = lead_account(company_domain, email)
         return Event(event_id, kind, occurred_at, at, account, None, lead_id, fields.title)
@@ -176,7 +176,10 @@ def event_from_document(doc: dict[str, Any]) -> Event:
         if type(lead_id) is not str or not lead_id:
             raise _not_a_string("lead_id", lead_id, True)
         email = get("email")
-        if type(email) is not str or not email:
+        # The email may be left out when the company domain is given (what
+        # `scorer collect` sends: it drops emails at ingest); never empty.
+        needed = email is not None or type(company_domain) is not str or not company_domain
+        if needed and (type(email) is not str or not email):
             raise _not_a_string("email", email, True)
         return Event(
             event_id,

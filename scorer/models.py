@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 _INPUT = ConfigDict(extra="ignore", frozen=True)
 _OUTPUT = ConfigDict(extra="forbid", frozen=True)
@@ -35,16 +35,40 @@ class VisitorEvent(BaseModel):
 class LeadEvent(BaseModel):
     """A lead created in the CRM or by a form."""
 
-    model_config = _INPUT
+    # The rule of `_email_or_domain`, for the JSON Schema.
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                {
+                    "required": ["company_domain"],
+                    "properties": {"company_domain": {"type": "string", "minLength": 1}},
+                },
+            ]
+        },
+    )
     event_id: str = Field(min_length=1)
     type: Literal["lead_created"]
     occurred_at: AwareDatetime
     lead_id: str = Field(min_length=1)
-    email: str = Field(min_length=1, description="Used to resolve the account; never emitted.")
+    email: str | None = Field(
+        None,
+        min_length=1,
+        description="Used to resolve the account; never emitted. Required unless "
+        "company_domain is given (`scorer collect` drops emails at ingest).",
+    )
     title: str | None = None
     full_name: str | None = None
     company_domain: str | None = None
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _email_or_domain(self) -> LeadEvent:
+        if self.email is None and not self.company_domain:
+            raise ValueError("email: required unless company_domain is given")
+        return self
 
 
 class FieldSource(BaseModel):

@@ -162,6 +162,13 @@ class Deployment:
             ["route", "--routes", str(routes)], "SCORER_ROUTER_WEB_PORT", {**defaults, **extra}
         )
 
+    def start_collector(self, *args: str | Path, **extra: str) -> Worker:
+        """`scorer collect` with this deployment's settings and its own group id."""
+        defaults = {"SCORER_COLLECT_ID": f"{self.name}-collect"}
+        return self._start(
+            ["collect", *map(str, args)], "SCORER_COLLECT_WEB_PORT", {**defaults, **extra}
+        )
+
     def _start(self, args: list[str], port_variable: str, extra: dict[str, str]) -> Worker:
         index = len(self.workers)
         port = free_port()

@@ -64,7 +64,7 @@ def normalise_domain(domain: str) -> str:
     return result
 
 
-def lead_account(company_domain: str | None, email: str) -> str | None:
+def lead_account(company_domain: str | None, email: str | None) -> str | None:
     """The account a lead belongs to, or None when it cannot be resolved.
 
     The lead's own `company_domain` wins; else the email's domain, unless it
@@ -74,6 +74,8 @@ def lead_account(company_domain: str | None, email: str) -> str | None:
         normalised = normalise_domain(company_domain)
         if normalised:
             return normalised
+    if not email:
+        return None
     _, at, host = email.rpartition("@")
     if not at or not host:
         return None

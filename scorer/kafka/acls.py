@@ -15,6 +15,9 @@ service):
   prefixed ACL; exactly-once only);
 - the router reads hot-accounts, firmographics and its delivery log; writes
   the delivery log and the route DLQ; reads its consumer group;
+- the collector writes visitor and lead events, its identities topic and
+  its stitching changelog, reads those two back, and reads its consumer group
+  (its producer is idempotent, not transactional: no transactional id);
 - the publishing commands (`icp publish|promote`, `firmographics load`)
   create the deployment's topics, write ICPs and firmographics and read ICPs.
 Topics are created by the publishing principal (or an admin) before the
@@ -45,7 +48,7 @@ from scorer.config import Settings
 from scorer.kafka.client import bootstrap_servers, client_options
 from scorer.kafka.topics import Topics
 
-SERVICES = ("worker", "router", "publisher")
+SERVICES = ("worker", "router", "collector", "publisher")
 RESOURCE_CODES = {"Topic": 2, "Group": 3, "Cluster": 4, "TransactionalId": 5}
 OPERATION_CODES = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8, "IdempotentWrite": 12}
 PATTERN_CODES = {"LITERAL": 3, "PREFIXED": 4}
@@ -135,6 +138,14 @@ def service_acls(
         add("Write", "Topic", t.deliveries, "delivery log")
         add("Write", "Topic", t.route_dlq, "deliveries that failed for good")
         add("Read", "Group", settings.router_id, "consumer group")
+    elif service == "collector":
+        add("Write", "Topic", t.visitor, "visitor events (direct and stitched)")
+        add("Write", "Topic", t.lead, "lead events (identify calls, CRM webhooks)")
+        add("Read", "Topic", t.identities, "input: visits and links, keyed by identity")
+        add("Write", "Topic", t.identities, "visits and links, keyed by identity")
+        add("Read", "Topic", t.identities_changelog, "stitching state, restored on assignment")
+        add("Write", "Topic", t.identities_changelog, "stitching state")
+        add("Read", "Group", settings.collect_id, "consumer group of the stitch stage")
     elif service == "publisher":
         for name in t.all():
             add("Create", "Topic", name, "the deployment's topics, created before the services")
@@ -208,10 +219,11 @@ def add_acls_command(commands: Any) -> None:
         "--service",
         action="append",
         choices=SERVICES,
-        help="only this service's ACLs (repeatable; default: all three)",
+        help="only this service's ACLs (repeatable; default: all four)",
     )
     acls.add_argument("--worker-principal", default="User:worker", metavar="PRINCIPAL")
     acls.add_argument("--router-principal", default="User:router", metavar="PRINCIPAL")
+    acls.add_argument("--collector-principal", default="User:collector", metavar="PRINCIPAL")
     acls.add_argument(
         "--publisher-principal",
         default="User:publisher",
@@ -242,6 +254,7 @@ def run_acls_command(args: argparse.Namespace) -> int:
     principals = {
         "worker": args.worker_principal,
         "router": args.router_principal,
+        "collector": args.collector_principal,
         "publisher": args.publisher_principal,
     }
     acls = [

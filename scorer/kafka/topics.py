@@ -54,6 +54,8 @@ class Topics:
     changelog: str
     deliveries: str  # the router's delivery log
     route_dlq: str
+    identities: str  # the collector's visits and links, keyed by identity
+    identities_changelog: str  # the collector's stitching state
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -70,10 +72,12 @@ class Topics:
             changelog=t(f"{settings.app_id}-accounts-changelog"),
             deliveries=t("route-deliveries"),
             route_dlq=t("route-dlq"),
+            identities=t(f"{settings.collect_id}-identities"),
+            identities_changelog=t(f"{settings.collect_id}-identities-changelog"),
         )
 
     def compacted(self) -> tuple[str, ...]:
-        return (self.firmographics, self.icp, self.changelog)
+        return (self.firmographics, self.icp, self.changelog, self.identities_changelog)
 
     def inputs(self) -> tuple[str, ...]:
         """The co-partitioned inputs of a task (the changelog shares their count)."""
@@ -97,16 +101,20 @@ class Topics:
         """Every topic a router reads or writes."""
         return (self.hot, self.firmographics, self.deliveries, self.route_dlq)
 
+    def collector(self) -> tuple[str, ...]:
+        """Every topic `scorer collect` reads or writes."""
+        return (self.visitor, self.lead, self.identities, self.identities_changelog)
+
     def all(self) -> tuple[str, ...]:
         """Every topic of the deployment (what the publishing commands create)."""
-        return (*self.worker(), self.deliveries, self.route_dlq)
+        return (*self.worker(), self.deliveries, self.route_dlq, *self.collector()[2:])
 
     def spec(self, name: str, settings: Settings) -> tuple[int, dict[str, str]]:
         """(partitions, topic configs) a topic of this deployment is created with."""
         configs = {"min.insync.replicas": str(settings.min_isr)}
         if name in self.compacted():
             configs["cleanup.policy"] = "compact"
-        if name == self.changelog:
+        if name in (self.changelog, self.identities_changelog):
             configs.update(CHANGELOG_CONFIGS)
         if name == self.deliveries:
             configs.update(DELIVERIES_CONFIGS)

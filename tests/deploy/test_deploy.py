@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from scorer.collect.metrics import CollectMetrics
 from scorer.config import Settings
 from scorer.route.metrics import RouteMetrics
 from scorer.route.rules import load_routes
@@ -148,15 +149,16 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     test_operations.py and tests/route/test_router.py)."""
     registry = Metrics().registry
     RouteMetrics(registry, ["hook"])
+    CollectMetrics(registry, ["web"])
     exported = set(re.findall(r"^# TYPE (\S+)", generate_latest(registry).decode(), re.M))
     exported |= {f"{n}_total" for n in exported} | {f"{n}_bucket" for n in exported}
     exported.add("scorer_consumer_lag")  # registered by the running app
-    for name in ("icp-scorer.json", "icp-router.json"):
+    for name in ("icp-scorer.json", "icp-router.json", "icp-collect.json"):
         dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / name).read_text())
         used = {
             metric
             for panel in dashboard["panels"]
-            for target in panel["targets"]
+            for target in panel.get("targets", [])
             for metric in re.findall(r"\b(scorer_[a-z_]+)", target["expr"])
         }
         assert used and used <= exported, (name, used - exported)
@@ -188,3 +190,21 @@ def test_router_manifests_match_the_router(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SLACK_BOT_TOKEN", "set")
     routes = docs["router.yaml:ConfigMap"]["data"]["routes.yaml"]
     assert parse_routes(yaml.safe_load(routes)).destinations
+
+
+def test_collector_manifests_match_the_collector() -> None:
+    """The collector Deployment probes /healthz and /readyz on SCORER_COLLECT_WEB_PORT,
+    outlives its SIGTERM drain, takes its write keys from a Secret, and compose's
+    collector sets only real settings."""
+    from scorer.collect.service import SHUTDOWN_SECONDS as COLLECT_SHUTDOWN
+
+    docs = dict(k8s_documents())
+    pod = docs["collect.yaml:Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] > COLLECT_SHUTDOWN
+    assert container["ports"][0]["containerPort"] == Settings().collect_web_port
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"secretRef": {"name": "icp-collect-secrets"}} in container["envFrom"]
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    assert set(compose["collect"]["environment"]) <= SETTINGS_ENV

@@ -88,12 +88,28 @@ def test_router_and_publisher_acls() -> None:
             "eu-accounts-changelog",
             "route-deliveries",
             "route-dlq",
+            "icp-collect-identities",
+            "icp-collect-identities-changelog",
         )
     }
     assert {b for b in publisher if b[0] != "Create"} == {
         ("Write", "Topic", "prod-icp-profiles", "LITERAL"),
         ("Read", "Topic", "prod-icp-profiles", "LITERAL"),
         ("Write", "Topic", "prod-firmographics", "LITERAL"),
+    }
+
+
+def test_collector_acls_are_its_event_topics_its_own_topics_and_group() -> None:
+    """The collector writes visitor and lead events, reads and writes its identities
+    topic and changelog, reads its group; no transactional id, no Create."""
+    assert bindings("collector", collect_id="eu-collect") == {
+        ("Write", "Topic", "prod-visitor-events", "LITERAL"),
+        ("Write", "Topic", "prod-lead-events", "LITERAL"),
+        ("Read", "Topic", "prod-eu-collect-identities", "LITERAL"),
+        ("Write", "Topic", "prod-eu-collect-identities", "LITERAL"),
+        ("Read", "Topic", "prod-eu-collect-identities-changelog", "LITERAL"),
+        ("Write", "Topic", "prod-eu-collect-identities-changelog", "LITERAL"),
+        ("Read", "Group", "eu-collect", "LITERAL"),
     }
 
 

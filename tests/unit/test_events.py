@@ -161,3 +161,38 @@ def test_the_fast_path_decodes_exactly_as_the_checked_path(doc: dict[str, Any]) 
     """msgspec's typed decode gives the same Event, or the same error, as orjson plus checks."""
     raw = orjson.dumps(doc)
     assert _outcome(decode_event, raw) == _outcome(_checked_decode, raw)
+
+
+@pytest.mark.parametrize(
+    ("doc", "account"),
+    [
+        ({"company_domain": "Acme.example"}, "acme.example"),
+        ({"company_domain": "acme.example", "email": None}, "acme.example"),
+        ({"email": "pat@acme.example"}, "acme.example"),
+    ],
+)
+def test_a_lead_needs_an_email_or_a_company_domain(doc: dict, account: str) -> None:
+    """A lead without an email is valid when it names its company (what `scorer collect`
+    sends), for the decoder and the model alike."""
+    lead = {**VISIT, "type": "lead_created", "lead_id": "L-1", **doc}
+    assert decode_event(orjson.dumps(lead)).account == account
+    LeadEvent.model_validate(lead)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"company_domain": ""},
+        {"company_domain": None},
+        {"company_domain": "a.example", "email": ""},
+    ],
+)
+def test_a_lead_without_email_or_domain_is_rejected(doc: dict) -> None:
+    """No email and no company domain (or an empty email) is a schema violation."""
+    lead = {**VISIT, "type": "lead_created", "lead_id": "L-1", **doc}
+    with pytest.raises(InvalidInputError) as caught:
+        decode_event(orjson.dumps(lead))
+    assert caught.value.reason == "schema"
+    with pytest.raises(ValidationError):
+        LeadEvent.model_validate(lead)

@@ -1,0 +1,1 @@
+"""`scorer collect`: Segment-spec and CRM webhook intake, mapping, identity stitching."""
