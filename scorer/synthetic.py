@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -222,3 +222,71 @@ def _event(rng: random.Random, serial: int, domain: str, at: datetime) -> dict[s
         "referrer": rng.choice(["https://www.google.com/", "https://www.linkedin.com/", None]),
         "ip": f"203.0.113.{rng.randint(1, 254)}",
     }
+
+
+# How a website reports the synthetic events through Segment: its visitors stay
+# anonymous for a few pages, until a `group` call (the site's reverse-IP lookup
+# or a signup form) names their company, which credits those pages.
+_TRACKED = {"form_submit": "Form Submitted", "demo_request": "Demo Requested"}
+_VISITORS_PER_COMPANY = 8
+_NEW_VISITOR = 0.2
+_PAGES_BEFORE_GROUP = (1, 4)
+
+
+def segment_calls(events: Iterable[dict[str, Any]], seed: int = 13) -> Iterator[dict[str, Any]]:
+    """The Segment-spec calls (`page`, `track`, `identify`, `group`, as
+    `POST /v1/batch` carries them) a site would send for `events`.
+
+    Each company has a few anonymous visitors at a time; a visitor's events
+    carry only its anonymousId, and after 1-4 of them a `group` call with the
+    company's website links it (its earlier events are then stitched to the
+    company). Events without a company come from visitors never linked; a lead
+    is an `identify` with its work (or free-mail) email and title. Each call's
+    messageId is the event id, so the workers' dedup sees a retried call once.
+    """
+    rng = random.Random(seed)
+    visitors: dict[str, list[list[Any]]] = {}  # domain -> [anonymousId, events before the link]
+    serial = 0
+    for doc in events:
+        at, message_id = doc["occurred_at"], doc["event_id"]
+        if doc["type"] == "lead_created":
+            traits = {"email": doc["email"], "title": doc["title"]}
+            yield {
+                "type": "identify",
+                "userId": doc["lead_id"],
+                "messageId": message_id,
+                "timestamp": at,
+                "traits": traits,
+            }
+            continue
+        serial += 1
+        domain = doc["company_domain"]
+        pool = visitors.setdefault(domain or "", [])
+        if domain is None or not pool or rng.random() < _NEW_VISITOR:
+            pool.append([f"anon-{seed}-{serial:x}", rng.randint(*_PAGES_BEFORE_GROUP)])
+            del pool[:-_VISITORS_PER_COMPANY]
+            visitor = pool[-1]
+        else:
+            visitor = rng.choice(pool)
+        call: dict[str, Any] = {
+            "anonymousId": visitor[0],
+            "messageId": message_id,
+            "timestamp": at,
+            "context": {"ip": doc["ip"], "page": {"referrer": doc["referrer"]}},
+        }
+        if doc["type"] in _TRACKED:
+            call.update(type="track", event=_TRACKED[doc["type"]], properties={})
+        else:
+            call.update(type="page", properties={"url": doc["page_url"]})
+        yield call
+        if domain is not None and visitor[1] > 0:
+            visitor[1] -= 1
+            if visitor[1] == 0:
+                yield {
+                    "type": "group",
+                    "anonymousId": visitor[0],
+                    "groupId": domain,
+                    "messageId": f"group-{message_id}",
+                    "timestamp": at,
+                    "traits": {"website": f"https://{domain}/"},
+                }
