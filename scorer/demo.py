@@ -2,12 +2,16 @@
 
 Against the broker in SCORER_BROKER (`make demo` starts a local one first): it
 publishes the sample ICPs, loads a few thousand synthetic companies, starts a
-worker and a router (`scorer route`: the live feed page and a signed webhook
-to a receiver on loopback, here in this process), streams synthetic visitor
-and lead traffic at a modest rate and prints each hot-account alert with its
-tier and top reasons, and each webhook delivery, until Ctrl-C or
-DEMO_SECONDS; then it stops the processes it started. Each run uses fresh topics
-(prefix demo-<time>-) so earlier runs do not leak in.
+collector (`scorer collect`), a worker and a router (`scorer route`: the live
+feed page and a signed webhook to a receiver on loopback, here in this
+process). A synthetic website then reports its visitors through Segment's own
+Python SDK to the collector at a modest rate: visitors stay anonymous until a
+`group` call names their company, which credits their earlier pages
+(identity stitching); leads arrive as `identify` calls. The demo prints each
+hot-account alert with its tier and top reasons, and each webhook delivery,
+until Ctrl-C or DEMO_SECONDS; then what the collector took and stitched, and
+it stops the processes it started. Each run uses fresh topics (prefix
+demo-<time>-) so earlier runs do not leak in.
 """
 
 from __future__ import annotations
@@ -24,18 +28,20 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
 from aiokafka import TopicPartition
 
-from scorer import synthetic
+from scorer import demo_site, synthetic
 from scorer.config import Settings
 from scorer.display import format_alert
-from scorer.events import event_from_document
+from scorer.errors import ConfigError
 from scorer.icp.loader import loads_icp
 from scorer.kafka.client import client_options, partitions_of, reader
 from scorer.kafka.publish import icp_value, producer
@@ -71,11 +77,17 @@ def run_demo(args: argparse.Namespace) -> int:
     seconds = (
         args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS") or 0)
     )
+    try:
+        demo_site.require_sdk()
+    except ConfigError as exc:
+        say(str(exc))
+        return 2
     run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     base = Settings()
     settings = base.model_copy(
         update={
             "app_id": f"icp-demo-{run}",
+            "collect_id": f"icp-demo-collect-{run}",
             "topic_prefix": f"demo-{run}-",
             "store": "memory",
             # The demo's throwaway topics on a laptop's single broker: one copy,
@@ -84,6 +96,7 @@ def run_demo(args: argparse.Namespace) -> int:
             if "SCORER_REPLICATION_FACTOR" in os.environ
             else 1,
             "web_port": free_port(),
+            "collect_web_port": free_port(),
             "router_web_port": base.router_web_port
             if port_free(base.router_web_port)
             else free_port(),
@@ -119,6 +132,23 @@ def run_demo(args: argparse.Namespace) -> int:
                 stderr=subprocess.STDOUT,
             )
         )
+    write_key = secrets.token_hex(12)
+    collect_env = {
+        **env,
+        "SCORER_COLLECT_ID": settings.collect_id,
+        "SCORER_COLLECT_WEB_PORT": str(settings.collect_web_port),
+        "SCORER_COLLECT_WRITE_KEYS": f"website={write_key}",
+    }
+    collect_log = workdir / f"demo-collect-{run}.log"
+    with open(collect_log, "wb") as log:
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "scorer.cli", "collect"],
+                env=collect_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     router_log = workdir / f"demo-router-{run}.log"
     with open(router_log, "wb") as log:
         processes.append(
@@ -129,12 +159,17 @@ def run_demo(args: argparse.Namespace) -> int:
                 stderr=subprocess.STDOUT,
             )
         )
-    worker, router = processes
+    worker, collector, router = processes
+    collect_url = f"http://127.0.0.1:{settings.collect_web_port}"
     try:
         ready = wait_ready(settings.web_port, worker, timeout=90)
+        say(f"worker ready in {ready:.1f} s (log: {log_path})")
+        wait_ready(settings.collect_web_port, collector, timeout=90)
         say(
-            f"worker ready in {ready:.1f} s (log: {log_path}); streaming {EVENTS_PER_SECOND} "
-            f"events/s over {len(companies):,} companies. Ctrl-C stops."
+            f"collector ready on {collect_url} (log: {collect_log}): a synthetic website "
+            f"sends it {EVENTS_PER_SECOND} Segment calls/s over {len(companies) // 2:,} "
+            "companies with Segment's Python SDK; its visitors stay anonymous until a "
+            "`group` call names their company. Ctrl-C stops."
         )
         wait_ready(settings.router_web_port, router, timeout=90)
         say(
@@ -142,11 +177,15 @@ def run_demo(args: argparse.Namespace) -> int:
             f"http://127.0.0.1:{settings.router_web_port}/feed to watch hot accounts arrive; "
             f"its webhook posts to a receiver on 127.0.0.1:{hook_port}"
         )
-        asyncio.run(stream(settings, companies, seconds, Receiver(hook_port, secret.encode())))
+        website = demo_site.website(
+            write_key, collect_url, companies[: len(companies) // 2], EVENTS_PER_SECOND
+        )
+        asyncio.run(stream(settings, website, seconds, Receiver(hook_port, secret.encode())))
+        say_collected(collect_url)
     except KeyboardInterrupt:
         pass
     except TimeoutError as exc:
-        say(f"{exc}; see {log_path} and {router_log}")
+        say(f"{exc}; see {log_path}, {collect_log} and {router_log}")
         return 1
     finally:
         for process in processes:
@@ -156,7 +195,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        say("worker and router stopped")
+        say("collector, worker and router stopped")
     return 0
 
 
@@ -262,50 +301,39 @@ def wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> fl
 
 
 async def stream(
-    settings: Settings, domains: list[str], seconds: float, receiver: Receiver
+    settings: Settings, website: Coroutine[Any, Any, None], seconds: float, receiver: Receiver
 ) -> None:
     topics = Topics.from_settings(settings)
     tasks = [
-        asyncio.create_task(traffic(settings, topics, domains)),
+        asyncio.create_task(website),
         asyncio.create_task(show_alerts(settings, topics)),
         asyncio.create_task(receiver.run()),
     ]
     try:
-        if seconds:
-            await asyncio.sleep(seconds)
-        else:
-            await asyncio.gather(*tasks)
+        # Until the time is up (or for ever); a task that fails ends the demo with its error.
+        done, _ = await asyncio.wait(
+            tasks, timeout=seconds or None, return_when=asyncio.FIRST_EXCEPTION
+        )
+        for task in done:
+            task.result()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def traffic(settings: Settings, topics: Topics, domains: list[str]) -> None:
-    """Synthetic visits and leads, keyed by account, with event time = now."""
-    client = producer(settings)
-    await client.start()
-    try:
-        started = time.monotonic()
-        now = datetime.now(UTC)
-        events = synthetic.events(
-            10**9,
-            domains[: len(domains) // 2],
-            seed=int(time.time()),
-            start=now,
-            mean_gap_s=1.0 / EVENTS_PER_SECOND,
+def say_collected(url: str) -> None:
+    """What the collector took and stitched, from its /metrics."""
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        counts = demo_site.collector_counts(r.read().decode())
+        calls = sum(counts.get(kind, 0) for kind in ("page", "track", "identify", "group"))
+        say(
+            f"collector: {calls:,.0f} calls accepted ({counts.get('page', 0):,.0f} pages, "
+            f"{counts.get('group', 0):,.0f} groups, {counts.get('identify', 0):,.0f} "
+            f"identifies); {counts.get('stitched', 0):,.0f} anonymous visits credited to their "
+            f"company by a later call, {counts.get('forwarded', 0):,.0f} from visitors already "
+            f"linked, {counts.get('unlinked', 0):,.0f} of visitors still unlinked"
         )
-        for count, doc in enumerate(events, start=1):
-            topic = topics.lead if doc["type"] == "lead_created" else topics.visitor
-            account = event_from_document(doc).account
-            await client.send(
-                topic, key=account.encode() if account else None, value=orjson.dumps(doc)
-            )
-            ahead = count / EVENTS_PER_SECOND - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-    finally:
-        await client.stop()
 
 
 async def show_alerts(settings: Settings, topics: Topics) -> None:

@@ -48,3 +48,22 @@ def test_segment_calls_map_to_the_synthetic_events() -> None:
             assert domain == normalise_domain(event["company_domain"])
             credited += 1
     assert credited > 0.8 * sum(1 for e in events if e.get("company_domain"))
+
+
+def test_the_demo_reads_what_the_collector_took_from_its_metrics() -> None:
+    """`scorer demo`'s closing line comes from the collector's own /metrics text."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from scorer.collect.metrics import CollectMetrics
+    from scorer.demo_site import collector_counts
+
+    registry = CollectorRegistry()
+    metrics = CollectMetrics(registry, ["website"])
+    metrics.calls.labels(source="website", type="page").inc(40)
+    metrics.calls.labels(source="website", type="group").inc(5)
+    metrics.stitch.labels(outcome="stitched").inc(12)
+    metrics.stitch.labels(outcome="kept").inc(20)
+    metrics.gauges(lambda: 8.0, lambda: 3.0)
+    counts = collector_counts(generate_latest(registry).decode())
+    assert counts["page"] == 40 and counts["group"] == 5
+    assert counts["stitched"] == 12 and counts["kept"] == 20 and counts["unlinked"] == 8
