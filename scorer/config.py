@@ -114,6 +114,18 @@ class Settings(BaseSettings):
         description="SCORER_ACCOUNT_TTL: an account idle this long in event time starts "
         "fresh, and its state leaves the store (not shorter than SCORER_DEDUP_WINDOW)",
     )
+    dlq_retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="SCORER_DLQ_RETENTION: how long scorer-dlq and route-dlq keep a record "
+        "(retention.ms at creation); dead letters carry original payloads",
+    )
+    scores_retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="SCORER_SCORES_RETENTION: how long account-scores keeps a record "
+        "(retention.ms at creation)",
+    )
     accounts_in_memory: int = Field(
         250_000,
         ge=1_000,
@@ -193,7 +205,13 @@ class Settings(BaseSettings):
         return float(value)
 
     @field_validator(
-        "dedup_window", "account_ttl", "route_max_age", "collect_keep_max_age", mode="before"
+        "dedup_window",
+        "account_ttl",
+        "route_max_age",
+        "collect_keep_max_age",
+        "dlq_retention",
+        "scores_retention",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> float:

@@ -118,6 +118,10 @@ class Topics:
             configs.update(CHANGELOG_CONFIGS)
         if name == self.deliveries:
             configs.update(DELIVERIES_CONFIGS)
+        if name in (self.dlq, self.route_dlq):
+            configs["retention.ms"] = str(int(settings.dlq_retention * 1000))
+        if name == self.scores:
+            configs["retention.ms"] = str(int(settings.scores_retention * 1000))
         return (1 if name == self.icp else settings.topic_partitions), configs
 
 

@@ -45,3 +45,16 @@ def test_producers_wait_for_every_in_sync_replica() -> None:
     """The services' producers are idempotent with acks=all."""
     options = producer_options(Settings())
     assert options["acks"] == "all" and options["enable_idempotence"] is True
+
+
+def test_dead_letters_and_scores_have_a_retention_from_settings() -> None:
+    """Both DLQs keep a record SCORER_DLQ_RETENTION (7 days by default), account-scores
+    SCORER_SCORES_RETENTION; the input topics keep the broker's default."""
+    topics = Topics.from_settings(Settings())
+    week = str(7 * 86400 * 1000)
+    for name in (topics.dlq, topics.route_dlq, topics.scores):
+        assert topics.spec(name, Settings())[1]["retention.ms"] == week
+    assert "retention.ms" not in topics.spec(topics.visitor, Settings())[1]
+    settings = Settings(dlq_retention="2d", scores_retention="36h")
+    assert topics.spec(topics.route_dlq, settings)[1]["retention.ms"] == str(2 * 86400 * 1000)
+    assert topics.spec(topics.scores, settings)[1]["retention.ms"] == str(36 * 3600 * 1000)
