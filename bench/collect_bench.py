@@ -9,9 +9,11 @@ aiohttp endpoint that produces without validation, in one run.
 Traffic: synthetic events as a website's Segment calls
 (`synthetic.segment_calls`: anonymous pages and tracks, group calls that link
 visitors to companies, identifies for leads), 100 calls a `POST /v1/batch`,
-bodies encoded before any timing, Basic auth with the write key. The load
-generator is an aiohttp client in this process with BENCH_COLLECT_CONNECTIONS
-(32) connections; its own CPU is reported, so a client-bound run shows.
+bodies encoded before any timing, Basic auth with the write key; an event
+every 50 us of event time (GAP), so event time runs as it would at 20,000/s.
+The load generator is an aiohttp client in this process with
+BENCH_COLLECT_CONNECTIONS (32) connections; its own CPU is reported, so a
+client-bound run would show.
 
 Per arm: (a) drain: BENCH_COLLECT_EVENTS calls (300,000) as fast as they go;
 accepted events/s = calls in 200-answered batches / wall time; (b) paced: at
@@ -21,7 +23,8 @@ to its answer (a request that waits for a connection counts the wait).
 End to end: once the stitch stage has committed all its input, the records on
 visitor-events against the page/track calls whose visitor a group call linked.
 Peak RSS (VmHWM) and CPU of both servers. BENCH_COLLECT_PYSPY=1 records a
-py-spy profile of the collector during its drain (bench/results/tmp/).
+py-spy profile of the collector during its drain (bench/results/tmp/);
+BENCH_COLLECT_GC_THRESHOLD=a,b,c runs the collector with gc.set_threshold(a, b, c).
 
 Writes bench/results/<date>-collect.json and prints a table; progress on stderr.
 """
@@ -77,6 +80,21 @@ HEADERS = {
 }
 GOAL_RATE = 20_000
 GOAL_P99_MS = 50.0
+# Event time advances as wall time does at the goal rate. The synthetic default
+# (2 s between events) runs days of event time through a 15 s drain, and the
+# stitch stage's sweep then forgets (and tombstones) tens of thousands of idle
+# visitors at once, a stall no real site's traffic produces.
+GAP = 1 / GOAL_RATE
+# An experiment, not the product: BENCH_COLLECT_GC_THRESHOLD=50000,50,100 runs
+# the collector with gc.set_threshold(50000, 50, 100).
+GC_THRESHOLD = os.environ.get("BENCH_COLLECT_GC_THRESHOLD", "")
+COLLECT = [sys.executable, "-m", "scorer.cli", "collect"]
+if GC_THRESHOLD:
+    COLLECT = [
+        sys.executable, "-c",
+        f"import gc, sys; gc.set_threshold({GC_THRESHOLD}); from scorer.cli import main; "
+        "sys.exit(main(['collect']))",
+    ]  # fmt: skip
 BIN = Path(sys.executable).parent
 
 
@@ -264,7 +282,7 @@ async def run() -> dict[str, Any]:
 
     log("generating the traffic")
     domains = synthetic.company_domains(DOMAINS)
-    traffic = Traffic(synthetic.segment_calls(synthetic.events(10**9, domains)))
+    traffic = Traffic(synthetic.segment_calls(synthetic.events(10**9, domains, mean_gap_s=GAP)))
     drain_bodies = traffic.bodies(EVENTS)
     result: dict[str, Any] = {
         "calls": EVENTS,
@@ -272,6 +290,7 @@ async def run() -> dict[str, Any]:
         "connections": CONNECTIONS,
         "partitions": partitions,
         "paced_seconds": PACED_SECONDS,
+        "collector_gc_threshold": GC_THRESHOLD or "default",
         "body_kb": round(sum(len(b) for b, _ in drain_bodies) / len(drain_bodies) / 1024, 1),
     }
 
@@ -295,9 +314,7 @@ async def run() -> dict[str, Any]:
             "SCORER_COLLECT_WEB_PORT": str(port),
             "SCORER_REPLICATION_FACTOR": os.environ.get("SCORER_REPLICATION_FACTOR", "1"),
         }
-        collector = Server(
-            "collector", [sys.executable, "-m", "scorer.cli", "collect"], collector_env, port
-        )
+        collector = Server("collector", COLLECT, collector_env, port)
         try:
             result["collector"] = await drain_arm(collector, drain_bodies)
             caught_up = await wait_stitched(collect_id, topics.identities, collector.process)
@@ -365,7 +382,8 @@ def report(result: dict[str, Any]) -> str:
         f"{result['calls']:,} Segment calls in batches of {result['batch']} "
         f"({result['body_kb']} KB a body), {result['connections']} connections; "
         f"paced at {collector['paced']['calls_per_s']:,.0f} calls/s for "
-        f"{result['paced_seconds']:.0f} s",
+        f"{result['paced_seconds']:.0f} s; collector GC thresholds: "
+        f"{result['collector_gc_threshold']}",
         "",
         f"{'arm':<10}{'calls/s':>11}{'cores':>7}{'client':>8}{'broker':>8}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'peak MB':>9}",
