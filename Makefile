@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools test test-cluster lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-route schemas clean
+.PHONY: help setup tools test test-cluster lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-route bench-collect schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,9 @@ bench-lifecycle: setup ## backtest 1M events x 2 ICPs and derive over 100k accou
 
 bench-route: setup ## scorer route to a 50 ms webhook: alerts/s, latency at 100/s, memory (~15 min)
 	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.route_bench
+
+bench-collect: setup ## scorer collect vs a raw aiohttp ceiling: Segment calls/s, p99 at half rate, RSS (~2 min)
+	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.collect_bench
 
 schemas: setup ## regenerate schemas/ from scorer/models.py
 	$(BIN)/scorer schemas
