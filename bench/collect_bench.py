@@ -24,7 +24,7 @@ End to end: once the stitch stage has committed all its input, the records on
 visitor-events against the page/track calls whose visitor a group call linked.
 Peak RSS (VmHWM) and CPU of both servers. BENCH_COLLECT_PYSPY=1 records a
 py-spy profile of the collector during its drain (bench/results/tmp/);
-BENCH_COLLECT_GC_THRESHOLD=a,b,c runs the collector with gc.set_threshold(a, b, c).
+BENCH_COLLECT_GC=freeze or =a,b,c runs the collector with a GC setting (see GC).
 
 Writes bench/results/<date>-collect.json and prints a table; progress on stderr.
 """
@@ -85,16 +85,23 @@ GOAL_P99_MS = 50.0
 # stitch stage's sweep then forgets (and tombstones) tens of thousands of idle
 # visitors at once, a stall no real site's traffic produces.
 GAP = 1 / GOAL_RATE
-# An experiment, not the product: BENCH_COLLECT_GC_THRESHOLD=50000,50,100 runs
-# the collector with gc.set_threshold(50000, 50, 100).
-GC_THRESHOLD = os.environ.get("BENCH_COLLECT_GC_THRESHOLD", "")
+# Experiments, not the product (the profile points at the collector's GC):
+# BENCH_COLLECT_GC=freeze runs it with gc.freeze() every second (what is alive
+# leaves the collected generations); BENCH_COLLECT_GC=50000,50,100 with
+# gc.set_threshold(50000, 50, 100). Results go to <date>-collect-gc-<...>.json.
+GC = os.environ.get("BENCH_COLLECT_GC", "")
+FREEZER = """
+def freezer():
+    while True:
+        time.sleep(1)
+        gc.freeze()
+threading.Thread(target=freezer, daemon=True).start()
+"""
 COLLECT = [sys.executable, "-m", "scorer.cli", "collect"]
-if GC_THRESHOLD:
-    COLLECT = [
-        sys.executable, "-c",
-        f"import gc, sys; gc.set_threshold({GC_THRESHOLD}); from scorer.cli import main; "
-        "sys.exit(main(['collect']))",
-    ]  # fmt: skip
+if GC:
+    setup = FREEZER if GC == "freeze" else f"gc.set_threshold({GC})\n"
+    code = "import gc, sys, threading, time\n" + setup + "from scorer.cli import main\n"
+    COLLECT = [sys.executable, "-c", code + "sys.exit(main(['collect']))"]
 BIN = Path(sys.executable).parent
 
 
@@ -290,7 +297,7 @@ async def run() -> dict[str, Any]:
         "connections": CONNECTIONS,
         "partitions": partitions,
         "paced_seconds": PACED_SECONDS,
-        "collector_gc_threshold": GC_THRESHOLD or "default",
+        "collector_gc": GC or "default",
         "body_kb": round(sum(len(b) for b, _ in drain_bodies) / len(drain_bodies) / 1024, 1),
     }
 
@@ -382,8 +389,7 @@ def report(result: dict[str, Any]) -> str:
         f"{result['calls']:,} Segment calls in batches of {result['batch']} "
         f"({result['body_kb']} KB a body), {result['connections']} connections; "
         f"paced at {collector['paced']['calls_per_s']:,.0f} calls/s for "
-        f"{result['paced_seconds']:.0f} s; collector GC thresholds: "
-        f"{result['collector_gc_threshold']}",
+        f"{result['paced_seconds']:.0f} s; collector GC: {result['collector_gc']}",
         "",
         f"{'arm':<10}{'calls/s':>11}{'cores':>7}{'client':>8}{'broker':>8}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'peak MB':>9}",
@@ -409,7 +415,8 @@ def report(result: dict[str, Any]) -> str:
 def main() -> int:
     TMP.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    path = save_result(asyncio.run(run()), "collect", started, report)
+    kind = "collect" if not GC else "collect-gc-" + GC.replace(",", "-")
+    path = save_result(asyncio.run(run()), kind, started, report)
     print(f"\n(written to {path.relative_to(ROOT)})")
     return 0
 
