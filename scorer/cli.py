@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from scorer import __version__, gcpolicy, native
 from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
-from scorer.errors import BrokerError, ConfigError, InvalidICPError
+from scorer.errors import BrokerError, ConfigError, InvalidFileError, InvalidICPError
 from scorer.icp.loader import load_icp
 from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
 from scorer.kafka.acls import add_acls_command
@@ -185,9 +185,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     try:
         routes = load_routes(path)
     except InvalidRoutesError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return 1 if args.route_command == "validate" else 2
+        return _invalid_file(path, exc, validating=args.route_command == "validate")
     if args.route_command == "validate":
         print(
             f"{path}: ok ({len(routes.destinations)} destinations, {len(routes.rules)} rules, "
@@ -199,6 +197,14 @@ def cmd_route(args: argparse.Namespace) -> int:
     return run_router(Settings(), routes)
 
 
+def _invalid_file(path: object, exc: InvalidFileError, validating: bool) -> int:
+    """Every problem of a user's file on its own line; 1 for `validate`, else 2
+    (a service that cannot start on its configuration)."""
+    for problem in exc.problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    return 1 if validating else 2
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from scorer.collect.mapping import InvalidMappingError, load_mapping
 
@@ -206,9 +212,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         mapping = load_mapping(path)
     except InvalidMappingError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return 1 if args.collect_command == "validate" else 2
+        return _invalid_file(path, exc, validating=args.collect_command == "validate")
     if args.collect_command == "validate":
         hook = "on" if mapping.hubspot else "off"
         print(

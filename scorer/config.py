@@ -5,12 +5,35 @@ Each field names its variable; README's configuration table lists them all.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorer.timefmt import format_duration, parse_duration
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def env_secret(value: Any) -> SecretStr:
+    """A secret in a user's file (routes.yaml, the collector's mapping) is written
+    ``${VAR}`` and VAR must be set: the value comes from the environment, never
+    from the file. A pydantic `before` validator."""
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an environment reference like ${NAME}")
+    found = _ENV_REF.match(value.strip())
+    if found is None:
+        raise ValueError(
+            "secrets are environment references like ${NAME}, never literal in the file"
+        )
+    resolved = os.environ.get(found.group(1))
+    if not resolved:
+        raise ValueError(f"environment variable {found.group(1)} is not set")
+    return SecretStr(resolved)
 
 
 class Settings(BaseSettings):

@@ -14,14 +14,19 @@ class ScorerError(Exception):
     retriable: bool = False
 
 
-class InvalidICPError(ScorerError):
-    """An ICP document failed validation; `problems` name the offending keys."""
+class InvalidFileError(ScorerError):
+    """A document the user wrote (an ICP, routes.yaml, a collector mapping)
+    failed validation; `problems` name the offending keys."""
 
     def __init__(self, problems: list[str], source: str = "") -> None:
         self.problems = problems
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(where + "; ".join(problems))
+
+
+class InvalidICPError(InvalidFileError):
+    """An ICP document failed validation; `problems` name the offending keys."""
 
 
 class InvalidInputError(ScorerError):

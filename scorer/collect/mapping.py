@@ -12,7 +12,6 @@ logged. An invalid file is rejected with every problem naming its key.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,10 +19,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from scorer.errors import ScorerError
+from scorer.config import env_secret
+from scorer.errors import InvalidFileError
 from scorer.icp.loader import validation_problems
 
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 SignalType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 TraitPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$")]
 
@@ -42,28 +41,8 @@ DEFAULT_TRACK_EVENTS: dict[str, str] = {
 }
 
 
-class InvalidMappingError(ScorerError):
+class InvalidMappingError(InvalidFileError):
     """The mapping file failed validation; `problems` name the offending keys."""
-
-    def __init__(self, problems: list[str], source: str = "") -> None:
-        self.problems = problems
-        where = f"{source}: " if source else ""
-        super().__init__(where + "; ".join(problems))
-
-
-def _secret(value: Any) -> Any:
-    """A secret is written ``${VAR}`` and VAR must be set."""
-    if isinstance(value, SecretStr):
-        return value
-    found = _ENV_REF.match(value.strip()) if isinstance(value, str) else None
-    if found is None:
-        raise ValueError(
-            "secrets are environment references like ${NAME}, never literal in the file"
-        )
-    resolved = os.environ.get(found.group(1))
-    if not resolved:
-        raise ValueError(f"environment variable {found.group(1)} is not set")
-    return SecretStr(resolved)
 
 
 class _Section(BaseModel):
@@ -129,7 +108,7 @@ class HubSpotMapping(_Section):
     max_age: float = Field(300.0, gt=0, le=3600)
     timeout: float = Field(10.0, gt=0)
 
-    _check_secrets = field_validator("app_secret", "access_token", mode="before")(_secret)
+    _check_secrets = field_validator("app_secret", "access_token", mode="before")(env_secret)
 
 
 class Mapping(_Section):

@@ -10,7 +10,6 @@ the file is loaded and never written back, logged or put in an error.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,39 +18,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from scorer.errors import ScorerError
+from scorer.config import env_secret
+from scorer.errors import InvalidFileError
 from scorer.icp.loader import validation_problems
 from scorer.timefmt import parse_duration
 
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 _TAG = re.compile(r"^(destinations\.[^.]+)\.(?:webhook|slack|hubspot|salesforce|feed)\b")
 
 
-class InvalidRoutesError(ScorerError):
+class InvalidRoutesError(InvalidFileError):
     """routes.yaml failed validation; `problems` name the offending keys."""
-
-    def __init__(self, problems: list[str], source: str = "") -> None:
-        self.problems = problems
-        where = f"{source}: " if source else ""
-        super().__init__(where + "; ".join(problems))
-
-
-def _secret(value: Any) -> Any:
-    """A secret must be written ``${VAR}`` and VAR must be set."""
-    if isinstance(value, SecretStr):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("expected an environment reference like ${NAME}")
-    found = _ENV_REF.match(value.strip())
-    if found is None:
-        raise ValueError(
-            "secrets are environment references like ${NAME}, never literal in the file"
-        )
-    resolved = os.environ.get(found.group(1))
-    if not resolved:
-        raise ValueError(f"environment variable {found.group(1)} is not set")
-    return SecretStr(resolved)
 
 
 def _seconds(value: Any) -> float:
@@ -81,7 +58,7 @@ class WebhookDestination(_Destination):
     ca_file: str | None = None
     concurrency: int = Field(64, ge=1, le=256)
 
-    _check_secret = field_validator("secret", mode="before")(_secret)
+    _check_secret = field_validator("secret", mode="before")(env_secret)
 
 
 class SlackDestination(_Destination):
@@ -97,7 +74,7 @@ class SlackDestination(_Destination):
     concurrency: int = Field(1, ge=1, le=256)
     rate_per_second: float | None = Field(1.0, gt=0)
 
-    _check_secrets = field_validator("token", "webhook_url", mode="before")(_secret)
+    _check_secrets = field_validator("token", "webhook_url", mode="before")(env_secret)
 
     @field_validator("thread_window", mode="before")
     @classmethod
@@ -123,7 +100,7 @@ class HubSpotDestination(_Destination):
     create_task: bool = True
     owner_field: str = "hubspot_owner_id"
 
-    _check_secret = field_validator("access_token", mode="before")(_secret)
+    _check_secret = field_validator("access_token", mode="before")(env_secret)
 
 
 class SalesforceDestination(_Destination):
@@ -142,7 +119,7 @@ class SalesforceDestination(_Destination):
     owner_field: str = "salesforce_owner_id"
     ca_file: str | None = None
 
-    _check_secret = field_validator("access_token", mode="before")(_secret)
+    _check_secret = field_validator("access_token", mode="before")(env_secret)
 
 
 class FeedDestination(_Destination):
