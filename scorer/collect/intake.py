@@ -51,6 +51,7 @@ from scorer.collect.segment import (
     Visit,
 )
 from scorer.errors import ConfigError
+from scorer.kafka.topics import Topics
 
 log = logging.getLogger("scorer.collect")
 RETRY_AFTER_SECONDS = 5
@@ -131,7 +132,7 @@ class Intake:
         mapping: Mapping,
         write_keys: dict[str, str],
         metrics: CollectMetrics,
-        topics: dict[str, str],
+        topics: Topics,
         ack_timeout: float,
     ) -> None:
         self.mapper = Mapper(mapping)
@@ -253,7 +254,7 @@ class Intake:
         try:
             async with asyncio.timeout(self.ack_timeout):
                 deliveries = []
-                identities, leads = self.topics["identities"], self.topics["lead"]
+                identities, leads = self.topics.identities, self.topics.lead
                 for output in outputs:
                     if type(output) is Visit:
                         value = orjson.dumps({"v": output.document, "at": output.at})

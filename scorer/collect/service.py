@@ -51,13 +51,7 @@ class Collector:
         secret = settings.collect_write_keys
         self.write_keys = parse_write_keys(secret.get_secret_value() if secret else None)
         self.metrics = CollectMetrics(self.registry, sorted(set(self.write_keys.values())))
-        topics = Topics.from_settings(settings)
-        self.topics = {
-            "identities": topics.identities,
-            "changelog": topics.identities_changelog,
-            "visitor": settings.topic(settings.visitor_topic),
-            "lead": settings.topic(settings.lead_topic),
-        }
+        self.topics = Topics.from_settings(settings)
         self.intake = Intake(
             mapping, self.write_keys, self.metrics, self.topics, settings.collect_ack_timeout
         )
@@ -83,8 +77,7 @@ class Collector:
 
     async def start(self) -> None:
         await self.web.start()
-        topics = Topics.from_settings(self.settings)
-        await ensure_topics(self.settings, topics, topics.collector())
+        await ensure_topics(self.settings, self.topics, self.topics.collector())
         # Records from concurrent requests share record batches within the linger.
         producer = AIOKafkaProducer(**{**producer_options(self.settings), "linger_ms": 2})
         await producer.start()

@@ -60,7 +60,7 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
         topics = Topics.from_settings(settings)
         self.topic = topics.identities
         self.changelog = topics.identities_changelog
-        self.visitor_topic = settings.topic(settings.visitor_topic)
+        self.visitor_topic = topics.visitor
         self.stores: dict[int, Identities] = {}
         self.stream_time: dict[int, float] = {}
         self.offsets: dict[TopicPartition, int] = {}

@@ -107,7 +107,13 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         """Every topic of the deployment (what the publishing commands create)."""
-        return (*self.worker(), self.deliveries, self.route_dlq, *self.collector()[2:])
+        return (
+            *self.worker(),
+            self.deliveries,
+            self.route_dlq,
+            self.identities,
+            self.identities_changelog,
+        )
 
     def spec(self, name: str, settings: Settings) -> tuple[int, dict[str, str]]:
         """(partitions, topic configs) a topic of this deployment is created with."""
