@@ -26,17 +26,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from scorer.events import event_from_document
 from tests.cluster.progress import StallMeter, Traffic
 from tests.cluster.scrape import MetricsWatch
 from tests.cluster_harness import NODES, Cluster, start_cluster
-from tests.fault.recovery import clean_pass, table_state, wait_caught_up
+from tests.fault.recovery import reconcile, wait_caught_up
 from tests.integration.streaming import sample, setup_deployment
-from tests.kafka_harness import Broker, Deployment, Worker, consume
+from tests.kafka_harness import Broker, Deployment, Worker
 from tests.route.services import Services
 from tests.route.support import router_env, write_routes
 
@@ -214,21 +212,9 @@ async def test_failover_and_rolling_restart_lose_and_repeat_nothing(
         await asyncio.gather(metering, watching)
 
         raws = traffic.raws()
-        changelog = await consume(
-            cluster.bootstrap, deployment.topic(f"{deployment.name}-accounts-changelog"), idle=3
-        )
-        accounts, applied = table_state(changelog)
-        expected_states, expected_alerts = clean_pass(companies, raws)
-        resolved = {
-            event_from_document(orjson.loads(r)).event_id
-            for r in raws
-            if event_from_document(orjson.loads(r)).account is not None
-        }
-        lost = resolved - applied
-        wrong = [d for d, s in expected_states.items() if accounts.get(d) != s]
-        alerts = await deployment.documents("hot-accounts", idle=3, timeout=60)
-        ids = Counter(a["alert_id"] for a in alerts)
-        expected = Counter(alert_id for _, alert_id in expected_alerts)
+        outcome = await reconcile(deployment, cluster.bootstrap, companies, raws)
+        resolved, lost, wrong = outcome.resolved, outcome.lost, outcome.wrong
+        ids, expected = outcome.ids, outcome.expected
         deadline = time.monotonic() + 120
         while set(services.webhook.posts) != set(expected) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from scorer.config import Settings
-from scorer.events import decode_event
+from scorer.events import decode_event, event_from_document
 from scorer.icp import load_icp
 from scorer.inputs import load_companies
 from scorer.kafka.client import partitions_of
@@ -19,7 +21,7 @@ from scorer.scoring import AccountState, Engine, alert_id
 from scorer.stream.account_codec import FORMAT_1_BUCKETS_PER_WINDOW, read_table
 from scorer.stream.store import MARKER_KEY
 from tests.integration.streaming import ICPS
-from tests.kafka_harness import Deployment
+from tests.kafka_harness import Deployment, consume
 
 
 async def wait_caught_up(deployment: Deployment, topic: str, timeout: float = 180) -> None:
@@ -86,6 +88,42 @@ def clean_pass(
                     (event.account, alert_id(score.icp.id, event.account, event.event_id))
                 )
     return {domain: s.core() for domain, s in states.items()}, alerts
+
+
+@dataclass
+class Reconciled:
+    """A deployment's outcome against one uninterrupted pass over the same input."""
+
+    resolved: set[str]  # event ids with an account: each must be applied once
+    lost: set[str]  # resolved but not applied
+    wrong: list[str]  # accounts whose state differs from the clean pass
+    ids: Counter[str]  # alert ids on hot-accounts (read_committed), with repeats
+    expected: Counter[str]  # the clean pass's alert ids
+
+
+async def reconcile(
+    deployment: Deployment, bootstrap: str, companies: Path, raws: list[bytes]
+) -> Reconciled:
+    """Read the accounts changelog and hot-accounts back and compare them with
+    `clean_pass` over `raws`."""
+    changelog = await consume(
+        bootstrap, deployment.topic(f"{deployment.name}-accounts-changelog"), idle=3
+    )
+    accounts, applied = table_state(changelog)
+    expected_states, expected_alerts = clean_pass(companies, raws)
+    resolved = set()
+    for raw in raws:
+        event = event_from_document(orjson.loads(raw))
+        if event.account is not None:
+            resolved.add(event.event_id)
+    alerts = await deployment.documents("hot-accounts", idle=3, timeout=60)
+    return Reconciled(
+        resolved=resolved,
+        lost=resolved - applied,
+        wrong=[d for d, s in expected_states.items() if accounts.get(d) != s],
+        ids=Counter(a["alert_id"] for a in alerts),
+        expected=Counter(alert_id for _, alert_id in expected_alerts),
+    )
 
 
 def duplicates(ids: list[str]) -> int:

@@ -15,15 +15,14 @@ import asyncio
 import os
 import random
 import time
-from collections import Counter
 from pathlib import Path
 
 import orjson
 
 from scorer.events import event_from_document
-from tests.fault.recovery import clean_pass, table_state, wait_caught_up
+from tests.fault.recovery import reconcile, wait_caught_up
 from tests.integration.streaming import sample, setup_deployment
-from tests.kafka_harness import Deployment, Worker, consume, start_broker
+from tests.kafka_harness import Deployment, Worker, start_broker
 
 EVENTS = 30_000
 SECONDS = 60.0  # of traffic
@@ -110,22 +109,10 @@ async def test_exactly_once_through_kills_joins_and_a_broker_restart(tmp_path: P
         print("\n".join(log))
         await wait_caught_up(deployment, "visitor-events", timeout=300)
 
-        changelog = await consume(
-            broker.bootstrap, deployment.topic(f"{deployment.name}-accounts-changelog"), idle=3
-        )
-        accounts, applied = table_state(changelog)
-        expected_states, expected_alerts = clean_pass(companies, raws)
-        resolved = {
-            event_from_document(orjson.loads(r)).event_id
-            for r in raws
-            if event_from_document(orjson.loads(r)).account is not None
-        }
-        lost = resolved - applied
-        wrong = [d for d, s in expected_states.items() if accounts.get(d) != s]
-        alerts = await deployment.documents("hot-accounts", idle=3, timeout=60)
-        ids = Counter(a["alert_id"] for a in alerts)
+        outcome = await reconcile(deployment, broker.bootstrap, companies, raws)
+        resolved, lost, wrong = outcome.resolved, outcome.lost, outcome.wrong
+        ids, expected = outcome.ids, outcome.expected
         duplicated = sum(n - 1 for n in ids.values())
-        expected = Counter(alert_id for _, alert_id in expected_alerts)
         print(
             f"exactly-once: {len(resolved)} events, {len(lost)} lost, "
             f"{len(wrong)} accounts differing from a clean pass, {sum(ids.values())} alert "
