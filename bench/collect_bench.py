@@ -51,7 +51,7 @@ import orjson
 from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import ROOT, TMP, log, save_result
+from bench.common import ROOT, TMP, log, record_goals, save_result
 from bench.paced import (
     committed_total,
     cpu_seconds,
@@ -377,7 +377,7 @@ def report(result: dict[str, Any]) -> str:
             p99 <= GOAL_P99_MS,
         ),
     }
-    result["goals"] = {k: {"value": round(v, 2), "met": met} for k, (v, met) in goals.items()}
+    goal_lines = record_goals(result, goals)
     result["collector_vs_ceiling"] = round(rate / ceiling["events_per_s"], 2)
 
     def row(name: str, arm: dict[str, Any]) -> str:
@@ -407,10 +407,7 @@ def report(result: dict[str, Any]) -> str:
         f"paced statuses: ceiling {ceiling['paced']['statuses']}, "
         f"collector {collector['paced']['statuses']}",
         "",
-        *(
-            f"{'met    ' if g['met'] else 'NOT MET'} {k}: {g['value']:,}"
-            for k, g in result["goals"].items()
-        ),
+        *goal_lines,
     ]
     return "\n".join(lines)
 

@@ -69,6 +69,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {memory} GiB, Python {platform.python_version()}"
 
 
+def record_goals(result: dict[str, Any], measured: dict[str, tuple[float, bool]]) -> list[str]:
+    """Record each goal's (value, met) in `result["goals"]`, and return the report's
+    lines for them: met or NOT MET, with the value."""
+    result["goals"] = {k: {"value": round(v, 2), "met": met} for k, (v, met) in measured.items()}
+    return [
+        f"{'met    ' if g['met'] else 'NOT MET'} {k}: {g['value']:,}"
+        for k, g in result["goals"].items()
+    ]
+
+
 def save_result(
     result: dict[str, Any],
     kind: str,

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.common import ROOT, TMP, log, save_result
+from bench.common import ROOT, TMP, log, record_goals, save_result
 from bench.stream_bench import free_port, percentiles, rss_mb, start, stop, wait_ready
 from scorer import synthetic
 
@@ -278,7 +278,7 @@ def report(result: dict[str, Any]) -> str:
             rss["at_end"] <= 1.2 * rss["at_10pct"],
         ),
     }
-    result["goals"] = {k: {"value": round(v, 2), "met": met} for k, (v, met) in goals.items()}
+    goal_lines = record_goals(result, goals)
     lines = [
         f"{'arm':<10}{'alerts/s':>12}",
         f"{'ceiling':<10}{result['ceiling_per_s']:>12,.0f}   (raw POSTs, {CONCURRENCY} in flight, "
@@ -292,10 +292,7 @@ def report(result: dict[str, Any]) -> str:
         f"router RSS: {rss['at_10pct']} MB at 10 %, {rss['at_end']} MB at the end, peak "
         f"{rss['peak']} MB; SIGTERM to exit {result['router_shutdown_s']} s",
         "",
-        *(
-            f"{'met    ' if g['met'] else 'NOT MET'} {k}: {g['value']}"
-            for k, g in result["goals"].items()
-        ),
+        *goal_lines,
     ]
     return "\n".join(lines)
 

@@ -71,6 +71,7 @@ from bench.common import (
     companies_file,
     events_file,
     log,
+    record_goals,
     save_result,
 )
 from bench.paced import (
@@ -610,7 +611,7 @@ def report(result: dict[str, Any]) -> str:
         ),
         "peak RSS <= 600 MB": (result["rss_mb"], result["rss_mb"] <= 600),
     }
-    result["goals"] = {k: {"value": round(v, 2), "met": met} for k, (v, met) in goals.items()}
+    goal_lines = record_goals(result, goals)
     lines = [
         f"{'arm':<10}{'events/s':>12}{'first commit s':>16}",
         *(
@@ -640,10 +641,7 @@ def report(result: dict[str, Any]) -> str:
         f"{result['cold_restore']['records']:,} records: {result['cold_restore']['seconds']} s); "
         f"SIGTERM to exit {result['shutdown_s']} s",
         "",
-        *(
-            f"{'met    ' if g['met'] else 'NOT MET'} {k}: {g['value']}"
-            for k, g in result["goals"].items()
-        ),
+        *goal_lines,
     ]
     return "\n".join(lines)
 
