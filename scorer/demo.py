@@ -122,16 +122,6 @@ def run_demo(args: argparse.Namespace) -> int:
         "SCORER_ROUTER_WEB_PORT": str(settings.router_web_port),
         "DEMO_WEBHOOK_SECRET": secret,
     }
-    processes = []
-    with open(log_path, "wb") as log:
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "scorer.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
     write_key = secrets.token_hex(12)
     collect_env = {
         **env,
@@ -140,25 +130,12 @@ def run_demo(args: argparse.Namespace) -> int:
         "SCORER_COLLECT_WRITE_KEYS": f"website={write_key}",
     }
     collect_log = workdir / f"demo-collect-{run}.log"
-    with open(collect_log, "wb") as log:
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "scorer.cli", "collect"],
-                env=collect_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
     router_log = workdir / f"demo-router-{run}.log"
-    with open(router_log, "wb") as log:
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "scorer.cli", "route", "--routes", str(routes)],
-                env=router_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+    processes = [
+        spawn(["worker"], env, log_path),
+        spawn(["collect"], collect_env, collect_log),
+        spawn(["route", "--routes", str(routes)], router_env, router_log),
+    ]
     worker, collector, router = processes
     collect_url = f"http://127.0.0.1:{settings.collect_web_port}"
     try:
@@ -248,6 +225,17 @@ class Receiver:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
+
+
+def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`scorer <command>` in a process of its own, its output to `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scorer.cli", *command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

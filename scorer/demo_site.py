@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,22 +83,16 @@ async def website(
 
 
 def collector_counts(metrics_text: str) -> dict[str, float]:
-    """What the collector's /metrics says it took: calls by type, visits
-    stitched (credited after a link) and forwarded, visitors still unlinked."""
+    """What the collector's /metrics says it took: calls by type, visits by
+    stitch outcome (stitched: kept, then credited after a link; forwarded),
+    and `unlinked`, the events of visitors still waiting for a link."""
+    by_label = {"scorer_collect_calls": "type", "scorer_collect_stitch_events": "outcome"}
     counts: dict[str, float] = {}
-    wanted: dict[str, Callable[[dict[str, str]], str | None]] = {
-        "scorer_collect_calls": lambda labels: labels.get("type"),
-        "scorer_collect_stitch_events": lambda labels: labels.get("outcome"),
-        "scorer_collect_unresolved_kept": lambda labels: "unlinked",
-    }
     for family in text_string_to_metric_families(metrics_text):
-        name_of = wanted.get(family.name)
-        if name_of is None:
-            continue
         for sample in family.samples:
-            if sample.name.endswith("_created"):
-                continue
-            name = name_of(sample.labels)
-            if name is not None:
-                counts[name] = counts.get(name, 0.0) + sample.value
+            if sample.name == "scorer_collect_unresolved_kept":
+                counts["unlinked"] = sample.value
+            elif family.name in by_label and sample.name.endswith("_total"):
+                key = sample.labels[by_label[family.name]]
+                counts[key] = counts.get(key, 0.0) + sample.value
     return counts
