@@ -320,7 +320,7 @@ def say_collected(url: str) -> None:
             f"{counts.get('group', 0):,.0f} groups, {counts.get('identify', 0):,.0f} "
             f"identifies); {counts.get('stitched', 0):,.0f} anonymous visits credited to their "
             f"company by a later call, {counts.get('forwarded', 0):,.0f} from visitors already "
-            f"linked, {counts.get('unlinked', 0):,.0f} of visitors still unlinked"
+            f"linked, {counts.get('unlinked', 0):,.0f} events of visitors still unlinked"
         )
 
 
