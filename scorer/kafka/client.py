@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.partitioner import murmur2
 
 from scorer.config import Settings
 from scorer.errors import BrokerError
@@ -122,6 +123,31 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+class KeyPartitions:
+    """Kafka's default partition of a key (murmur2, as the Java client and
+    aiokafka choose it) for a topic of `count` partitions, memoised: aiokafka's
+    murmur2 is pure Python, and it was an eighth of the collector's CPU when
+    the producer computed it for every record."""
+
+    __slots__ = ("count", "limit", "memo")
+
+    def __init__(self, count: int, limit: int = 50_000) -> None:  # about 8 MB when full
+        if count < 1:
+            raise ValueError(f"a topic has at least one partition, not {count}")
+        self.count = count
+        self.limit = limit
+        self.memo: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        memo = self.memo
+        partition = memo.get(key)
+        if partition is None:
+            if len(memo) >= self.limit:
+                memo.clear()
+            partition = memo[key] = (murmur2(key) & 0x7FFFFFFF) % self.count
+        return partition
 
 
 async def send_batches(

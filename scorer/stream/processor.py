@@ -19,10 +19,10 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from scorer.config import Settings
 from scorer.errors import ConfigError, InvalidInputError
+from scorer.kafka.client import KeyPartitions
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
@@ -34,7 +34,6 @@ from scorer.stream.tables import Firmographics
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")
-PARTITION_MEMO_LIMIT = 50_000  # about 8 MB when full
 
 
 class Processor:
@@ -57,7 +56,8 @@ class Processor:
         self.partitions = partitions
         self.max_bytes = settings.max_message_bytes
         self.emit_scores = settings.emit_scores
-        self._partition_of: dict[bytes, int] = {}
+        self.partition_of = KeyPartitions(partitions)
+        self._partition_of = self.partition_of.memo  # looked up inline in `belongs`
         self.now = time.time()
         # Events by (stream, outcome), added to the Prometheus counters once per
         # batch: a counter's inc takes a lock, a dict update does not.
@@ -67,16 +67,6 @@ class Processor:
         self.record: Any = None
         self.key = b""
         self.partition = 0
-
-    def partition_of(self, key: bytes) -> int:
-        """Kafka's default partition for a key (murmur2), memoised."""
-        memo = self._partition_of
-        partition = memo.get(key)
-        if partition is None:
-            if len(memo) >= PARTITION_MEMO_LIMIT:
-                memo.clear()
-            partition = memo[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
-        return partition
 
     def process(self, task: Task, records: list[Any]) -> None:
         """Records of one input partition, in offset order."""
