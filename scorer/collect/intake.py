@@ -51,6 +51,7 @@ from scorer.collect.segment import (
     Visit,
 )
 from scorer.errors import ConfigError
+from scorer.kafka.client import KeyPartitions
 from scorer.kafka.topics import Topics
 
 log = logging.getLogger("scorer.collect")
@@ -143,6 +144,8 @@ class Intake:
         self.topics = topics
         self.ack_timeout = ack_timeout
         self.producer: AIOKafkaProducer | None = None
+        # Topic -> Kafka's default partition of a key, set with the producer.
+        self.partitions: dict[str, KeyPartitions] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -251,21 +254,31 @@ class Intake:
         if producer is None:
             raise Unavailable("not started")
         started = time.monotonic()
+        partitions = self.partitions
+        identities, leads = self.topics.identities, self.topics.lead
+        send = producer.send
         try:
             async with asyncio.timeout(self.ack_timeout):
                 deliveries = []
-                identities, leads = self.topics.identities, self.topics.lead
                 for output in outputs:
+                    # The partition given, not left to the producer: its murmur2 is
+                    # pure Python (KeyPartitions memoises the same function).
                     if type(output) is Visit:
+                        key = output.identity
                         value = orjson.dumps({"v": output.document, "at": output.at})
-                        deliveries.append(await producer.send(identities, value, output.identity))
+                        topic = identities
                     elif type(output) is Lead:
-                        value = orjson.dumps(output.document)
                         key = output.domain.encode()
-                        deliveries.append(await producer.send(leads, value, key))
+                        value = orjson.dumps(output.document)
+                        topic = leads
                     elif type(output) is Link:
+                        key = output.identity
                         value = orjson.dumps({"l": output.domain, "at": output.at})
-                        deliveries.append(await producer.send(identities, value, output.identity))
+                        topic = identities
+                    else:
+                        continue
+                    partition = partitions[topic](key)
+                    deliveries.append(await send(topic, value, key, partition=partition))
                 if deliveries:
                     # asyncio.wait, not gather: a timeout must not cancel the
                     # producer's own futures (the records may still be delivered,

@@ -24,7 +24,7 @@ from scorer.collect.metrics import CollectMetrics
 from scorer.collect.stitch import StitchStage
 from scorer.config import Settings
 from scorer.errors import ConfigError
-from scorer.kafka.client import producer_options
+from scorer.kafka.client import KeyPartitions, producer_options
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage, configure_logging
 from scorer.service.runner import EXIT_CONFIG, serve_service
@@ -83,8 +83,15 @@ class Collector:
         await producer.start()
         if self.intake.contacts is not None:
             await self.intake.contacts.start()
+        partitions = {
+            topic: KeyPartitions(len(await producer.partitions_for(topic)))
+            for topic in (self.topics.identities, self.topics.lead, self.topics.visitor)
+        }
+        self.intake.partitions = partitions
         self.intake.producer = self.producer = producer
-        self.stage = StitchStage(self.settings, producer, self.metrics, self.stopping)
+        self.stage = StitchStage(
+            self.settings, producer, self.metrics, self.stopping, partitions[self.topics.visitor]
+        )
         self.background.append(asyncio.create_task(self.stage.run()))
         log.info(
             "collecting on port %d for sources %s",
