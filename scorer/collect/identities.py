@@ -68,13 +68,17 @@ class Identities:
     """The identities of one partition, and what their visits and links yield.
 
     `counts` tallies outcomes for the metrics: forwarded (already linked),
-    kept, stitched, expired (past max_age), evicted (past max_count)."""
+    kept, stitched, expired (past max_age), evicted (past max_count).
+    `changed` holds the keys whose encoded state changed (their changelog
+    records to write); a visit of a linked identity changes nothing that is
+    kept: its newest time matters only while it is unlinked."""
 
     def __init__(self, max_count: int, max_age: float) -> None:
         self.max_count = max_count
         self.max_age = max_age
         self.states: dict[bytes, Identity] = {}
         self.counts: Counter[str] = Counter()
+        self.changed: set[bytes] = set()
         self.kept_events = 0
 
     def load(self, key: bytes, value: bytes | None) -> None:
@@ -96,6 +100,7 @@ class Identities:
         if state.domain is not None:
             self.counts["forwarded"] += 1
             return [credited(state.domain, document)]
+        self.changed.add(key)
         event_id = document["event_id"]
         if event_id in state.kept:  # a replay after a crash, or an SDK's retry
             return []
@@ -112,6 +117,7 @@ class Identities:
         if at > state.newest:
             state.newest = at
         state.domain = domain
+        self.changed.add(key)
         if not state.kept:
             return []
         horizon = max(at, state.newest) - self.max_age
@@ -150,6 +156,7 @@ class Identities:
             if state.domain is None and state.newest < horizon
         ]
         for key in gone:
+            self.changed.add(key)
             state = self.states.pop(key)
             self.counts["expired"] += len(state.kept)
             self.kept_events -= len(state.kept)

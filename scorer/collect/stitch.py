@@ -34,11 +34,20 @@ from aiokafka.errors import KafkaError
 from scorer.collect.identities import Identities, encode
 from scorer.collect.metrics import CollectMetrics
 from scorer.config import Settings
-from scorer.kafka.client import client_options, reader, stop_consumer
+from scorer.kafka.client import (
+    KeyPartitions,
+    client_options,
+    reader,
+    send_batches,
+    stop_consumer,
+)
 from scorer.kafka.topics import Topics
 
 log = logging.getLogger("scorer.collect.stitch")
 COMMIT_SECONDS = 0.1
+# The stage shares the event loop with the intake's requests: it takes at most
+# this many records (a few milliseconds of work) before letting them run.
+STEP_RECORDS = 500
 SWEEP_SECONDS = 30.0
 MAX_FUTURE_SKEW = 3600.0  # a visitor's clock may run ahead; stream time does not follow it far
 
@@ -52,6 +61,7 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
         producer: AIOKafkaProducer,
         metrics: CollectMetrics,
         stopping: asyncio.Event,
+        visitor_partitions: KeyPartitions,
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -61,6 +71,7 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
         self.topic = topics.identities
         self.changelog = topics.identities_changelog
         self.visitor_topic = topics.visitor
+        self.visitor_partitions = visitor_partitions  # by account domain, as the workers expect
         self.stores: dict[int, Identities] = {}
         self.stream_time: dict[int, float] = {}
         self.offsets: dict[TopicPartition, int] = {}
@@ -158,13 +169,13 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.settings.session_timeout * 1000),
             heartbeat_interval_ms=int(self.settings.session_timeout * 1000 / 5),
-            max_poll_records=2000,
+            max_poll_records=STEP_RECORDS,
         )
         await self.consumer.start()
         try:
             self.consumer.subscribe([self.topic], listener=self)
             while not self.stopping.is_set():
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=2000)
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=STEP_RECORDS)
                 for tp, records in batches.items():
                     self._process(tp, records)
                     await asyncio.sleep(0)
@@ -206,7 +217,8 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
             newest = max(newest, at)
             for domain, document in out:
                 send(domain, document)
-            self.dirty.add((tp.partition, record.key))
+        self.dirty.update((tp.partition, key) for key in store.changed)
+        store.changed.clear()
         self.stream_time[tp.partition] = min(newest, time.time() + MAX_FUTURE_SKEW)
         self.offsets[tp] = records[-1].offset + 1
         self._count(store)
@@ -225,8 +237,9 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
             stream_time = self.stream_time.get(partition)
             if stream_time is None:
                 continue
-            for key in store.sweep(stream_time):
-                self.dirty.add((partition, key))
+            store.sweep(stream_time)
+            self.dirty.update((partition, key) for key in store.changed)
+            store.changed.clear()
             self._count(store)
 
     async def commit(self) -> None:
@@ -236,23 +249,40 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
         if consumer is None:
             return
         outputs, self.outputs = self.outputs, []
-        producer = self.producer
-        sent = [await producer.send(self.visitor_topic, value, key=key) for key, value in outputs]
-        await asyncio.gather(*sent)
+        partition_of = self.visitor_partitions
+        events: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for key, value in outputs:
+            partition = partition_of(key)
+            group = events.get(partition)
+            if group is None:
+                group = events[partition] = []
+            group.append((key, value))
+        await self._publish(self.visitor_topic, events)
         dirty, self.dirty = self.dirty, set()
-        sent = []
+        changes: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for partition, key in dirty:
             store = self.stores.get(partition)
             if store is None:
                 continue
             state = store.states.get(key)
-            value = encode(state) if state is not None else None
-            sent.append(await producer.send(self.changelog, value, key=key, partition=partition))
-        await asyncio.gather(*sent)
+            changes.setdefault(partition, []).append(
+                (key, encode(state) if state is not None else None)
+            )
+        await self._publish(self.changelog, changes)
         offsets, self.offsets = dict(self.offsets), {}
         if offsets:
             await consumer.commit(offsets)
         self.last_commit = time.monotonic()
+
+    async def _publish(
+        self, topic: str, records: dict[int, list[tuple[bytes, bytes | None]]]
+    ) -> None:
+        """Records by partition, as whole record batches (no future per record);
+        returns once the broker acknowledged them all."""
+        sent = []
+        for partition, group in records.items():
+            sent += [f for f, _ in await send_batches(self.producer, topic, partition, group)]
+        await asyncio.gather(*sent)
 
     def not_ready(self) -> str | None:
         return None if self.joined.is_set() else "joining the stitch stage's group"

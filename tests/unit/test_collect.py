@@ -176,8 +176,11 @@ def test_kept_visits_are_credited_at_link_with_their_original_times() -> None:
         ("acme.example", "e2", str(T0 + 5)),
     ]
     assert store.kept_events == 0
+    assert store.changed == {key}
+    store.changed.clear()
     assert store.visit(key, visit("e3", T0 + 70), T0 + 70)[0][1]["company_domain"] == "acme.example"
     assert +store.counts == {"kept": 2, "stitched": 2, "forwarded": 1}
+    assert store.changed == set()  # a linked identity's visit writes no changelog record
 
 
 def test_kept_visits_are_bounded_by_count_and_age() -> None:
@@ -191,7 +194,9 @@ def test_kept_visits_are_bounded_by_count_and_age() -> None:
     assert store.counts["expired"] == 3 and store.kept_events == 1
     other = identity("a", "w")
     store.visit(other, visit("w1", T0), T0)
+    store.changed.clear()
     assert store.sweep(T0 + 150) == [other] and store.kept_events == 1
+    assert store.changed == {other}  # its tombstone
     out = store.link(key, "acme.example", T0 + 500)  # "late" is 300 s old: expired
     assert out == [] and store.counts["expired"] == 5
 
