@@ -4,7 +4,8 @@ produces each call of the batch as-is to one topic, in its own process.
 No auth, no validation, no mapping, no stitching: the body is decoded with
 orjson, each call re-encoded and sent (no key) with an AIOKafkaProducer made
 with the collector's options (scorer.kafka.client.producer_options, acks=all,
-idempotent, `linger_ms=2` as scorer/collect/service.py sets it), and the
+idempotent) and a 2 ms linger, one `send` per record (the collector lingers
+2 ms in its Batcher and sends whole record batches), and the
 request is answered 200 only once the broker acknowledged every send. What
 is left is aiohttp, JSON and aiokafka: the most this machine can accept
 through the same libraries.

@@ -27,7 +27,6 @@ from collections.abc import Iterable
 
 import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from scorer.collect.hubspot import (
@@ -51,6 +50,7 @@ from scorer.collect.segment import (
     Visit,
 )
 from scorer.errors import ConfigError
+from scorer.kafka.batcher import Batcher
 from scorer.kafka.client import KeyPartitions
 from scorer.kafka.topics import Topics
 
@@ -143,7 +143,8 @@ class Intake:
         self.metrics = metrics
         self.topics = topics
         self.ack_timeout = ack_timeout
-        self.producer: AIOKafkaProducer | None = None
+        # Set once the producer is up: records go out through the batcher.
+        self.batcher: Batcher | None = None
         # Topic -> Kafka's default partition of a key, set with the producer.
         self.partitions: dict[str, KeyPartitions] = {}
 
@@ -250,39 +251,36 @@ class Intake:
 
     async def produce(self, outputs: Iterable[Output]) -> None:
         """Send every record and wait for all acknowledgements, or raise `Unavailable`."""
-        producer = self.producer
-        if producer is None:
+        batcher = self.batcher
+        if batcher is None:
             raise Unavailable("not started")
         started = time.monotonic()
         partitions = self.partitions
         identities, leads = self.topics.identities, self.topics.lead
-        send = producer.send
+        add = batcher.add
+        deliveries: set[asyncio.Future[None]] = set()
+        for output in outputs:
+            if type(output) is Visit:
+                key = output.identity
+                value = orjson.dumps({"v": output.document, "at": output.at})
+                topic = identities
+            elif type(output) is Lead:
+                key = output.domain.encode()
+                value = orjson.dumps(output.document)
+                topic = leads
+            elif type(output) is Link:
+                key = output.identity
+                value = orjson.dumps({"l": output.domain, "at": output.at})
+                topic = identities
+            else:
+                continue
+            deliveries.add(add(topic, partitions[topic](key), key, value))
         try:
             async with asyncio.timeout(self.ack_timeout):
-                deliveries = []
-                for output in outputs:
-                    # The partition given, not left to the producer: its murmur2 is
-                    # pure Python (KeyPartitions memoises the same function).
-                    if type(output) is Visit:
-                        key = output.identity
-                        value = orjson.dumps({"v": output.document, "at": output.at})
-                        topic = identities
-                    elif type(output) is Lead:
-                        key = output.domain.encode()
-                        value = orjson.dumps(output.document)
-                        topic = leads
-                    elif type(output) is Link:
-                        key = output.identity
-                        value = orjson.dumps({"l": output.domain, "at": output.at})
-                        topic = identities
-                    else:
-                        continue
-                    partition = partitions[topic](key)
-                    deliveries.append(await send(topic, value, key, partition=partition))
                 if deliveries:
                     # asyncio.wait, not gather: a timeout must not cancel the
-                    # producer's own futures (the records may still be delivered,
-                    # and their retries carry the same event ids).
+                    # batches' futures, shared with other requests (the records
+                    # may still be delivered; SDK retries carry the same ids).
                     done, _ = await asyncio.wait(deliveries)
                     for future in done:
                         future.result()

@@ -24,6 +24,7 @@ from scorer.collect.metrics import CollectMetrics
 from scorer.collect.stitch import StitchStage
 from scorer.config import Settings
 from scorer.errors import ConfigError
+from scorer.kafka.batcher import Batcher
 from scorer.kafka.client import KeyPartitions, producer_options
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.logs import BrokerOutage, configure_logging
@@ -78,8 +79,9 @@ class Collector:
     async def start(self) -> None:
         await self.web.start()
         await ensure_topics(self.settings, self.topics, self.topics.collector())
-        # Records from concurrent requests share record batches within the linger.
-        producer = AIOKafkaProducer(**{**producer_options(self.settings), "linger_ms": 2})
+        # The producer's own linger stays 0: records of concurrent requests share
+        # record batches in the intake's Batcher, which lingers 2 ms.
+        producer = AIOKafkaProducer(**producer_options(self.settings))
         await producer.start()
         if self.intake.contacts is not None:
             await self.intake.contacts.start()
@@ -88,7 +90,8 @@ class Collector:
             for topic in (self.topics.identities, self.topics.lead, self.topics.visitor)
         }
         self.intake.partitions = partitions
-        self.intake.producer = self.producer = producer
+        self.intake.batcher = Batcher(producer, linger=0.002)
+        self.producer = producer
         self.stage = StitchStage(
             self.settings, producer, self.metrics, self.stopping, partitions[self.topics.visitor]
         )
@@ -120,6 +123,8 @@ class Collector:
         await asyncio.gather(*self.background, return_exceptions=True)
         if self.intake.contacts is not None:
             await self.intake.contacts.close()
+        if self.intake.batcher is not None:
+            await self.intake.batcher.close()
         if self.producer is not None:
             await self.producer.stop()
 
