@@ -36,6 +36,7 @@ MODULES = (
     "scorer.scoring.intake",
     "scorer.offline",
     "scorer.stream.account_codec",
+    "scorer.kafka.partition",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"
 RECORD = "_core_sources.json"  # in the package: the sources a build was made from
