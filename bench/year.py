@@ -316,6 +316,49 @@ async def topic_documents(bootstrap: str, topic: str) -> list[dict[str, Any]]:
         await consumer.stop()
 
 
+async def stream_order(bootstrap: str, scores_topic: str, year: Year) -> list[bytes]:
+    """The year's lines in the order the worker applied them, per account (from its
+    account-scores records: a worker merges the visitor and lead topics of a
+    partition in its own order, so an account's leads and visits of one day may
+    be applied in another order than the file's). Accounts follow one another;
+    an unresolved line, or one that scored nothing, comes first."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    order: dict[str, list[str]] = {}
+    await consumer.start()
+    try:
+        partitions = await partitions_of({"bootstrap_servers": bootstrap}, scores_topic, 30)
+        tps = [TopicPartition(scores_topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        while not await reached(consumer, ends):
+            for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+                for record in records:
+                    doc = orjson.loads(record.value)
+                    ids = order.setdefault(doc["account"]["domain"], [])
+                    event_id = doc["trigger"]["event_id"]
+                    if not ids or ids[-1] != event_id:  # one record per ICP, consecutive
+                        ids.append(event_id)
+    finally:
+        await consumer.stop()
+    lines: dict[str, bytes] = {}
+    first: list[bytes] = []
+    applied = {event_id for ids in order.values() for event_id in ids}
+    with year.path.open("rb") as stream:
+        for raw in stream:
+            event_id = orjson.loads(raw)["event_id"]
+            if event_id in applied:
+                lines[event_id] = raw
+            else:
+                first.append(raw)
+    return first + [lines[e] for ids in order.values() for e in ids]
+
+
 def differing(stream: list[dict[str, Any]], batch: list[dict[str, Any]]) -> int:
     """Alerts in one list and not the other (as multisets; `scored_at` aside)."""
 
