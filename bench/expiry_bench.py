@@ -45,6 +45,7 @@ import orjson
 
 from bench import year as yearly
 from bench.common import ICPS, ROOT, TMP, companies_file, log, record_goals, save_result
+from scorer import gcpolicy
 from scorer.icp.loader import load_icp
 from scorer.lifecycle.charts import line_chart
 from scorer.scoring.engine import Engine
@@ -84,6 +85,7 @@ def run_batch() -> dict[str, Any]:
             record = orjson.loads(line)
             companies[record["domain"]] = record
     engine = Engine([load_icp(p) for p in ICPS], dedup_window=WINDOW, account_ttl=TTL)
+    gcpolicy.settle()  # as `scorer score` does once the companies are loaded
     log(f"batch: {year.lines:,} events, {year.accounts:,} accounts")
     with alerts_path().open("wb") as out:
         run = yearly.run_batch(year, engine, companies, out)
