@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 0
 export DEMO_SECONDS
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools test test-cluster lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-route bench-collect schemas clean
+.PHONY: help setup tools test test-cluster lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-expiry bench-route bench-collect schemas clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ bench-engine: setup ## the scoring engine alone against two baselines (no Kafka)
 
 bench-lifecycle: setup ## backtest 1M events x 2 ICPs and derive over 100k accounts (no Kafka)
 	$(BIN)/python -m bench.lifecycle_bench
+
+bench-expiry: setup ## account expiry over a year of 1M domains: scorer score and a worker, plot (~15 min)
+	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.expiry_bench
 
 bench-route: setup ## scorer route to a 50 ms webhook: alerts/s, latency at 100/s, memory (~15 min)
 	@bash deploy/local/with-kafka.sh $(BIN)/python -m bench.route_bench

@@ -19,6 +19,7 @@ from scorer.errors import InvalidInputError
 from scorer.scoring.engine import INVALID, SCORED, Engine
 from scorer.scoring.intake import AccountStates, CompanyMap, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
+from scorer.scoring.state import SWEEPS_PER_IDLE
 
 EMIT_ALERTS = "alerts"
 EMIT_SCORES = "scores"
@@ -86,9 +87,11 @@ def score_lines(
     accounts = accounts if accounts is not None else AccountStates()
     table = CompanyMap(companies)
     # Account expiry's housekeeping, as the stream does it: accounts idle past the TTL
-    # (and the dedup window, for late events) behind the newest event leave memory.
+    # (and the dedup window, for late events) behind the newest event leave memory,
+    # each time event time has moved on by 1/SWEEPS_PER_IDLE of that.
     idle = engine.account_ttl + engine.dedup_window
-    newest = -1e300
+    step = idle / SWEEPS_PER_IDLE
+    newest = swept = -1e300
     totals = totals if totals is not None else Totals()
     outcomes = totals.outcomes
     kind = HOT_ACCOUNT if emit == EMIT_ALERTS else ACCOUNT_SCORE
@@ -97,11 +100,7 @@ def score_lines(
     dumps = orjson.dumps
     for number, raw in enumerate(lines, start=1):
         totals.lines = number
-        if not number & 65535:
-            accounts.expire(newest - idle)
-            if progress is not None:
-                progress.tick(totals)
-        elif progress is not None and not number & 4095:
+        if progress is not None and not number & 4095:
             progress.tick(totals)
         if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
             continue
@@ -118,6 +117,9 @@ def score_lines(
             continue
         if event.at > newest:
             newest = event.at
+            if newest - swept >= step:
+                accounts.expire(newest - idle)
+                swept = newest
         for score in scores:
             if score.alert and score.icp.shadow:
                 totals.shadow_alerts += 1

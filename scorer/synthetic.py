@@ -8,6 +8,7 @@ visitors and free-mail leads, and a few late events.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -290,3 +291,90 @@ def segment_calls(events: Iterable[dict[str, Any]], seed: int = 13) -> Iterator[
                     "timestamp": at,
                     "traits": {"website": f"https://{domain}/"},
                 }
+
+
+DAY = 86400.0
+
+
+def activity(rank: int, top: int, zipf_s: float = 1.0) -> int:
+    """Events of the domain of popularity `rank` (1 = busiest) over a run: Zipf's
+    rank-frequency law, `top / rank**s`, and at least one (every domain is seen)."""
+    return max(1, int(top / rank**zipf_s))
+
+
+def year_of_traffic(
+    domains: list[str],
+    seed: int = 17,
+    days: int = 365,
+    top: int | None = None,
+    zipf_s: float = 1.0,
+    start: datetime = EPOCH,
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    """A year (`days`) of events over every one of `domains`, in arrival order, as
+    (occurred_at in epoch seconds, event document); deterministic from `seed`.
+
+    The domain at index i has `activity(i + 1, top)` events (`top` defaults to
+    1/50 of the domains, so 98 % are seen once: the long tail of a B2B site).
+    A domain seen once comes on a uniformly random day; a busier one visits
+    from a random day on with exponential gaps whose mean is drawn per domain
+    (1 to 120 days, so some come back after months), wrapping around the
+    year. As in `events`, 2 % arrive up to 10 hours late, some visitors stay
+    unidentified and some leads use a free-mail address."""
+    rng = random.Random(seed)
+    top = max(1, len(domains) // 50) if top is None else top
+    span = days * DAY
+    arrivals: list[tuple[float, int]] = []
+    for index in range(len(domains)):
+        count = activity(index + 1, top, zipf_s)
+        moment = rng.random() * span
+        arrivals.append((moment, index))
+        if count > 1:
+            gap = min(span / count, DAY * rng.choice((1, 3, 10, 30, 120)))
+            for _ in range(count - 1):
+                moment = (moment + rng.expovariate(1.0 / gap)) % span
+                arrivals.append((moment, index))
+    arrivals.sort()
+    base = start.timestamp()
+    serial = 0
+    for moment, index in arrivals:
+        if rng.random() < 0.02:  # late arrival
+            moment = max(0.0, moment - 60.0 * rng.randint(1, 600))
+        at, when = base + moment, start + timedelta(seconds=moment)
+        while True:  # unresolved events (no domain, free mail) come on top of the domain's
+            serial += 1
+            doc = _event(rng, serial, domains[index], when)
+            yield at, doc
+            if doc["type"] != "lead_created":
+                if doc["company_domain"] is not None:
+                    break
+            elif doc["email"].split("@")[1] not in _FREE_MAIL:
+                break
+
+
+class ActiveAccounts:
+    """How many accounts had an event in the last `ttl` at the end of each day:
+    what account expiry's state is measured against. Events are added in
+    arrival order with `now`, the newest `occurred_at` so far (the event time
+    a scorer has reached), so a day's count holds the events that arrived
+    before the day ended (a late one counts from its arrival)."""
+
+    def __init__(self, ttl: float, origin: float, days: int) -> None:
+        self.ttl, self.origin, self.days = ttl, origin, days
+        self.diff = [0] * (days + 1)
+        self.until: dict[str, float] = {}  # account -> end of its last active interval
+
+    def add(self, account: str, at: float, now: float) -> None:
+        before = self.until.get(account, now)
+        start, end = max(now, before), at + self.ttl
+        if end <= start:
+            return
+        self.until[account] = end
+        # day d ends at origin + (d + 1) days; it counts the account when start < end of d <= end
+        first = max(0, math.floor((start - self.origin) / DAY))
+        last = min(self.days, max(0, math.ceil((end - self.origin) / DAY - 1)))
+        if first < last:
+            self.diff[first] += 1
+            self.diff[last] -= 1
+
+    def per_day(self) -> list[int]:
+        return list(itertools.accumulate(self.diff[: self.days]))

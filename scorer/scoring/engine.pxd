@@ -13,6 +13,7 @@ cdef class Engine:
     cdef public dict _icps
     cdef public tuple _active
     cdef public dict _fits
+    cdef public dict _fits_old
     cdef public dict _points
 
     cpdef list company_fits(self, str domain, object company, object token=*)

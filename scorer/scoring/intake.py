@@ -57,6 +57,10 @@ class AccountStates:
             state = self.states[domain] = AccountState()
         return state
 
+    def __len__(self) -> int:
+        """Accounts in state."""
+        return len(self.states)
+
     def expire(self, before: float) -> int:
         """Forget the accounts whose clock is older than `before` (account expiry's
         housekeeping: such an account starts fresh anyway); returns how many."""

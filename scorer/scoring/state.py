@@ -29,6 +29,10 @@ DEFAULT_DEDUP_WINDOW = 7 * 86400.0
 # 90 days is about 13 of the samples' 7-day half-lives (intent decayed to a
 # ten-thousandth), far past any cooldown and the dedup window.
 DEFAULT_ACCOUNT_TTL = 90 * 86400.0
+# Idle accounts are swept (`scorer score`, the workers) each time event time has moved
+# on by 1/32 of the TTL plus the dedup window, so at most about 3 % more accounts than
+# that margin stay in memory, however fast event time runs (a replay, a backfill).
+SWEEPS_PER_IDLE = 32
 
 
 class SeenIds(Protocol):

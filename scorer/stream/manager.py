@@ -35,6 +35,7 @@ from scorer.errors import AccessDenied
 from scorer.kafka.refusals import REFUSED, explain
 from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
+from scorer.scoring.state import SWEEPS_PER_IDLE
 from scorer.stream.committer import Committer, Status
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
@@ -47,7 +48,9 @@ log = logging.getLogger("scorer.worker")
 # a whole batch scored without yielding holds the commit up by the batch's
 # scoring time at every round trip. 100 records are a few milliseconds.
 SLICE = 100
-# Idle accounts leave the stores (account expiry) at most this often, in wall time.
+# Idle accounts leave the stores (account expiry) at most this often, in wall time, or
+# when a task's event time has moved on by 1/SWEEPS_PER_IDLE of the TTL plus the dedup
+# window (a replay or a backlog runs days of event time in 30 s).
 SWEEP_SECONDS = 30.0
 
 
@@ -244,8 +247,13 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
     def _sweep(self, now: float) -> None:
         """Account expiry's housekeeping, before a commit, so the tombstones go in it."""
         settings = self.settings
+        idle = settings.account_ttl + settings.dedup_window
+        step = idle / SWEEPS_PER_IDLE
         for task in self.tasks.values():
-            if task.state is TaskState.RUNNING and now - task.swept_at >= SWEEP_SECONDS:
+            if task.state is not TaskState.RUNNING:
+                continue
+            moved = task.event_time - idle - task.store.swept_before >= step
+            if moved or now - task.swept_at >= SWEEP_SECONDS:
                 expired = task.expire_idle(settings.account_ttl, settings.dedup_window, now)
                 if expired:
                     self.metrics.accounts_expired_total.inc(expired)

@@ -183,6 +183,12 @@ class Metrics:
         )
         self.build_info = build_info(r, "scorer_build_info", "Always 1; the version is a label")
         self.ready = Gauge("scorer_ready", "1 when /readyz answers 200", registry=r)
+        self.accounts = Gauge(
+            "scorer_accounts_in_memory",
+            "Accounts decoded in memory in the stores of the assigned tasks (all of their "
+            "accounts unless SCORER_ACCOUNTS_IN_MEMORY is exceeded)",
+            registry=r,
+        )
         self.event = {
             (stream, outcome): self.events_total.labels(stream, outcome)
             for stream in STREAMS
@@ -200,11 +206,15 @@ class Metrics:
         self.suppressed_total.labels(icp, "cooldown")
 
     def watch(
-        self, lag: Callable[[], Iterable[tuple[tuple[str, int], int]]], ready: Callable[[], bool]
+        self,
+        lag: Callable[[], Iterable[tuple[tuple[str, int], int]]],
+        ready: Callable[[], bool],
+        accounts: Callable[[], int] = lambda: 0,
     ) -> None:
         """Scrape-time gauges from the running app."""
         self.registry.register(LagCollector(lag))
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        self.accounts.set_function(lambda: float(accounts()))
 
     def alert(self, icp: str, tier: str) -> None:
         self._child(self.alerts_total, icp, tier).inc()

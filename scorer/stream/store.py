@@ -243,6 +243,7 @@ class AccountStore:
         # (`dropped`): a new account is then made without a read of the store.
         self.complete = False
         self.dropped: set[bytes] = set()
+        self.swept_before = float("-inf")  # the clock the last expiry sweep cut at
 
     # -- the table interface of scorer.stream.account_codec ---------------------------
 
@@ -304,6 +305,7 @@ class AccountStore:
         """Housekeeping for account expiry: the accounts in memory whose clock is older than
         `before` leave it, and tombstones for their record and chunks go into the
         next commit. Returns how many."""
+        self.swept_before = before
         gone = [key for key, (state, _) in self.cache.items()
                 if state.clock is not None and state.clock < before]  # fmt: skip
         for key in gone:

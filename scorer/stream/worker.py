@@ -123,6 +123,12 @@ class Worker:
                     behind.append(((tp.topic, tp.partition), max(0, end - position)))
         return behind
 
+    def accounts_in_memory(self) -> int:
+        """Accounts decoded in the stores of this worker's tasks."""
+        manager = self.manager
+        tasks = list(manager.tasks.values()) if manager is not None else []
+        return sum(len(task.store.cache) for task in tasks)
+
     # -- side outputs ------------------------------------------------------------
 
     def dead_letter(self, record: Any, reason: str, detail: str) -> None:
@@ -155,7 +161,7 @@ class Worker:
         # (or after a commit refused); find it now. The followers read the rest.
         await check_readable(settings, "worker", [*topics.inputs(), topics.changelog])
         await self.web.start()
-        self.metrics.watch(self.lag, lambda: self.not_ready() is None)
+        self.metrics.watch(self.lag, lambda: self.not_ready() is None, self.accounts_in_memory)
         self.side_producer = AIOKafkaProducer(**producer_options(settings))
         await self.side_producer.start()
         self.background += [

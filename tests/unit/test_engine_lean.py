@@ -72,3 +72,22 @@ def test_lazy_company_reads_like_its_record_and_decodes_once_read() -> None:
     from_bytes = engine.company_fits("x", LazyCompany(raw), raw)
     assert from_dict == from_bytes
     assert engine.company_fits("x", LazyCompany(raw), raw) is from_bytes
+
+
+def test_the_fit_cache_keeps_two_generations_and_moves_a_reused_entry_back() -> None:
+    """Past FIT_CACHE_GENERATION companies the oldest generation goes; an entry used
+    again comes back from the old one as the same object (no recomputation)."""
+    from scorer.scoring import engine as engine_module
+
+    generation = engine_module.FIT_CACHE_GENERATION
+    engine = Engine(map(load_icp, ICPS))
+    first = engine.company_fits("d0.example", None)
+    for number in range(1, generation):
+        engine.company_fits(f"d{number}.example", None)
+    # The next one starts a new generation: d0 is in the old one, and comes back.
+    engine.company_fits("new.example", None)
+    assert engine.company_fits("d0.example", None) is first
+    for number in range(generation, 3 * generation):
+        engine.company_fits(f"d{number}.example", None)
+    assert len(engine._fits) + len(engine._fits_old) <= 2 * generation
+    assert engine.company_fits("d0.example", None) is not first  # long gone: computed again
