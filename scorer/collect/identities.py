@@ -9,15 +9,21 @@ event ids. Unlinked identities whose newest event falls `max_age` behind the
 partition's stream time are forgotten. A linked identity is kept (one small
 record) so that its later events resolve.
 
-The state is a plain value per identity, encoded for the compacted changelog
-(`encode` / `decode`); the stitch stage owns the I/O.
+Each identity's changelog record (`record`) is the JSON object
+``{"d": domain or null, "n": newest event time, "k": [[time, event], ...]}``;
+`load` takes it back at restore. The stitch stage owns the I/O.
 
-The state holds no object the garbage collector tracks: an `Identity` is a
-msgspec `Struct` with `gc=False`, its kept events are encoded documents
-(bytes) with their times, and its domain a string. A collector with a few
-hundred thousand identities otherwise spends its time in full collections
-walking them: measured with `make bench-collect`, where they were a third of
-the collector's CPU and every tail above 100 ms (see issue 21's notes).
+The state holds nothing the garbage collector walks: a linked identity is
+its domain (a string), an unlinked one its changelog record (bytes) plus its
+newest time (a float), in three dicts of atomic values, which CPython does
+not track. A visit of an unlinked identity decodes and re-encodes its few
+kept events. Held as objects (an identity with a dict of kept visits, each a
+dict), a few hundred thousand identities made every full collection walk
+them: in `make bench-collect` a third of the collector's CPU, and its tail
+(gen-2 collections of 25-160 ms even with the identities as untracked
+structs, since the dict holding them is still walked). Records are encoded
+with msgspec: orjson's bytes keep their working buffer behind them (about
+4 KB each, measured), which for 70,000 kept identities was 270 MB.
 """
 
 from __future__ import annotations
@@ -28,36 +34,15 @@ from typing import Any
 import msgspec
 import orjson
 
-Stitched = tuple[str, dict[str, Any]]
-# Kept documents are encoded with msgspec: orjson's bytes keep their working
-# buffer (about 4 KB each, measured), which for 70,000 kept visits was 270 MB.
-_encode_document = msgspec.json.Encoder().encode  # (domain, visitor event with its company_domain)
+Stitched = tuple[str, dict[str, Any]]  # (domain, visitor event with its company_domain)
+Kept = list[list[Any]]  # [[event time, visitor event], ...]
+
+_encode = msgspec.json.Encoder().encode
 
 
-class Identity(msgspec.Struct, gc=False):
-    """One identity: `domain` once linked, else its kept events by event id, each
-    (event time, the visitor document encoded). Never in a reference cycle, so
-    untracked by the garbage collector (`gc=False`)."""
-
-    domain: str | None = None
-    newest: float = 0.0
-    kept: dict[str, tuple[float, bytes]] = msgspec.field(default_factory=dict)
-
-
-def encode(state: Identity) -> bytes:
-    return orjson.dumps(
-        {
-            "d": state.domain,
-            "n": state.newest,
-            "k": [[at, orjson.Fragment(doc)] for at, doc in state.kept.values()],
-        }
-    )
-
-
-def decode(value: bytes) -> Identity:
-    data = orjson.loads(value)
-    kept = {doc["event_id"]: (float(at), _encode_document(doc)) for at, doc in data.get("k", ())}
-    return Identity(data.get("d"), float(data.get("n", 0.0)), kept)
+def encode(domain: str | None, newest: float, kept: Kept) -> bytes:
+    """An identity's changelog record."""
+    return _encode({"d": domain, "n": newest, "k": kept})
 
 
 def credited(domain: str, document: dict[str, Any]) -> Stitched:
@@ -69,95 +54,112 @@ class Identities:
 
     `counts` tallies outcomes for the metrics: forwarded (already linked),
     kept, stitched, expired (past max_age), evicted (past max_count).
-    `changed` holds the keys whose encoded state changed (their changelog
-    records to write); a visit of a linked identity changes nothing that is
-    kept: its newest time matters only while it is unlinked."""
+    `changed` holds the keys whose changelog record changed. A visit of a
+    linked identity changes nothing that is kept: the newest time matters
+    only while an identity is unlinked."""
 
     def __init__(self, max_count: int, max_age: float) -> None:
         self.max_count = max_count
         self.max_age = max_age
-        self.states: dict[bytes, Identity] = {}
+        self.linked: dict[bytes, str] = {}
+        self.unlinked: dict[bytes, bytes] = {}  # key -> its changelog record
+        self.newest: dict[bytes, float] = {}  # of the unlinked
         self.counts: Counter[str] = Counter()
         self.changed: set[bytes] = set()
         self.kept_events = 0
 
+    def __len__(self) -> int:
+        return len(self.linked) + len(self.unlinked)
+
+    def record(self, key: bytes) -> bytes | None:
+        """The changelog record of `key` (None: a tombstone, it is forgotten)."""
+        domain = self.linked.get(key)
+        if domain is not None:
+            return encode(domain, 0.0, [])
+        return self.unlinked.get(key)
+
     def load(self, key: bytes, value: bytes | None) -> None:
         """A changelog record, at restore."""
-        old = self.states.pop(key, None)
-        if old is not None:
-            self.kept_events -= len(old.kept)
+        self._forget(key)
+        if value is None:
+            return
+        data = orjson.loads(value)
+        domain = data.get("d")
+        if domain is not None:
+            self.linked[key] = domain
+            return
+        kept = data.get("k") or []
+        self.unlinked[key] = encode(None, float(data.get("n", 0.0)), kept)
+        self.newest[key] = float(data.get("n", 0.0))
+        self.kept_events += len(kept)
+
+    def _forget(self, key: bytes) -> None:
+        self.linked.pop(key, None)
+        value = self.unlinked.pop(key, None)
         if value is not None:
-            state = decode(value)
-            self.states[key] = state
-            self.kept_events += len(state.kept)
+            del self.newest[key]
+            self.kept_events -= len(orjson.loads(value)["k"])
 
     def visit(self, key: bytes, document: dict[str, Any], at: float) -> list[Stitched]:
-        state = self.states.get(key)
-        if state is None:
-            state = self.states[key] = Identity()
-        if at > state.newest:
-            state.newest = at
-        if state.domain is not None:
+        domain = self.linked.get(key)
+        if domain is not None:
             self.counts["forwarded"] += 1
-            return [credited(state.domain, document)]
-        self.changed.add(key)
+            return [credited(domain, document)]
+        value = self.unlinked.get(key)
+        kept: Kept = orjson.loads(value)["k"] if value is not None else []
+        newest = max(at, self.newest.get(key, 0.0))
         event_id = document["event_id"]
-        if event_id in state.kept:  # a replay after a crash, or an SDK's retry
-            return []
-        state.kept[event_id] = (at, _encode_document(document))
-        self.kept_events += 1
-        self.counts["kept"] += 1
-        self._bound(state)
+        if any(doc["event_id"] == event_id for _, doc in kept):
+            # a replay after a crash, or an SDK's retry: kept once
+            if newest == self.newest.get(key):
+                return []
+        else:
+            kept.append([at, document])
+            self.kept_events += 1
+            self.counts["kept"] += 1
+        kept = self._bound(kept, newest)
+        self.unlinked[key] = encode(None, newest, kept)
+        self.newest[key] = newest
+        self.changed.add(key)
         return []
 
     def link(self, key: bytes, domain: str, at: float) -> list[Stitched]:
-        state = self.states.get(key)
-        if state is None:
-            state = self.states[key] = Identity()
-        if at > state.newest:
-            state.newest = at
-        state.domain = domain
+        value = self.unlinked.pop(key, None)
+        self.linked[key] = domain
         self.changed.add(key)
-        if not state.kept:
+        if value is None:
             return []
-        horizon = max(at, state.newest) - self.max_age
-        events = sorted((at, event_id, doc) for event_id, (at, doc) in state.kept.items())
-        self.kept_events -= len(state.kept)
-        state.kept = {}
-        out = [
-            credited(domain, orjson.loads(doc))
-            for event_at, _, doc in events
-            if event_at >= horizon
-        ]
+        newest = self.newest.pop(key)
+        kept: Kept = orjson.loads(value)["k"]
+        horizon = max(at, newest) - self.max_age
+        events = sorted(kept, key=lambda item: (item[0], item[1]["event_id"]))
+        self.kept_events -= len(kept)
+        out = [credited(domain, doc) for event_at, doc in events if event_at >= horizon]
         self.counts["stitched"] += len(out)
         self.counts["expired"] += len(events) - len(out)
         return out
 
-    def _bound(self, state: Identity) -> None:
-        horizon = state.newest - self.max_age
-        old = [event_id for event_id, (at, _) in state.kept.items() if at < horizon]
-        for event_id in old:
-            del state.kept[event_id]
-        self.counts["expired"] += len(old)
-        excess = len(state.kept) - self.max_count
+    def _bound(self, kept: Kept, newest: float) -> Kept:
+        horizon = newest - self.max_age
+        young = [item for item in kept if item[0] >= horizon]
+        expired = len(kept) - len(young)
+        self.counts["expired"] += expired
+        excess = len(young) - self.max_count
         if excess > 0:
-            oldest = sorted(state.kept, key=lambda e: (state.kept[e][0], e))[:excess]
-            for event_id in oldest:
-                del state.kept[event_id]
+            young.sort(key=lambda item: (item[0], item[1]["event_id"]))
+            young = young[excess:]
             self.counts["evicted"] += excess
-        self.kept_events -= len(old) + max(excess, 0)
+        self.kept_events -= expired + max(excess, 0)
+        return young
 
     def sweep(self, stream_time: float) -> list[bytes]:
         """Forget unlinked identities with nothing younger than max_age; their keys."""
         horizon = stream_time - self.max_age
-        gone = [
-            key
-            for key, state in self.states.items()
-            if state.domain is None and state.newest < horizon
-        ]
+        gone = [key for key, newest in self.newest.items() if newest < horizon]
         for key in gone:
+            kept = len(orjson.loads(self.unlinked.pop(key))["k"])
+            del self.newest[key]
+            self.counts["expired"] += kept
+            self.kept_events -= kept
             self.changed.add(key)
-            state = self.states.pop(key)
-            self.counts["expired"] += len(state.kept)
-            self.kept_events -= len(state.kept)
         return gone

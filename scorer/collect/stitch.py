@@ -31,7 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from scorer.collect.identities import Identities, encode
+from scorer.collect.identities import Identities
 from scorer.collect.metrics import CollectMetrics
 from scorer.config import Settings
 from scorer.kafka.client import (
@@ -87,7 +87,7 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
         return float(sum(store.kept_events for store in self.stores.values()))
 
     def identity_count(self) -> float:
-        return float(sum(len(store.states) for store in self.stores.values()))
+        return float(sum(len(store) for store in self.stores.values()))
 
     # -- the group -----------------------------------------------------------------
 
@@ -262,12 +262,8 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
         changes: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for partition, key in dirty:
             store = self.stores.get(partition)
-            if store is None:
-                continue
-            state = store.states.get(key)
-            changes.setdefault(partition, []).append(
-                (key, encode(state) if state is not None else None)
-            )
+            if store is not None:
+                changes.setdefault(partition, []).append((key, store.record(key)))
         await self._publish(self.changelog, changes)
         offsets, self.offsets = dict(self.offsets), {}
         if offsets:

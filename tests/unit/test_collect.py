@@ -10,10 +10,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from scorer.collect.hubspot import SignatureError, signature_v3, verify
-from scorer.collect.identities import Identities, decode, encode
+from scorer.collect.identities import Identities
 from scorer.collect.mapping import InvalidMappingError, load_mapping, parse_mapping
 from scorer.collect.segment import CallError, Lead, Link, Mapper, Visit, identity
 from scorer.config import Settings
@@ -202,17 +204,27 @@ def test_kept_visits_are_bounded_by_count_and_age() -> None:
 
 
 def test_identity_state_round_trips_through_the_changelog_encoding() -> None:
-    """encode/decode keep the domain, the newest time and the kept events."""
+    """The changelog record keeps the domain, the newest time and the kept events;
+    `load` restores them (and a record written by the earlier orjson encoding)."""
     store = Identities(max_count=10, max_age=3600)
-    key = identity("a", "v")
+    key, linked = identity("a", "v"), identity("a", "w")
     store.visit(key, visit("e1", T0), T0)
-    state = decode(encode(store.states[key]))
-    assert state.domain is None and state.newest == T0 and list(state.kept) == ["e1"]
+    store.link(linked, "acme.example", T0)
+    record = store.record(key)
+    assert record is not None
+    assert orjson.loads(record) == {"d": None, "n": T0, "k": [[T0, visit("e1", T0)]]}
     restored = Identities(max_count=10, max_age=3600)
-    restored.load(key, encode(store.states[key]))
-    assert restored.kept_events == 1
+    restored.load(key, record)
+    restored.load(linked, store.record(linked))
+    assert restored.kept_events == 1 and len(restored) == 2
+    assert restored.visit(linked, visit("e2", T0), T0)[0][0] == "acme.example"
+    out = restored.link(key, "acme.example", T0 + 1)
+    assert [doc["event_id"] for _, doc in out] == ["e1"]
+    old_format = orjson.dumps({"d": None, "n": T0, "k": [[T0, visit("e3", T0)]]})
+    restored.load(key, old_format)
+    assert restored.kept_events == 1 and key not in restored.linked
     restored.load(key, None)
-    assert restored.kept_events == 0 and not restored.states
+    assert restored.kept_events == 0 and len(restored) == 1
 
 
 def hubspot_config() -> object:
@@ -264,3 +276,40 @@ def test_kept_events_must_be_younger_than_the_dedup_window() -> None:
         Settings(collect_keep_max_age="8d")
     with pytest.raises(ValidationError, match="SCORER_COLLECT_KEEP_MAX_AGE"):
         Settings(collect_keep_max_age="2d", dedup_window="1d")
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["visit", "visit", "visit", "link", "sweep", "restore"]),
+            st.integers(0, 5),  # which identity
+            st.integers(0, 400),  # event time offset
+            st.sampled_from(["acme.example", "globex.example"]),
+        ),
+        max_size=60,
+    )
+)
+def test_a_restore_from_the_changelog_at_any_point_changes_nothing(
+    steps: list[tuple[str, int, int, str]],
+) -> None:
+    """Identities rebuilt from their changelog records (what the stage writes at a
+    commit and reads at restore) yield the same events as the state that never left."""
+    kept_on = Identities(max_count=4, max_age=300)
+    restored = Identities(max_count=4, max_age=300)
+    for n, (step, who, offset, domain) in enumerate(steps):
+        key, at = identity("a", f"v{who}"), T0 + offset
+        if step == "restore":
+            again = Identities(max_count=4, max_age=300)
+            for known in list(restored.linked) + list(restored.unlinked):
+                again.load(known, restored.record(known))
+            again.counts, again.changed = restored.counts, set()
+            restored = again
+            continue
+        if step == "visit":
+            document = visit(f"e{n}", at)
+            assert kept_on.visit(key, document, at) == restored.visit(key, document, at)
+        elif step == "link":
+            assert kept_on.link(key, domain, at) == restored.link(key, domain, at)
+        else:
+            assert kept_on.sweep(at) == restored.sweep(at)
+        assert kept_on.kept_events == restored.kept_events
