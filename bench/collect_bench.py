@@ -54,6 +54,7 @@ import orjson
 from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.arms.loop_trace import summary
 from bench.common import ROOT, TMP, log, record_goals, save_result
 from bench.paced import (
     committed_total,
@@ -91,7 +92,9 @@ GAP = 1 / GOAL_RATE
 # Experiments, not the product (the profile points at the collector's GC):
 # BENCH_COLLECT_GC=freeze runs it with gc.freeze() every second (what is alive
 # leaves the collected generations); BENCH_COLLECT_GC=50000,50,100 with
-# gc.set_threshold(50000, 50, 100). Results go to <date>-collect-gc-<...>.json.
+# gc.set_threshold(50000, 50, 100); BENCH_COLLECT_GC=trace records collections
+# over 5 ms and event-loop callbacks over 15 ms (bench/arms/loop_trace.py) and
+# adds their summary to the result. Results go to <date>-collect-gc-<...>.json.
 GC = os.environ.get("BENCH_COLLECT_GC", "")
 FREEZER = """
 def freezer():
@@ -102,7 +105,12 @@ threading.Thread(target=freezer, daemon=True).start()
 """
 COLLECT = [sys.executable, "-m", "scorer.cli", "collect"]
 if GC:
-    setup = FREEZER if GC == "freeze" else f"gc.set_threshold({GC})\n"
+    if GC == "freeze":
+        setup = FREEZER
+    elif GC == "trace":
+        setup = "from bench.arms.loop_trace import install\ninstall()\n"
+    else:
+        setup = f"gc.set_threshold({GC})\n"
     code = "import gc, sys, threading, time\n" + setup + "from scorer.cli import main\n"
     COLLECT = [sys.executable, "-c", code + "sys.exit(main(['collect']))"]
 BIN = Path(sys.executable).parent
@@ -368,6 +376,9 @@ async def run() -> dict[str, Any]:
             result["collector"]["peak_rss_mb"] = collector.peak_rss_mb()
         finally:
             result["collector_shutdown_s"] = round(stop(collector.process), 2)
+            if GC == "trace":
+                result["collector_trace"] = summary(TMP / "collect-collector.log")
+                log(f"  trace: {result['collector_trace']}")
 
         log(f"ceiling: paced at the same {rate:,.0f} calls/s")
         result["ceiling"]["paced"] = await paced(ceiling.url, paced_bodies, rate)
@@ -430,6 +441,11 @@ def report(result: dict[str, Any]) -> str:
         f"refused calls: ceiling {ceiling['refused']}, collector {collector['refused']}; "
         f"paced statuses: ceiling {ceiling['paced']['statuses']}, "
         f"collector {collector['paced']['statuses']}",
+        *(
+            [f"collector trace (over 5 / 15 ms): {result['collector_trace']}"]
+            if "collector_trace" in result
+            else []
+        ),
         "",
         *goal_lines,
     ]
