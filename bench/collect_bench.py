@@ -89,6 +89,7 @@ GOAL_P99_MS = 50.0
 # stitch stage's sweep then forgets (and tombstones) tens of thousands of idle
 # visitors at once, a stall no real site's traffic produces.
 GAP = 1 / GOAL_RATE
+SLOW_MS = 50.0
 # Experiments, not the product (the profile points at the collector's GC):
 # BENCH_COLLECT_GC=freeze runs it with gc.freeze() every second (what is alive
 # leaves the collected generations); BENCH_COLLECT_GC=50000,50,100 with
@@ -184,6 +185,7 @@ async def drain(url: str, bodies: list[tuple[bytes, int]]) -> Drain:
 async def paced(url: str, bodies: list[tuple[bytes, int]], rate: float) -> dict[str, Any]:
     """Bodies sent at `rate` calls/s, each timed from its scheduled send to its answer."""
     latencies: list[float] = []
+    slow: dict[str, list[float]] = {}  # wall-clock second sent -> latencies over 50 ms
     statuses: Counter[int] = Counter()
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as session:
@@ -192,7 +194,11 @@ async def paced(url: str, bodies: list[tuple[bytes, int]], rate: float) -> dict[
             async with session.post(url, data=body) as reply:
                 await reply.read()
                 statuses[reply.status] += 1
-            latencies.append((time.monotonic() - due) * 1000)
+            latency = (time.monotonic() - due) * 1000
+            latencies.append(latency)
+            if latency > SLOW_MS:
+                second = time.strftime("%H:%M:%S", time.localtime(time.time() - latency / 1000))
+                slow.setdefault(second, []).append(latency)
 
         tasks = []
         started = sent = time.monotonic()
@@ -212,6 +218,10 @@ async def paced(url: str, bodies: list[tuple[bytes, int]], rate: float) -> dict[
         "seconds": round(time.monotonic() - started, 1),
         "statuses": {str(k): v for k, v in statuses.items()},
         "latency_ms": {**percentiles(latencies), "max": round(max(latencies), 1)},
+        # When the slow requests were sent: one stall, or spread out.
+        "over_50_ms_by_second": {
+            second: [len(ms), round(max(ms), 1)] for second, ms in sorted(slow.items())
+        },
     }
 
 
