@@ -28,6 +28,7 @@ from scorer.scoring.state import (
     DEFAULT_DEDUP_WINDOW,
     AccountState,
     IcpState,
+    lead_key,
 )
 
 SCORED = "scored"
@@ -186,6 +187,8 @@ class Engine:
             state.clock = account_clock = at
         state.last_event_id = event_id
         seen.add(event_id, at, account_clock - window)
+        if event.lead_id is not None:  # linked for erasure (see scorer.scoring.state)
+            state.note_lead(lead_key(event.lead_id), event_id, at, account_clock - window)
 
         active = self._active
         fits = self.company_fits(account, company, company_token)

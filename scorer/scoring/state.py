@@ -14,12 +14,20 @@ recognised.
 
 An event id is taken to name one event: a replay carries the same
 `occurred_at`. (The stream stores ids in buckets by `occurred_at`.)
+
+Leads: the state keeps no lead id, title or persona, but the id of a
+lead_created event may carry the lead's id (a CRM webhook's event id often
+does), so for erasure (`scorer.scoring.erasure`) the state links the ids of
+the lead events it remembers to the lead's key: a 16-byte hash of the lead
+id (`lead_key`), not the id. A link lives as long as its event id does (the
+dedup window, or while it is the account's last event id).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -29,6 +37,11 @@ DEFAULT_DEDUP_WINDOW = 7 * 86400.0
 # 90 days is about 13 of the samples' 7-day half-lives (intent decayed to a
 # ten-thousandth), far past any cooldown and the dedup window.
 DEFAULT_ACCOUNT_TTL = 90 * 86400.0
+
+
+def lead_key(lead_id: str) -> bytes:
+    """The key that links a lead's events to it in account state and erasure requests."""
+    return hashlib.blake2b(lead_id.encode(), digest_size=16, person=b"scorer-lead").digest()
 
 
 class SeenIds(Protocol):
@@ -41,6 +54,9 @@ class SeenIds(Protocol):
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         """Remember an id; ids of events before `horizon` may be forgotten."""
+
+    def forget(self, event_ids: Collection[str]) -> None:
+        """Forget these ids now, wherever they are kept (an erasure)."""
 
 
 class WindowedIds:
@@ -58,6 +74,10 @@ class WindowedIds:
     def clear(self) -> None:
         self.order.clear()
         self.ids.clear()
+
+    def forget(self, event_ids: Collection[str]) -> None:
+        self.order = deque(entry for entry in self.order if entry[1] not in event_ids)
+        self.ids.difference_update(event_ids)
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         self.ids.add(event_id)
@@ -92,7 +112,7 @@ class AccountState:
     `Engine.apply` checks expiry and replays against it and records applied
     events (the rules of this module's docstring)."""
 
-    __slots__ = ("clock", "icps", "last_event_id", "seen")
+    __slots__ = ("clock", "icps", "last_event_id", "leads", "seen")
 
     def __init__(
         self,
@@ -100,11 +120,15 @@ class AccountState:
         last_event_id: str | None = None,
         icps: dict[str, IcpState] | None = None,
         seen: SeenIds | None = None,
+        leads: dict[str, tuple[bytes, float]] | None = None,
     ) -> None:
         self.clock = clock
         self.last_event_id = last_event_id
         self.icps: dict[str, IcpState] = {} if icps is None else icps
         self.seen: SeenIds = WindowedIds() if seen is None else seen
+        # lead event id -> (lead key, its time); None while there are none (most
+        # accounts: an empty dict would cost each one in memory).
+        self.leads: dict[str, tuple[bytes, float]] | None = leads or None
 
     def expire(self) -> None:
         """Start fresh: no clock, no intent, no alert history, no applied ids."""
@@ -112,14 +136,49 @@ class AccountState:
         self.last_event_id = None
         self.icps = {}
         self.seen.clear()
+        self.leads = None
+
+    def note_lead(self, key: bytes, event_id: str, at: float, horizon: float) -> None:
+        """A lead event was applied: link its id to the lead's key. Links of
+        events before `horizon` go (their ids are no longer consulted), except
+        the last event id's, which the record keeps."""
+        leads = self.leads
+        if leads is None:
+            self.leads = {event_id: (key, at)}
+            return
+        leads[event_id] = (key, at)
+        last = self.last_event_id
+        for old in [e for e, (_, t) in leads.items() if t < horizon and e != last]:
+            del leads[old]
+
+    def erase_lead(self, key: bytes) -> bool:
+        """Forget the lead's events: their ids and links (an erasure). The intent
+        they added stays, an anonymous sum (docs/icp.md item 14). True if any."""
+        leads = self.leads
+        if not leads:
+            return False
+        gone = {event_id for event_id, (k, _) in leads.items() if k == key}
+        if not gone:
+            return False
+        for event_id in gone:
+            del leads[event_id]
+        if not leads:
+            self.leads = None
+        self.seen.forget(gone)
+        if self.last_event_id in gone:
+            self.last_event_id = None
+        return True
 
     def core(self) -> dict[str, Any]:
         """Everything but the applied ids, as plain JSON values."""
-        return {
+        doc = {
             "clock": self.clock,
             "last": self.last_event_id,
             "icps": {k: [s.raw, s.clock, s.alert_at, s.alert_tier] for k, s in self.icps.items()},
         }
+        if self.leads:
+            doc["leads"] = {e: [k.hex(), at] for e, (k, at) in sorted(self.leads.items())}
+        return doc
 
     def to_json(self) -> bytes:
         """The whole state (in-memory ids included), for tests and offline use."""
@@ -128,11 +187,13 @@ class AccountState:
 
     @classmethod
     def from_core(cls, doc: dict[str, Any], seen: SeenIds) -> AccountState:
+        leads = {e: (bytes.fromhex(k), float(at)) for e, (k, at) in doc.get("leads", {}).items()}
         return cls(
             clock=doc["clock"],
             last_event_id=doc["last"],
             icps={key: IcpState(*values) for key, values in doc["icps"].items()},
             seen=seen,
+            leads=leads,
         )
 
     @classmethod

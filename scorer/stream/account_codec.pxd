@@ -12,6 +12,7 @@ cdef class ChunkedIds:
     cdef public Py_ssize_t next_chunk
     cdef public object dead
     cdef public object legacy
+    cdef public object rewritten
     cdef public double slack
     cdef public double sweep_at
 

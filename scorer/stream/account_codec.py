@@ -4,8 +4,10 @@ that replays are exact.
 One table (a task's store and its compacted changelog partition) holds, per
 account (key = domain):
 - the account record: clock, last event id, per-ICP intent and alert state,
-  the live id chunks (each with the time of its newest event), and `recent`,
-  the event ids applied since the last chunk, with their times;
+  the live id chunks (each with the time of its newest event), `recent`,
+  the event ids applied since the last chunk, with their times, and (since
+  format 3) the links of lead event ids to their lead's key, for erasure
+  (see `scorer.scoring.state`);
 - id chunks (key = domain + 0x1f + ``c`` + sequence number): the recent
   ids, moved out of the record once there are enough of them (RECENT_LIMIT),
   written once and never rewritten, deleted once every id in them is older
@@ -20,11 +22,17 @@ So a changed account costs one small record per commit, and one chunk per
 RECENT_LIMIT events: appends, whatever the size of its id window. In memory
 the ids are one dict per account (`ChunkedIds`), every id of the window.
 
-Every value starts with its format byte: FORMAT (2) here. Format 1, the
-JSON records and hourly id buckets written before, is read too: an account
-loaded from format 1 keeps every id, and its next write-back writes them as
-chunks and deletes the old buckets (after the new record). Any other first
-byte is refused with `UnknownFormat`, never guessed at.
+Every value starts with its format byte: FORMAT (3) here. Format 2 is
+format 3 without the lead links (its chunks are the same), and is read as
+such. Format 1, the JSON records and hourly id buckets written before, is
+read too: an account loaded from format 1 keeps every id, and its next
+write-back writes them as chunks and deletes the old buckets (after the new
+record). Any other first byte is refused with `UnknownFormat`, never guessed
+at.
+
+An erasure that forgets ids (`ChunkedIds.forget`) rewrites them: every
+chunk is deleted and the ids left are written as new chunks and recent ids,
+so no latest value of the table keeps a forgotten id.
 
 Write order, for at-least-once delivery, where a crash loses a suffix of
 the partition (under exactly-once a commit lands whole): new chunks first,
@@ -39,15 +47,16 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import orjson
 
 from scorer.scoring.state import AccountState, IcpState
 
-FORMAT = 2
+FORMAT = 3
 FORMAT_BYTE = bytes([FORMAT])
+READABLE_FORMATS = (2, 3)  # chunks alike; a format-2 record has no lead links
 # Format 1 grouped ids in buckets of this share of the dedup window (hourly
 # for the default 7 days); its records are read back with the same width.
 FORMAT_1_BUCKETS_PER_WINDOW = 168
@@ -69,6 +78,7 @@ _HEAD = struct.Struct("<BdI")  # format, clock (NaN: none), len(last event id) (
 _ICP = struct.Struct("<dddB")  # raw, clock, alert_at (NaN: none), len(tier) (0xFF: none)
 _CHUNK_REF = struct.Struct("<Id")  # sequence number, newest time in it
 _ID = struct.Struct("<dI")  # time, len(event id)
+_LEAD = struct.Struct("<16sdI")  # lead key, time, len(event id)
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
 _NONE32 = 0xFFFFFFFF
@@ -126,6 +136,7 @@ class ChunkedIds:
         "recent",
         "recent_count",
         "recent_newest",
+        "rewritten",
         "slack",
         "sweep_at",
     )
@@ -141,6 +152,8 @@ class ChunkedIds:
         # list would cost every account in memory 56 bytes.
         self.dead: Sequence[int] = ()  # chunks to delete at the next write-back
         self.legacy: Sequence[int] = ()  # format-1 buckets to delete after the next record
+        # Chunks to write at the next write-back, after `forget`: (ids encoded, count, newest).
+        self.rewritten: Sequence[tuple[bytes, int, float]] = ()
         self.slack = window * SWEEP_SLACK
         self.sweep_at = math.inf  # the horizon at which the oldest id is a slack past it
 
@@ -154,7 +167,28 @@ class ChunkedIds:
         if self.chunks:
             self.dead = [*self.dead, *self.chunks]
             self.chunks = {}
+        self.rewritten = ()
         self.sweep_at = math.inf
+
+    def forget(self, event_ids: Collection[str]) -> None:
+        """Forget these ids (an erasure): every chunk dies, and the ids left are
+        written anew at the next write-back, as chunks of MAX_RECENT and recent ids."""
+        ids = self.ids
+        if not any(event_id in ids for event_id in event_ids):
+            return
+        for event_id in event_ids:
+            ids.pop(event_id, None)
+        if self.chunks:
+            self.dead = [*self.dead, *self.chunks]
+            self.chunks = {}
+        ordered = sorted(ids.items(), key=lambda entry: entry[1])
+        pieces = [ordered[i : i + MAX_RECENT] for i in range(0, len(ordered), MAX_RECENT)]
+        last = pieces.pop() if pieces else []
+        self.rewritten = [
+            (encode_ids(piece), len(piece), piece[-1][1]) for piece in pieces
+        ]  # sorted: each piece's newest is its last
+        self.recent, self.recent_count = encode_ids(last), len(last)
+        self.recent_newest = last[-1][1] if last else -math.inf
 
     def add(self, event_id: str, at: float, horizon: float) -> None:
         self.ids[event_id] = at
@@ -236,6 +270,13 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
         parts.append(_CHUNK_REF.pack(number, newest))
     parts.append(_U32.pack(ids.recent_count))
     parts.append(ids.recent)
+    leads = state.leads
+    parts.append(_U32.pack(len(leads) if leads else 0))
+    if leads:
+        for event_id, (key, at) in leads.items():
+            data = event_id.encode()
+            parts.append(_LEAD.pack(key, at, len(data)))
+            parts.append(data)
     return b"".join(parts)
 
 
@@ -246,6 +287,11 @@ def encode_ids(entries: Iterable[tuple[str, float]]) -> bytes:
 
 def store_account(table: Table, account: bytes, state: AccountState, ids: ChunkedIds) -> None:
     """Write an account back, in the order of this module's docstring."""
+    for payload, count, newest in ids.rewritten:
+        table[chunk_key(account, ids.next_chunk)] = FORMAT_BYTE + _U32.pack(count) + payload
+        ids.chunks[ids.next_chunk] = newest
+        ids.next_chunk += 1
+    ids.rewritten = ()
     if ids.recent_count >= max(RECENT_LIMIT, min(MAX_RECENT, len(ids.ids) // RECENT_SHARE)):
         chunk = FORMAT_BYTE + _U32.pack(ids.recent_count) + ids.recent
         table[chunk_key(account, ids.next_chunk)] = chunk
@@ -305,7 +351,7 @@ def decode_chunk(raw: bytes) -> list[tuple[str, float]]:
 
 
 def _check_format(raw: bytes, kind: str) -> None:
-    if not raw or raw[0] != FORMAT:
+    if not raw or raw[0] not in READABLE_FORMATS:
         raise UnknownFormat(f"{kind} in format {raw[0] if raw else 'none (empty)'}")
 
 
@@ -320,7 +366,7 @@ def decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
 
 def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
     reader = _Reader(raw, 0)
-    _, clock, last_length = reader.take(_HEAD)
+    version, clock, last_length = reader.take(_HEAD)
     last = reader.text(last_length, _NONE32)
     (count,) = reader.take(_U8)
     icps = {}
@@ -343,7 +389,17 @@ def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]
     ids.recent_newest = max((at for _, at in entries), default=-math.inf)
     for event_id, at in entries:
         ids.remember(event_id, at)
-    state = AccountState(_optional(clock), last, icps, ids)
+    leads = None
+    if version >= 3:
+        (count,) = reader.take(_U32)
+        if count:
+            leads = {}
+            for _ in range(count):
+                key, at, length = reader.take(_LEAD)
+                lead_event = reader.text(length, -1)
+                assert lead_event is not None
+                leads[lead_event] = (key, at)
+    state = AccountState(_optional(clock), last, icps, ids, leads)
     return state, ids
 
 
