@@ -26,6 +26,7 @@ from scorer.errors import ConfigError, InvalidInputError
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
+from scorer.scoring.erasure import Erasures
 from scorer.scoring.intake import PLACED_ELSEWHERE, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.stream.account_codec import UnknownFormat, unreadable_state
@@ -48,8 +49,11 @@ class Processor:
         firmographics: Firmographics,
         metrics: Metrics,
         partitions: int,
+        erasures: Erasures | None = None,
     ) -> None:
         self.settings = settings
+        # The erasure requests in force (scorer.stream.erasing): events they cover are dropped.
+        self.erasures = erasures if erasures is not None else Erasures(settings.salt)
         self.topics = topics
         self.engine = engine
         self.firmographics = firmographics
@@ -130,7 +134,14 @@ class Processor:
         store = task.store
         try:
             outcome, event, scores = take_event(
-                self.engine, raw, store, self.firmographics, self.emit_scores, self.max_bytes, self
+                self.engine,
+                raw,
+                store,
+                self.firmographics,
+                self.emit_scores,
+                self.max_bytes,
+                self,
+                self.erasures,
             )
         except InvalidInputError as exc:
             self.dead_letter(task, record, exc.reason, exc.detail)
