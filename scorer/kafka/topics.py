@@ -34,7 +34,11 @@ CHANGELOG_CONFIGS = {"segment.bytes": str(16 * 1024 * 1024), "min.cleanable.dirt
 # The router's delivery records matter only until their input offset is
 # committed; a week's retention bounds the topic while keeping replays of old
 # offsets safe.
-DELIVERIES_CONFIGS = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
+DELIVERIES_RETENTION = 7 * 86400.0
+DELIVERIES_CONFIGS = {
+    "cleanup.policy": "compact,delete",
+    "retention.ms": str(int(DELIVERIES_RETENTION * 1000)),
+}
 TOPIC_ALREADY_EXISTS = 36
 INVALID_REPLICATION_FACTOR = 38
 

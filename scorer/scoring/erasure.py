@@ -156,8 +156,13 @@ class Erasures:
 
     def covers(self, event: Event) -> str | None:
         """ERASED or SUPPRESSED when a request drops this resolved event, else None."""
-        domain, at, lead_id = event.account, event.at, event.lead_id
+        domain = event.account
         assert domain is not None
+        return self.covers_target(domain, event.at, event.lead_id)
+
+    def covers_target(self, domain: str, at: float, lead_id: str | None) -> str | None:
+        """The same for an account, an event time and a lead id (or None): an
+        output's trigger, say, as the router checks it."""
         until = self.accounts.get(domain)
         if until is not None and at <= until:
             return ERASED

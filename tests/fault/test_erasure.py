@@ -1,15 +1,17 @@
 """Erasure under traffic, with a `kill -9` of a worker mid-way.
 
 Two workers (RocksDB stores) score synthetic traffic plus one lead whose
-event id carries its lead id (as HubSpot's does). Once that is scored, the
-lead and the busiest other account are erased; traffic goes on (with a late
-replay of the erased lead's event and old events of the erased account)
-while one worker is killed with SIGKILL and restarted on its own store.
-Afterwards no trace of the lead id or title, or of the erased account, may
-be left in any task's store (read directly), in the latest changelog value
-of any key, or in any output produced after the request; the lead's account
-keeps its other signals, and `scorer erase --status` says every task has
-applied both requests.
+event id carries its lead id (as HubSpot's does), and a router puts every
+alert on its feed (plus one alert triggered by that lead). Once that is
+scored, the lead and the busiest other account are erased; traffic goes on
+(with a late replay of the erased lead's event and old events of the erased
+account) while one worker is killed with SIGKILL and restarted on its own
+store. Afterwards no trace of the lead id or title, or of the erased
+account, may be left in any task's store (read directly), in the latest
+changelog value of any key, in the feed (its backlog, and an open page told
+to drop the cards), in the router's delivery log, or in any output produced
+after the request; the lead's account keeps its other signals, and
+`scorer erase --status` says every task has applied both requests.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import asyncio
 import random
 import re
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from scorer.events import event_from_document
 from scorer.stream.store import RocksBacking, store_path
@@ -56,13 +62,52 @@ async def wait_applied(deployment: Deployment, request_id: str, timeout: float =
         await asyncio.sleep(1.0)
 
 
+def feed_frames(port: int, seconds: float, idle: float = 2) -> list[bytes]:
+    """The lines the /feed/events stream sends within `seconds` (or until it is
+    `idle` seconds without one), its backlog first."""
+    lines: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    url = f"http://127.0.0.1:{port}/feed/events"
+    try:
+        with urllib.request.urlopen(url, timeout=idle) as stream:
+            while time.monotonic() < deadline:
+                lines.append(stream.readline())
+    except TimeoutError:  # idle: the backlog is all there is
+        pass
+    return [line for line in lines if line.strip()]
+
+
+def lead_alert(domain: str) -> dict[str, Any]:
+    """An alert that the erased lead triggered, as a worker writes one."""
+    return {
+        "type": "hot_account",
+        "alert_id": "erasure-test-lead-alert",
+        "account": {"domain": domain, "name": None},
+        "icp": {"id": "midmarket-saas", "version": 1},
+        "score": {"total": 90.0, "fit": 90.0, "intent": 90.0, "data_quality": 1.0},
+        "tier": "A",
+        "hot": True,
+        "disqualified": False,
+        "excluded": False,
+        "reasons": [],
+        "trigger": {
+            "event_id": SECRET_EVENT,
+            "type": "lead_created",
+            "occurred_at": "2026-11-02T10:00:00Z",
+            "points": 35.0,
+        },
+        "lead": {"lead_id": SECRET_LEAD, "title": SECRET_TITLE, "persona": "executive"},
+        "scored_at": "2026-11-02T10:00:01Z",
+    }
+
+
 async def test_erasure_under_traffic_with_a_kill(deployment: Deployment, tmp_path: Path) -> None:
     """After erasing a lead and an account under traffic and a kill -9: no trace in
     stores, latest changelog values or later outputs; other signals kept."""
     companies, events = sample(tmp_path, 200, 8000, seed=23)
     setup_deployment(deployment, companies)
     counts = Counter(a for a in (event_from_document(d).account for d in events) if a is not None)
-    (lead_account, _), (erased_account, _) = counts.most_common(2)
+    lead_account = counts.most_common(1)[0][0]
     lead = {
         "event_id": SECRET_EVENT,
         "type": "lead_created",
@@ -73,6 +118,10 @@ async def test_erasure_under_traffic_with_a_kill(deployment: Deployment, tmp_pat
         "company_domain": lead_account,
     }
     first, second = events[:4000], events[4000:]
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("destinations:\n  feed: {type: feed, keep: 1000}\ndefault: [feed]\n")
+    router = deployment.start_router(routes)
+    router.wait_ready(60)
     await deployment.produce(event_records(deployment, [*first[:2000], lead, *first[2000:]]))
     dirs = {name: str(tmp_path / f"data-{name}") for name in ("a", "b")}
     workers: dict[str, Worker] = {}
@@ -91,6 +140,37 @@ async def test_erasure_under_traffic_with_a_kill(deployment: Deployment, tmp_pat
     assert any(secret_in(r.value) for r in scores)  # the lead and its title were out there
     for topic in ("visitor-events", "lead-events"):
         await wait_caught_up(deployment, topic, timeout=120)
+    await deployment.produce(
+        [
+            (
+                deployment.topic("hot-accounts"),
+                lead_account.encode(),
+                orjson.dumps(lead_alert(lead_account)),
+            )
+        ]
+    )
+    alerts = await deployment.documents("hot-accounts", idle=3)
+    alerted = Counter(a["account"]["domain"] for a in alerts)
+    alerted.pop(lead_account, None)
+    erased_account = alerted.most_common(1)[0][0]  # the account that alerted most
+    erased_alerts = {
+        a["alert_id"]
+        for a in alerts
+        if a["account"]["domain"] == erased_account
+        or a.get("lead", {}).get("lead_id") == SECRET_LEAD
+    }
+    assert len(erased_alerts) > 1  # the erased account alerted, and so did the lead
+    deliveries = await deployment.consume(
+        "route-deliveries",
+        until=lambda rs: {r.key.split(b"|")[0].decode() for r in rs} >= erased_alerts,
+        timeout=60,
+    )
+    before = feed_frames(router.port, 3)
+    assert [f for f in before if secret_in(f)] and [
+        f for f in before if erased_account.encode() in f
+    ]
+    page = asyncio.create_task(asyncio.to_thread(feed_frames, router.port, 25, 25))  # an open page
+    await asyncio.sleep(3)
 
     requested = time.time()
     deployment.run("erase", "--lead", SECRET_LEAD, "--id", "erase-lead")
@@ -138,6 +218,31 @@ async def test_erasure_under_traffic_with_a_kill(deployment: Deployment, tmp_pat
         assert after, f"no {topic} output after the request: the traffic went on"
         assert not [r for r in after if secret_in(r.value)]
         assert not [r for r in after if of_account(r.key, erased_account)]
+
+    # The feed: an open page was told to drop the cards; a page opened now has none.
+    erase_frames = [f for f in await page if f.startswith(b"event: erase")]
+    assert erase_frames, "the open page got no erase event"
+    dropped = set()
+    frames = await page
+    for i, frame in enumerate(frames[:-1]):
+        if frame.startswith(b"event: erase"):
+            dropped |= set(orjson.loads(frames[i + 1][6:]))
+    assert dropped == erased_alerts
+    after_feed = feed_frames(router.port, 3)
+    assert after_feed and not [f for f in after_feed if secret_in(f)]
+    assert not [f for f in after_feed if erased_account.encode() in f]
+    # The delivery log: every record naming the erased account is tombstoned.
+    deadline = time.monotonic() + 60
+    while True:
+        latest: dict[bytes, bytes | None] = {}
+        for record in await deployment.consume("route-deliveries", idle=2):
+            latest[record.key] = record.value
+        naming = [k for k, v in latest.items() if v and orjson.loads(v)["a"] == erased_account]
+        if not naming:
+            break
+        assert time.monotonic() < deadline, f"delivery-log records left: {naming[:3]}"
+        await asyncio.sleep(1)
+    assert len([r for r in deliveries if r.key.split(b"|")[0].decode() in erased_alerts]) > 1
 
     # Each task's store, read directly once the workers have stopped: the store
     # of each partition on the worker that owned it last.
