@@ -17,13 +17,21 @@ from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
 from scorer.errors import BrokerError, ConfigError, InvalidFileError, InvalidICPError
 from scorer.icp.loader import load_icp
-from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
+from scorer.inputs import (
+    InputFileError,
+    duration_arg,
+    load_companies,
+    load_erasures,
+    open_input,
+)
 from scorer.kafka.acls import add_acls_command
 from scorer.kafka.refusals import REFUSED, explain
 from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
 from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
 from scorer.scoring.engine import Engine
+from scorer.scoring.erasure import ReplayErasures
+from scorer.scoring.intake import AccountStates
 
 
 class UsageError(Exception):
@@ -39,6 +47,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.account_ttl < args.dedup_window:
         raise UsageError("--account-ttl must not be shorter than the dedup window")
     engine = Engine(dedup_window=args.dedup_window, account_ttl=args.account_ttl)
+    accounts = AccountStates()
+    erasures = None
+    if args.erasures:
+        requests = load_erasures(args.erasures, settings.salt)
+        erasures = ReplayErasures(requests, accounts.states, settings.salt)
     for path in args.icp:
         icp = load_icp(path)
         if not engine.set_icp(icp):
@@ -64,7 +77,11 @@ def cmd_score(args: argparse.Namespace) -> int:
                 strict=args.strict,
                 progress=progress,
                 totals=totals,
+                accounts=accounts,
+                erasures=erasures,
             )
+            if erasures is not None:
+                erasures.finish()
         finally:
             progress.done(totals)
             out.flush()
@@ -301,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an account idle this long in event time starts fresh "
         "(default: SCORER_ACCOUNT_TTL or 90d)",
+    )
+    score.add_argument(
+        "--erasures",
+        metavar="FILE",
+        help="erasure requests (JSON lines, as `scorer erase` writes them to the erasures "
+        "topic), applied in event-time order",
     )
     score.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     score.set_defaults(run=cmd_score)

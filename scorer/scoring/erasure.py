@@ -265,16 +265,17 @@ class ReplayErasures:
     (`covers`, called for each resolved event before its state is touched),
     and then drops what it covers. `finish` applies the ones left."""
 
-    __slots__ = ("applied", "erasures", "pending", "salt", "states")
+    __slots__ = ("applied", "erasures", "pending", "salt", "tables")
 
     def __init__(
         self,
         requests: Iterable[ErasureRequest],
-        states: dict[str, AccountState],
+        states: dict[str, AccountState] | list[dict[str, AccountState]],
         salt: bytes | None = None,
     ) -> None:
         self.pending = sorted(requests, key=lambda request: request.requested_at, reverse=True)
-        self.states = states
+        # The replay's states; several when it keeps a table per engine (the backtest).
+        self.tables = [ReplayTable(s) for s in (states if isinstance(states, list) else [states])]
         self.salt = salt
         self.erasures = Erasures(salt)
         self.applied = 0  # accounts changed
@@ -294,7 +295,8 @@ class ReplayErasures:
 
     def _apply(self, request: ErasureRequest) -> None:
         self.erasures.add(request)
-        self.applied += apply_request(request, ReplayTable(self.states), self.salt)
+        for table in self.tables:
+            self.applied += apply_request(request, table, self.salt)
 
 
 def read_requests(lines: Iterable[bytes]) -> list[ErasureRequest]:
