@@ -327,7 +327,9 @@ class AccountStore:
         keys = set(self.cache).union(self.backing.account_keys())
         for layer in (self.pending, self.inflight, self.unflushed):
             keys.update(key for key in layer if is_account_key(key))
-        return [key.decode() for key in keys if key in self.cache or self.get(key) is not None]
+        # Sorted: an erasure then visits (and evicts) accounts in the same order every
+        # run, so its writes are the same bytes in both builds of the core.
+        return [k.decode() for k in sorted(keys) if k in self.cache or self.get(k) is not None]
 
     def drop(self, domain: str) -> None:
         """The account's state removed: tombstones for its record and every chunk

@@ -4,6 +4,10 @@ interleavings of events and erasures against a reference."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scorer import native
 from scorer.errors import InvalidInputError
 from scorer.events import decode_event
 from scorer.scoring import DUPLICATE, SCORED, Engine
@@ -331,3 +336,75 @@ def test_interleaved_events_and_erasures_match_a_reference(ops: list[tuple[Any, 
     values = b"".join(stream.store.backing.data.values())  # type: ignore[attr-defined]
     for event_id in erased_ids:
         assert event_id.encode() not in values
+
+
+# Runs in a fresh interpreter per build: synthetic traffic through a task's store
+# (the stream's path) with erasures of leads and accounts on the way, every
+# changelog value written printed in order, then the replay's outputs.
+BUILD_DRIVER = r"""
+import io, sys
+import orjson
+from scorer import native, synthetic
+from scorer.icp import load_icp
+from scorer.offline import EMIT_SCORES, score_lines
+from scorer.scoring import Engine
+from scorer.scoring.erasure import ACCOUNT, LEAD, Erasures, ReplayErasures
+from scorer.scoring.erasure import apply_request, new_request
+from scorer.scoring.intake import AccountStates, CompanyMap, take_event
+from scorer.stream.store import AccountStore, MemoryBacking
+icp_paths = sys.argv[1:]
+records = list(synthetic.companies(60, seed=4))
+companies = {r["domain"]: r for r in records}
+docs = list(synthetic.events(6000, list(companies)[:30], seed=6))
+leads = [d for d in docs if d["type"] == "lead_created"]
+at = lambda d: synthetic.datetime.fromisoformat(d["occurred_at"]).timestamp()
+requests = [new_request(f"l{i}", LEAD, d["lead_id"], at(d) + 60) for i, d in enumerate(leads[::9])]
+requests += [new_request("a", ACCOUNT, records[3]["domain"], at(docs[3000]))]
+out = sys.stdout.buffer
+out.write(native.describe().encode() + b"\n")
+engine = Engine([load_icp(p) for p in icp_paths])
+store = AccountStore(MemoryBacking(), engine.dedup_window, 3600.0, cache_limit=10)
+table, erasures, offset = CompanyMap(companies), Erasures(), 0
+pending = sorted(requests, key=lambda r: r.requested_at)
+for n, doc in enumerate(docs):
+    while pending and pending[0].requested_at < at(doc):
+        request = pending.pop(0)
+        erasures.add(request)
+        apply_request(request, store, None)
+    outcome, event, _ = take_event(engine, orjson.dumps(doc), store, table, erasures=erasures)
+    if outcome == "scored":
+        store.changed(event.account)
+    if n % 50 == 0:
+        for key, value in sorted(store.prepare().items()):
+            out.write(key + b"=" + (value.hex().encode() if value else b"-") + b"\n")
+        offset += 1
+        store.committed(offset)
+replay = ReplayErasures(requests, (states := AccountStates()).states)
+lines = [orjson.dumps(d) for d in docs]
+score_lines(lines, Engine([load_icp(p) for p in icp_paths]), companies, out, emit=EMIT_SCORES,
+            errors=io.StringIO(), clock=lambda: 0.0, accounts=states, erasures=replay)
+"""
+
+
+def test_both_builds_write_the_same_changelog_bytes_with_erasures(tmp_path: Path) -> None:
+    """Lead links, erasures and rewritten chunks: the compiled and the pure-Python core
+    write the same changelog values and the same replay documents."""
+    samples = Path(__file__).parents[2] / "scorer" / "samples"
+    icps = [str(p) for p in sorted(samples.glob("*.yaml"))]
+
+    def run(pure: bool) -> bytes:
+        env = {**os.environ, native.PURE_ENV: "1" if pure else "0"}
+        command = [sys.executable, "-c", BUILD_DRIVER, *icps]
+        done = subprocess.run(command, env=env, capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        return done.stdout
+
+    compiled, pure = run(pure=False), run(pure=True)
+    compiled_build, _, compiled_out = compiled.partition(b"\n")
+    pure_build, _, pure_out = pure.partition(b"\n")
+    assert pure_build.startswith(b"pure Python")
+    if native.compiled_and_current():
+        assert compiled_build.startswith(b"compiled")
+    assert compiled_out.count(b"=03") > 1000  # format-3 records
+    assert compiled_out.count(b"=-") > 10  # tombstones: an erased account, rewritten chunks
+    assert compiled_out == pure_out
