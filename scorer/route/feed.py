@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from scorer.errors import InvalidInputError
 from scorer.route.destinations import Job, Sender
 from scorer.route.messages import reason_lines, trigger_text
 from scorer.route.rules import FeedDestination
@@ -58,7 +59,7 @@ def alert_subject(alert: dict[str, Any]) -> tuple[str, float, str | None]:
     domain = str(alert.get("account", {}).get("domain"))
     try:
         at = parse_event_time(alert.get("trigger", {}).get("occurred_at"))
-    except Exception:  # no readable time: covered by any erasure of its account or lead
+    except InvalidInputError:  # no readable time: covered by any erasure of its account or lead
         at = float("-inf")
     lead = alert.get("lead")
     lead_id = lead.get("lead_id") if isinstance(lead, dict) else None
