@@ -1,7 +1,10 @@
 """`scorer erase`: erasure requests to the erasures topic, and their progress.
 
 Requests go to `<prefix>erasures` (compacted, one partition: its offsets
-order the requests), keyed by request id. Each worker task writes, in the
+order the requests), keyed by request id: every worker reads every request
+(a lead id does not say its account), so the key routes nothing; keyed by
+id, `--status ID` finds its request, and two requests for one target (an
+erasure, then a suppression) never compact each other away. Each worker task writes, in the
 transaction that applies requests, a progress record to
 `<prefix>erasure-progress` (compacted), keyed ``<app id>/<partition>``:
 ``{"app", "task", "applied"}``, where `applied` is the erasures offset up to
