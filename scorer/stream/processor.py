@@ -54,6 +54,7 @@ class Processor:
         self.settings = settings
         # The erasure requests in force (scorer.stream.erasing): events they cover are dropped.
         self.erasures = erasures if erasures is not None else Erasures(settings.salt)
+        self.in_force: Erasures | None = None  # `erasures` while it holds any, per batch
         self.topics = topics
         self.engine = engine
         self.firmographics = firmographics
@@ -85,6 +86,7 @@ class Processor:
     def process(self, task: Task, records: list[Any]) -> None:
         """Records of one input partition, in offset order."""
         self.now = time.time()  # scored_at and ingest-to-score, once per batch
+        self.in_force = self.erasures if self.erasures else None  # none: no check per event
         for record in records:
             try:
                 self.handle(task, record)
@@ -141,7 +143,7 @@ class Processor:
                 self.emit_scores,
                 self.max_bytes,
                 self,
-                self.erasures,
+                self.in_force,
             )
         except InvalidInputError as exc:
             self.dead_letter(task, record, exc.reason, exc.detail)
