@@ -139,17 +139,24 @@ class AccountState:
         self.leads = None
 
     def note_lead(self, key: bytes, event_id: str, at: float, horizon: float) -> None:
-        """A lead event was applied: link its id to the lead's key. Links of
-        events before `horizon` go (their ids are no longer consulted), except
-        the last event id's, which the record keeps."""
+        """A lead event was applied: link its id to the lead's key. The oldest
+        links (in the order they were made) of events before `horizon` go: their
+        ids are no longer consulted. Not the last event id's, which the record
+        keeps; a late link waits for those before it, so a pass costs what it
+        removes, not the account's whole window."""
         leads = self.leads
         if leads is None:
             self.leads = {event_id: (key, at)}
             return
         leads[event_id] = (key, at)
         last = self.last_event_id
-        for old in [e for e, (_, t) in leads.items() if t < horizon and e != last]:
-            del leads[old]
+        old = []
+        for linked, (_, t) in leads.items():
+            if t >= horizon or linked == last:
+                break
+            old.append(linked)
+        for linked in old:
+            del leads[linked]
 
     def erase_lead(self, key: bytes) -> bool:
         """Forget the lead's events: their ids and links (an erasure). The intent
