@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -52,11 +52,15 @@ class SeenIds(Protocol):
     def clear(self) -> None:
         """Forget every id (the account expired)."""
 
-    def add(self, event_id: str, at: float, horizon: float) -> None:
-        """Remember an id; ids of events before `horizon` may be forgotten."""
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
+        """Remember an id (a lead event's with its lead key, `link`); ids of events
+        before `horizon` may be forgotten."""
 
-    def forget(self, event_ids: Collection[str]) -> None:
-        """Forget these ids now, wherever they are kept (an erasure)."""
+    def forget(
+        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
+    ) -> None:
+        """Forget these ids now, wherever they are kept (an erasure); `links`: the
+        lead keys of the ids left, for stores that keep them beside the ids."""
 
 
 class WindowedIds:
@@ -75,11 +79,13 @@ class WindowedIds:
         self.order.clear()
         self.ids.clear()
 
-    def forget(self, event_ids: Collection[str]) -> None:
+    def forget(
+        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
+    ) -> None:
         self.order = deque(entry for entry in self.order if entry[1] not in event_ids)
         self.ids.difference_update(event_ids)
 
-    def add(self, event_id: str, at: float, horizon: float) -> None:
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
         self.ids.add(event_id)
         order = self.order
         order.append((at, event_id))
@@ -171,21 +177,18 @@ class AccountState:
             del leads[event_id]
         if not leads:
             self.leads = None
-        self.seen.forget(gone)
+        self.seen.forget(gone, leads)
         if self.last_event_id in gone:
             self.last_event_id = None
         return True
 
     def core(self) -> dict[str, Any]:
-        """Everything but the applied ids, as plain JSON values."""
-        doc = {
+        """Everything but the applied ids and their lead links, as plain JSON values."""
+        return {
             "clock": self.clock,
             "last": self.last_event_id,
             "icps": {k: [s.raw, s.clock, s.alert_at, s.alert_tier] for k, s in self.icps.items()},
         }
-        if self.leads:
-            doc["leads"] = {e: [k.hex(), at] for e, (k, at) in sorted(self.leads.items())}
-        return doc
 
     def to_json(self) -> bytes:
         """The whole state (in-memory ids included), for tests and offline use."""
@@ -194,13 +197,11 @@ class AccountState:
 
     @classmethod
     def from_core(cls, doc: dict[str, Any], seen: SeenIds) -> AccountState:
-        leads = {e: (bytes.fromhex(k), float(at)) for e, (k, at) in doc.get("leads", {}).items()}
         return cls(
             clock=doc["clock"],
             last_event_id=doc["last"],
             icps={key: IcpState(*values) for key, values in doc["icps"].items()},
             seen=seen,
-            leads=leads,
         )
 
     @classmethod

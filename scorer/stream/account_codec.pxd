@@ -21,6 +21,6 @@ cdef class ChunkedIds:
     cpdef void clear(self)
 
     @cython.locals(due=cython.double, data=bytes)
-    cpdef void add(self, str event_id, double at, double horizon)
+    cpdef void add(self, str event_id, double at, double horizon, object link=*)
 
     cpdef void remember(self, str event_id, double at)

@@ -4,10 +4,8 @@ that replays are exact.
 One table (a task's store and its compacted changelog partition) holds, per
 account (key = domain):
 - the account record: clock, last event id, per-ICP intent and alert state,
-  the live id chunks (each with the time of its newest event), `recent`,
-  the event ids applied since the last chunk, with their times, and (since
-  format 3) the links of lead event ids to their lead's key, for erasure
-  (see `scorer.scoring.state`);
+  the live id chunks (each with the time of its newest event), and `recent`,
+  the event ids applied since the last chunk, with their times;
 - id chunks (key = domain + 0x1f + ``c`` + sequence number): the recent
   ids, moved out of the record once there are enough of them (RECENT_LIMIT),
   written once and never rewritten, deleted once every id in them is older
@@ -16,14 +14,16 @@ account (key = domain):
 Each applied id is encoded once, when it is applied (`ChunkedIds.add`):
 the record carries the recent ids' bytes as they are, and a chunk is those
 bytes moved out, so a busy account's write-back does not encode its ids
-again at every commit.
+again at every commit. A lead event's id carries its link to the lead, the
+lead key (`scorer.scoring.state`), in the same entry (since format 3): the
+links are written once too, and live and die with their ids.
 
 So a changed account costs one small record per commit, and one chunk per
 RECENT_LIMIT events: appends, whatever the size of its id window. In memory
 the ids are one dict per account (`ChunkedIds`), every id of the window.
 
 Every value starts with its format byte: FORMAT (3) here. Format 2 is
-format 3 without the lead links (its chunks are the same), and is read as
+format 3 without lead links (no entry has the LINKED bit), and is read as
 such. Format 1, the JSON records and hourly id buckets written before, is
 read too: an account loaded from format 1 keeps every id, and its next
 write-back writes them as chunks and deletes the old buckets (after the new
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -78,7 +78,8 @@ _HEAD = struct.Struct("<BdI")  # format, clock (NaN: none), len(last event id) (
 _ICP = struct.Struct("<dddB")  # raw, clock, alert_at (NaN: none), len(tier) (0xFF: none)
 _CHUNK_REF = struct.Struct("<Id")  # sequence number, newest time in it
 _ID = struct.Struct("<dI")  # time, len(event id)
-_LEAD = struct.Struct("<16sdI")  # lead key, time, len(event id)
+LINKED = 0x80000000  # in an id entry's length: the id is followed by its 16-byte lead key
+LINK_BYTES = 16
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
 _NONE32 = 0xFFFFFFFF
@@ -170,9 +171,12 @@ class ChunkedIds:
         self.rewritten = ()
         self.sweep_at = math.inf
 
-    def forget(self, event_ids: Collection[str]) -> None:
+    def forget(
+        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
+    ) -> None:
         """Forget these ids (an erasure): every chunk dies, and the ids left are
-        written anew at the next write-back, as chunks of MAX_RECENT and recent ids."""
+        written anew at the next write-back (with their `links`), as chunks of
+        MAX_RECENT and recent ids."""
         ids = self.ids
         if not any(event_id in ids for event_id in event_ids):
             return
@@ -185,15 +189,18 @@ class ChunkedIds:
         pieces = [ordered[i : i + MAX_RECENT] for i in range(0, len(ordered), MAX_RECENT)]
         last = pieces.pop() if pieces else []
         self.rewritten = [
-            (encode_ids(piece), len(piece), piece[-1][1]) for piece in pieces
+            (encode_ids(piece, links), len(piece), piece[-1][1]) for piece in pieces
         ]  # sorted: each piece's newest is its last
-        self.recent, self.recent_count = encode_ids(last), len(last)
+        self.recent, self.recent_count = encode_ids(last, links), len(last)
         self.recent_newest = last[-1][1] if last else -math.inf
 
-    def add(self, event_id: str, at: float, horizon: float) -> None:
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
         self.ids[event_id] = at
         data = event_id.encode()
-        self.recent += _ID.pack(at, len(data)) + data
+        if link is None:
+            self.recent += _ID.pack(at, len(data)) + data
+        else:
+            self.recent += _ID.pack(at, len(data) | LINKED) + data + link
         self.recent_count += 1
         if at > self.recent_newest:
             self.recent_newest = at
@@ -241,12 +248,20 @@ def _number(value: float | None) -> float:
     return _NAN if value is None else value
 
 
-def _ids(entries: Iterable[tuple[str, float]]) -> list[bytes]:
+def _ids(
+    entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None
+) -> list[bytes]:
     parts = []
     for event_id, at in entries:
         data = event_id.encode()
-        parts.append(_ID.pack(at, len(data)))
-        parts.append(data)
+        link = links.get(event_id) if links else None
+        if link is None:
+            parts.append(_ID.pack(at, len(data)))
+            parts.append(data)
+        else:
+            parts.append(_ID.pack(at, len(data) | LINKED))
+            parts.append(data)
+            parts.append(link[0])
     return parts
 
 
@@ -270,19 +285,15 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
         parts.append(_CHUNK_REF.pack(number, newest))
     parts.append(_U32.pack(ids.recent_count))
     parts.append(ids.recent)
-    leads = state.leads
-    parts.append(_U32.pack(len(leads) if leads else 0))
-    if leads:
-        for event_id, (key, at) in leads.items():
-            data = event_id.encode()
-            parts.append(_LEAD.pack(key, at, len(data)))
-            parts.append(data)
     return b"".join(parts)
 
 
-def encode_ids(entries: Iterable[tuple[str, float]]) -> bytes:
-    """(id, time) entries as the record's recent ids and a chunk carry them."""
-    return b"".join(_ids(entries))
+def encode_ids(
+    entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None = None
+) -> bytes:
+    """(id, time) entries as the record's recent ids and a chunk carry them; an id
+    in `links` (id -> (lead key, time)) with its lead key."""
+    return b"".join(_ids(entries, links))
 
 
 def store_account(table: Table, account: bytes, state: AccountState, ids: ChunkedIds) -> None:
@@ -328,12 +339,24 @@ class _Reader:
         self.offset += length
         return self.data[start : self.offset].decode()
 
-    def ids(self, count: int) -> Iterator[tuple[str, float]]:
+    def entries(self, count: int) -> Iterator[tuple[str, float, bytes | None]]:
+        """(id, time, lead key or None) of `count` id entries."""
         for _ in range(count):
             at, length = self.take(_ID)
-            text = self.text(length, -1)
+            text = self.text(length & ~LINKED, -1)
             assert text is not None
-            yield text, at
+            link = None
+            if length & LINKED:
+                start = self.offset
+                self.offset += LINK_BYTES
+                link = bytes(self.data[start : self.offset])
+                if len(link) != LINK_BYTES:
+                    raise struct.error("a lead link cut short")
+            yield text, at, link
+
+    def ids(self, count: int) -> Iterator[tuple[str, float]]:
+        for event_id, at, _ in self.entries(count):
+            yield event_id, at
 
 
 def _optional(value: float) -> float | None:
@@ -341,11 +364,16 @@ def _optional(value: float) -> float | None:
 
 
 def decode_chunk(raw: bytes) -> list[tuple[str, float]]:
+    return [(event_id, at) for event_id, at, _ in decode_chunk_entries(raw)]
+
+
+def decode_chunk_entries(raw: bytes) -> list[tuple[str, float, bytes | None]]:
+    """A chunk's (id, time, lead key or None) entries."""
     _check_format(raw, "id chunk")
     try:
         reader = _Reader(raw, 1)
         (count,) = reader.take(_U32)
-        return list(reader.ids(count))
+        return list(reader.entries(count))
     except (struct.error, UnicodeDecodeError) as exc:
         raise UnknownFormat(f"damaged id chunk ({exc})") from None
 
@@ -366,7 +394,7 @@ def decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
 
 def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
     reader = _Reader(raw, 0)
-    version, clock, last_length = reader.take(_HEAD)
+    _, clock, last_length = reader.take(_HEAD)
     last = reader.text(last_length, _NONE32)
     (count,) = reader.take(_U8)
     icps = {}
@@ -384,21 +412,14 @@ def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]
         ids.chunks[number] = newest
     (count,) = reader.take(_U32)
     start = reader.offset
-    entries = list(reader.ids(count))  # checks them, and they go into the dict
+    entries = list(reader.entries(count))  # checks them, and they go into the dict
     ids.recent, ids.recent_count = bytes(raw[start : reader.offset]), count
-    ids.recent_newest = max((at for _, at in entries), default=-math.inf)
-    for event_id, at in entries:
+    ids.recent_newest = max((at for _, at, _ in entries), default=-math.inf)
+    leads = {}
+    for event_id, at, link in entries:
         ids.remember(event_id, at)
-    leads = None
-    if version >= 3:
-        (count,) = reader.take(_U32)
-        if count:
-            leads = {}
-            for _ in range(count):
-                key, at, length = reader.take(_LEAD)
-                lead_event = reader.text(length, -1)
-                assert lead_event is not None
-                leads[lead_event] = (key, at)
+        if link is not None:
+            leads[event_id] = (link, at)
     state = AccountState(_optional(clock), last, icps, ids, leads)
     return state, ids
 
@@ -415,11 +436,16 @@ def load_account(
     if raw[:1] == b"{":
         return _load_format_1(table, account, raw, window, bucket_width)
     state, ids = decode_record(raw, window)
+    links: dict[str, tuple[bytes, float]] = {}
     for number in ids.chunks:
         chunk = table.get(chunk_key(account, number))
         if chunk is not None:  # deleted with its ids past the horizon: not needed
-            for event_id, at in decode_chunk(chunk):
+            for event_id, at, link in decode_chunk_entries(chunk):
                 ids.remember(event_id, at)
+                if link is not None:
+                    links[event_id] = (link, at)
+    if links:  # the chunks' links first: they are the older ones
+        state.leads = {**links, **(state.leads or {})}
     return state, ids
 
 

@@ -171,19 +171,28 @@ def test_suppressed_account_is_found_by_its_hash() -> None:
     assert set(accounts.states) == {"other.example"}
 
 
-def test_codec_format_3_carries_links_and_reads_format_2() -> None:
-    """Links round-trip through the record; a format-2 record reads with none."""
-    ids = ChunkedIds(7 * 86400.0)
-    ids.add("hubspot-1-777", BASE, 0.0)
-    state = AccountState(BASE, "hubspot-1-777", {}, ids, {"hubspot-1-777": (lead_key("x"), BASE)})
-    raw = encode_record(state, ids)
-    assert raw[0] == FORMAT == 3
-    back, _ = decode_record(raw, 7 * 86400.0)
-    assert back.leads == state.leads and back.core() == state.core()
-    state.leads = None
-    format_2 = bytes([2]) + encode_record(state, ids)[1:-4]  # no links section
+def test_codec_format_3_carries_links_with_their_ids_and_reads_format_2() -> None:
+    """A lead event's id entry carries its link, in the record's recent ids and in
+    chunks; a format-2 record reads with none."""
+    table: dict[bytes, bytes] = {}
+    key = b"acme.example"
+    state, ids = load_account(table, key, 7 * 86400.0, 3600.0)
+    for n in range(40):  # past RECENT_LIMIT: the first ids go to a chunk
+        link = lead_key(f"L{n}") if n % 3 == 0 else None
+        ids.add(f"e{n:02d}", BASE + n, 0.0, link)
+        if link is not None:
+            state.note_lead(link, f"e{n:02d}", BASE + n, 0.0)
+        if n in (35, 39):
+            store_account(table, key, state, ids)
+    raw = table[key]
+    assert raw[0] == FORMAT == 3 and len(table) == 2
+    back, _ = load_account(table, key, 7 * 86400.0, 3600.0)
+    assert back.leads == state.leads and len(back.leads or {}) == 14
+    plain = ChunkedIds(7 * 86400.0)
+    plain.add("v1", BASE, 0.0)
+    format_2 = bytes([2]) + encode_record(AccountState(BASE, "v1", {}, plain), plain)[1:]
     back, back_ids = decode_record(format_2, 7 * 86400.0)
-    assert back.leads is None and set(back_ids.ids) == {"hubspot-1-777"}
+    assert back.leads is None and set(back_ids.ids) == {"v1"}
 
 
 def test_forget_rewrites_chunks_without_the_ids() -> None:
@@ -193,18 +202,24 @@ def test_forget_rewrites_chunks_without_the_ids() -> None:
     state, ids = load_account(table, key, 7 * 86400.0, 3600.0)
     count = MAX_RECENT * 2 + 100
     for n in range(count):
-        ids.add(f"e{n}", BASE + n, 0.0)
+        link = lead_key(f"L{n}") if n % 500 == 0 else None
+        ids.add(f"e{n}", BASE + n, 0.0, link)
+        if link is not None:
+            state.note_lead(link, f"e{n}", BASE + n, 0.0)
         state.clock = BASE + n
         if n % 40 == 0:
             store_account(table, key, state, ids)
             table = {k: v for k, v in table.items() if v is not None}
     store_account(table, key, state, ids)
     assert "e17" in _stored_ids(table, key)
-    ids.forget({"e17", "e3000"})
+    assert state.leads is not None and "e3000" in state.leads
+    del state.leads["e3000"]  # as `AccountState.erase_lead` does
+    ids.forget({"e17", "e3000"}, state.leads)
     store_account(_Deleting(table), key, state, ids)
     assert not {"e17", "e3000"} & _stored_ids(table, key)
-    _, back = load_account(table, key, 7 * 86400.0, 3600.0)
+    reloaded, back = load_account(table, key, 7 * 86400.0, 3600.0)
     assert set(back.ids) == {f"e{n}" for n in range(count)} - {"e17", "e3000"}
+    assert reloaded.leads == state.leads and len(state.leads) == 8  # the links left, kept
     assert all(len(v) < 200_000 for v in table.values())
 
 
@@ -333,6 +348,7 @@ def test_interleaved_events_and_erasures_match_a_reference(ops: list[tuple[Any, 
             stored = stream.store.account(domain)
             assert set(stored.seen.ids) == alive[domain]  # type: ignore[attr-defined]
             assert stored.core() == state.core()  # type: ignore[union-attr]
+            assert stored.leads == state.leads  # type: ignore[union-attr]
     values = b"".join(stream.store.backing.data.values())  # type: ignore[attr-defined]
     for event_id in erased_ids:
         assert event_id.encode() not in values
