@@ -19,8 +19,9 @@ Leads: the state keeps no lead id, title or persona, but the id of a
 lead_created event may carry the lead's id (a CRM webhook's event id often
 does), so for erasure (`scorer.scoring.erasure`) the state links the ids of
 the lead events it remembers to the lead's key: a 16-byte hash of the lead
-id (`lead_key`), not the id. A link lives as long as its event id does (the
-dedup window, or while it is the account's last event id).
+id (`lead_key`), not the id. A link lives about as long as its event id: the
+changelog writes it with the id and drops it with the id's chunk, and memory
+drops the oldest once past the dedup window (not the last event id's).
 """
 
 from __future__ import annotations
