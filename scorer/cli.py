@@ -17,13 +17,21 @@ from scorer.config import Settings
 from scorer.enrichment.firmographics import is_csv, read_companies
 from scorer.errors import BrokerError, ConfigError, InvalidFileError, InvalidICPError
 from scorer.icp.loader import load_icp
-from scorer.inputs import InputFileError, duration_arg, load_companies, open_input
+from scorer.inputs import (
+    InputFileError,
+    duration_arg,
+    load_companies,
+    load_erasures,
+    open_input,
+)
 from scorer.kafka.acls import add_acls_command
 from scorer.kafka.refusals import REFUSED, explain
 from scorer.lifecycle.commands import LifecycleInputError, add_lifecycle_commands
 from scorer.logs import broker_problem, configure_logging
 from scorer.offline import EMIT_ALERTS, EMIT_SCORES, Progress, StrictStop, Totals, score_lines
 from scorer.scoring.engine import Engine
+from scorer.scoring.erasure import ReplayErasures
+from scorer.scoring.intake import AccountStates
 
 
 class UsageError(Exception):
@@ -39,6 +47,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.account_ttl < args.dedup_window:
         raise UsageError("--account-ttl must not be shorter than the dedup window")
     engine = Engine(dedup_window=args.dedup_window, account_ttl=args.account_ttl)
+    accounts = AccountStates()
+    erasures = None
+    if args.erasures:
+        requests = load_erasures(args.erasures, settings.salt)
+        erasures = ReplayErasures(requests, accounts.states, settings.salt)
     for path in args.icp:
         icp = load_icp(path)
         if not engine.set_icp(icp):
@@ -64,7 +77,11 @@ def cmd_score(args: argparse.Namespace) -> int:
                 strict=args.strict,
                 progress=progress,
                 totals=totals,
+                accounts=accounts,
+                erasures=erasures,
             )
+            if erasures is not None:
+                erasures.finish()
         finally:
             progress.done(totals)
             out.flush()
@@ -170,6 +187,47 @@ def cmd_firmographics_load(args: argparse.Namespace) -> int:
     return 1 if bad and args.strict else 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    import asyncio
+    import uuid
+
+    from scorer.kafka.erasures import erasure_status, publish_request
+    from scorer.scoring.erasure import ACCOUNT, LEAD, new_request
+
+    settings = Settings()
+    if args.status is not None:
+        if args.suppress:
+            raise UsageError("--suppress goes with --lead or --account, not --status")
+        status = asyncio.run(erasure_status(settings, args.status))
+        if status.request is None:
+            raise UsageError(f"no erasure request {args.status!r} on {settings.topic('erasures')}")
+        done = sum(status.applied.values())
+        request = status.request
+        print(
+            f"request {request.id} ({request.kind}{', suppressed' if request.suppress else ''}): "
+            f"applied by {done} of {status.tasks} tasks of worker app {settings.app_id}"
+        )
+        for task, applied in sorted(status.applied.items()):
+            print(f"  task {task}: {'applied' if applied else 'not yet'}")
+        return 0 if status.done else 1
+    salt = settings.salt
+    if args.suppress and salt is None:
+        raise UsageError("--suppress needs SCORER_ERASURE_SALT (the same for every service)")
+    kind, value = (LEAD, args.lead) if args.lead is not None else (ACCOUNT, args.account)
+    try:
+        request = new_request(
+            args.id or uuid.uuid4().hex, kind, value, time.time(), salt if args.suppress else None
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    offset = asyncio.run(publish_request(settings, request))
+    print(
+        f"erasure request {request.id} ({kind}{', suppressed' if args.suppress else ''}) "
+        f"published at offset {offset}; `scorer erase --status {request.id}` shows its progress"
+    )
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from scorer.stream.worker import run_worker
 
@@ -261,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="an account idle this long in event time starts fresh "
         "(default: SCORER_ACCOUNT_TTL or 90d)",
     )
+    score.add_argument(
+        "--erasures",
+        metavar="FILE",
+        help="erasure requests (JSON lines, as `scorer erase` writes them to the erasures "
+        "topic), applied in event-time order",
+    )
     score.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     score.set_defaults(run=cmd_score)
 
@@ -303,6 +367,23 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(run=cmd_schemas)
 
     add_acls_command(commands)
+
+    erase = commands.add_parser(
+        "erase", help="erase a lead or an account from the scorer's state (README 'Erasure')"
+    )
+    target = erase.add_mutually_exclusive_group(required=True)
+    target.add_argument("--lead", metavar="LEAD_ID", help="a lead's lead_id")
+    target.add_argument("--account", metavar="DOMAIN", help="an account's company domain")
+    target.add_argument(
+        "--status", metavar="ID", help="which worker tasks have applied request ID (1: not all)"
+    )
+    erase.add_argument(
+        "--suppress",
+        action="store_true",
+        help="also drop every later event of it; keeps only a salted hash (SCORER_ERASURE_SALT)",
+    )
+    erase.add_argument("--id", help="the request's id (default: a random one)")
+    erase.set_defaults(run=cmd_erase)
 
     worker = commands.add_parser("worker", help="run a streaming worker (SCORER_* settings)")
     worker.set_defaults(run=cmd_worker)

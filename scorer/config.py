@@ -219,6 +219,12 @@ class Settings(BaseSettings):
     ssl_cafile: str | None = Field(None, description="SCORER_SSL_CAFILE")
     ssl_certfile: str | None = Field(None, description="SCORER_SSL_CERTFILE: client cert (mTLS)")
     ssl_keyfile: str | None = Field(None, description="SCORER_SSL_KEYFILE: client key (mTLS)")
+    erasure_salt: SecretStr | None = Field(
+        None,
+        description="SCORER_ERASURE_SALT: the secret salt of `scorer erase --suppress` hashes; "
+        "needed by the command, the workers and the router once a suppression exists, and "
+        "never changed after (a new salt matches none of the old hashes)",
+    )
 
     @field_validator("commit_interval", "commit_min_gap", "collect_ack_timeout", mode="before")
     @classmethod
@@ -264,6 +270,12 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
+
+    @property
+    def salt(self) -> bytes | None:
+        """SCORER_ERASURE_SALT's bytes, or None when unset."""
+        secret = self.erasure_salt
+        return secret.get_secret_value().encode() if secret is not None else None
 
     @property
     def min_isr(self) -> int:

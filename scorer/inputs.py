@@ -17,6 +17,7 @@ from typing import IO, Any
 from scorer.enrichment.firmographics import is_csv, read_companies
 from scorer.errors import InvalidInputError
 from scorer.offline import StrictStop
+from scorer.scoring.erasure import ErasureRequest, read_requests
 from scorer.timefmt import parse_duration
 
 # Bad company records printed before the rest are only counted.
@@ -25,6 +26,19 @@ SHOWN_PROBLEMS = 20
 
 class InputFileError(Exception):
     """An input file could not be opened; the message names it."""
+
+
+def load_erasures(path: str, salt: bytes | None) -> list[ErasureRequest]:
+    """The erasure requests of a JSON-lines file (`--erasures`: the erasures topic's
+    values, or requests written by hand); suppressions need the salt to be matched."""
+    with open_input(path) as lines:
+        try:
+            requests = read_requests(lines)
+        except InvalidInputError as exc:
+            raise InputFileError(f"{path}: not an erasure request: {exc}") from None
+    if salt is None and any(request.suppress for request in requests):
+        raise InputFileError(f"{path} holds suppressions: set SCORER_ERASURE_SALT to match them")
+    return requests
 
 
 @contextlib.contextmanager

@@ -13,5 +13,5 @@ from scorer.scoring.intake cimport AccountStates
 cpdef object score_lines(
     object lines, Engine engine, object companies, object out, str emit=*, bint strict=*,
     object errors=*, object progress=*, object clock=*, object totals=*,
-    AccountStates accounts=*,
+    AccountStates accounts=*, object erasures=*,
 )

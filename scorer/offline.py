@@ -79,9 +79,12 @@ def score_lines(
     clock: Any = time.time,
     totals: Totals | None = None,
     accounts: AccountStates | None = None,
+    erasures: Any = None,
 ) -> Totals:
     """Score every line; write one document per emitted score to `out`. `accounts`:
-    the account states to carry on from (a fresh table by default)."""
+    the account states to carry on from (a fresh table by default). `erasures`:
+    the erasure requests to apply (`scorer.scoring.erasure.ReplayErasures`, made
+    on `accounts`), or None."""
     if engine is None:  # compiled, None would not fail by itself
         raise TypeError("score_lines needs an engine")
     accounts = accounts if accounts is not None else AccountStates()
@@ -105,7 +108,9 @@ def score_lines(
         if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
             continue
         try:
-            outcome, event, scores = take_event(engine, raw, accounts, table, every)
+            outcome, event, scores = take_event(
+                engine, raw, accounts, table, every, placement=None, erasures=erasures
+            )
         except InvalidInputError as exc:
             outcomes[INVALID] += 1
             errors.write(f"line {number}: {exc}\n")

@@ -18,8 +18,11 @@ service):
 - the collector writes visitor and lead events, its identities topic and
   its stitching changelog, reads those two back, and reads its consumer group
   (its producer is idempotent, not transactional: no transactional id);
-- the publishing commands (`icp publish|promote`, `firmographics load`)
-  create the deployment's topics, write ICPs and firmographics and read ICPs.
+- the worker also reads the erasure requests whole and writes its tasks'
+  progress on them; the router reads the requests whole;
+- the publishing commands (`icp publish|promote`, `firmographics load`,
+  `erase`) create the deployment's topics, write ICPs, firmographics and
+  erasure requests, and read ICPs, the requests and their progress.
 Topics are created by the publishing principal (or an admin) before the
 services start: the long-running services get no Create. Read and Write
 imply Describe, so no Describe ACL is listed. No IdempotentWrite on the
@@ -117,11 +120,13 @@ def service_acls(
         add("Read", "Topic", t.firmographics, "compacted input, read whole")
         add("Read", "Topic", t.icp, "compacted input, read whole")
         add("Read", "Topic", t.changelog, "account state, restored on assignment")
+        add("Read", "Topic", t.erasures, "erasure requests, read whole")
         add("Write", "Topic", t.hot, "alerts")
         add("Write", "Topic", t.scores, "scores and shadow alerts")
         add("Write", "Topic", t.dlq, "dead letters")
         add("Write", "Topic", t.rekey, "events re-keyed by account")
         add("Write", "Topic", t.changelog, "account state")
+        add("Write", "Topic", t.erasure_progress, "which requests each task has applied")
         add("Read", "Group", settings.app_id, "consumer group (offsets committed with the outputs)")
         if settings.guarantee == "exactly_once":
             add(
@@ -137,6 +142,7 @@ def service_acls(
         add("Read", "Topic", t.deliveries, "delivery log, read back at start and rebalance")
         add("Write", "Topic", t.deliveries, "delivery log")
         add("Write", "Topic", t.route_dlq, "deliveries that failed for good")
+        add("Read", "Topic", t.erasures, "erasure requests, read whole (feed, delivery log)")
         add("Read", "Group", settings.router_id, "consumer group")
     elif service == "collector":
         add("Write", "Topic", t.visitor, "visitor events (direct and stitched)")
@@ -152,6 +158,9 @@ def service_acls(
         add("Write", "Topic", t.icp, "icp publish, icp promote")
         add("Read", "Topic", t.icp, "icp promote reads the current ICPs")
         add("Write", "Topic", t.firmographics, "firmographics load")
+        add("Write", "Topic", t.erasures, "scorer erase")
+        add("Read", "Topic", t.erasures, "scorer erase --status finds the request")
+        add("Read", "Topic", t.erasure_progress, "scorer erase --status")
     else:
         raise ValueError(f"no service {service!r}: services are {', '.join(SERVICES)}")
     if idempotent_write:

@@ -34,7 +34,11 @@ CHANGELOG_CONFIGS = {"segment.bytes": str(16 * 1024 * 1024), "min.cleanable.dirt
 # The router's delivery records matter only until their input offset is
 # committed; a week's retention bounds the topic while keeping replays of old
 # offsets safe.
-DELIVERIES_CONFIGS = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
+DELIVERIES_RETENTION = 7 * 86400.0
+DELIVERIES_CONFIGS = {
+    "cleanup.policy": "compact,delete",
+    "retention.ms": str(int(DELIVERIES_RETENTION * 1000)),
+}
 TOPIC_ALREADY_EXISTS = 36
 INVALID_REPLICATION_FACTOR = 38
 
@@ -56,6 +60,8 @@ class Topics:
     route_dlq: str
     identities: str  # the collector's visits and links, keyed by identity
     identities_changelog: str  # the collector's stitching state
+    erasures: str  # `scorer erase` requests, read whole by the workers and the router
+    erasure_progress: str  # which task has applied which requests (`scorer erase --status`)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -74,10 +80,19 @@ class Topics:
             route_dlq=t("route-dlq"),
             identities=t(f"{settings.collect_id}-identities"),
             identities_changelog=t(f"{settings.collect_id}-identities-changelog"),
+            erasures=t("erasures"),
+            erasure_progress=t("erasure-progress"),
         )
 
     def compacted(self) -> tuple[str, ...]:
-        return (self.firmographics, self.icp, self.changelog, self.identities_changelog)
+        return (
+            self.firmographics,
+            self.icp,
+            self.changelog,
+            self.identities_changelog,
+            self.erasures,
+            self.erasure_progress,
+        )
 
     def inputs(self) -> tuple[str, ...]:
         """The co-partitioned inputs of a task (the changelog shares their count)."""
@@ -95,11 +110,13 @@ class Topics:
             self.dlq,
             self.rekey,
             self.changelog,
+            self.erasures,
+            self.erasure_progress,
         )
 
     def router(self) -> tuple[str, ...]:
         """Every topic a router reads or writes."""
-        return (self.hot, self.firmographics, self.deliveries, self.route_dlq)
+        return (self.hot, self.firmographics, self.deliveries, self.route_dlq, self.erasures)
 
     def collector(self) -> tuple[str, ...]:
         """Every topic `scorer collect` reads or writes."""
@@ -128,7 +145,10 @@ class Topics:
             configs["retention.ms"] = str(int(settings.dlq_retention * 1000))
         if name == self.scores:
             configs["retention.ms"] = str(int(settings.scores_retention * 1000))
-        return (1 if name == self.icp else settings.topic_partitions), configs
+        # One partition for the ICPs, and for the erasure requests: their offsets
+        # order them, and a task's progress is one offset (scorer.stream.erasing).
+        single = (self.icp, self.erasures, self.erasure_progress)
+        return (1 if name in single else settings.topic_partitions), configs
 
 
 async def ensure_topics(

@@ -38,6 +38,7 @@ from scorer.icp.compiled import CompiledICP
 from scorer.icp.document import ICPDocument
 from scorer.lifecycle.crm import WON, Opportunity
 from scorer.scoring.engine import SCORED, UNRESOLVED, Engine, Score
+from scorer.scoring.erasure import ERASED, SUPPRESSED, ErasureRequest, ReplayErasures
 from scorer.scoring.intake import (
     PLACED_ELSEWHERE,
     AccountStates,
@@ -106,12 +107,16 @@ def replay(
     thresholds: Sequence[float] = THRESHOLDS,
     progress: Callable[[int, int], None] | None = None,
     share: tuple[int, int] = (0, 1),
+    erasures: Sequence[ErasureRequest] = (),
+    salt: bytes | None = None,
 ) -> tuple[History, list[Replay]]:
     """Every event of a JSON-lines history through each labelled ICP, in file order.
 
     `share` = (k, n): only the accounts whose hash is k modulo n (one process's
     part of a split replay; accounts are independent). Share 0 counts the
-    lines, invalid and unresolved events.
+    lines, invalid and unresolved events. `erasures`: requests applied in
+    event-time order (`scorer.scoring.erasure.ReplayErasures`; `salt` for
+    suppressions); an event they drop reaches no ICP.
     """
     k, n = share
     history = History()
@@ -130,6 +135,7 @@ def replay(
     if not engines:
         engines, groups = [Engine((), dedup_window)], [[]]
     tables = [AccountStates() for _ in groups]
+    erasing = ReplayErasures(erasures, [t.states for t in tables], salt) if erasures else None
     source = CompanyMap(companies)
     placement = ShareOf(k, n) if n > 1 else None
     lanes = [
@@ -145,14 +151,16 @@ def replay(
         if not raw.strip():
             continue
         try:
-            outcome, event, scores = take_event(first, raw, tables[0], source, placement=placement)
+            outcome, event, scores = take_event(
+                first, raw, tables[0], source, placement=placement, erasures=erasing
+            )
         except InvalidInputError:
             history.invalid += k == 0
             continue
         if outcome == UNRESOLVED:
             history.unresolved += k == 0
             continue
-        if outcome == PLACED_ELSEWHERE:  # another process's share
+        if outcome in (PLACED_ELSEWHERE, ERASED, SUPPRESSED):  # elsewhere, or dropped
             continue
         account = event.account
         assert account is not None
@@ -170,6 +178,8 @@ def replay(
             for (run, compiled), score in zip(lane, scores, strict=True):
                 _observe(run, compiled, score, account, at, cuts, number)
     history.lines = number
+    if erasing is not None:
+        erasing.finish()
     return history, runs
 
 
@@ -200,6 +210,8 @@ def _replay_share(k: int) -> tuple[History, list[Replay]]:
             job["thresholds"],
             job["progress"] if k == 0 else None,
             (k, job["jobs"]),
+            job["erasures"],
+            job["salt"],
         )
 
 
@@ -211,15 +223,20 @@ def replay_file(
     thresholds: Sequence[float] = THRESHOLDS,
     progress: Callable[[int, int], None] | None = None,
     jobs: int = 1,
+    erasures: Sequence[ErasureRequest] = (),
+    salt: bytes | None = None,
 ) -> tuple[History, list[Replay]]:
     """`replay` of a file, split by account over `jobs` forked processes (accounts are
     independent, so the result is the same as one pass: alerts in file order)."""
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         with open(path, "rb") as lines:
-            return replay(lines, icps, companies, dedup_window, thresholds, progress)
+            return replay(
+                lines, icps, companies, dedup_window, thresholds, progress,
+                erasures=erasures, salt=salt,
+            )  # fmt: skip
     _SPLIT.update(
         path=str(path), icps=list(icps), companies=companies, dedup_window=dedup_window,
-        thresholds=thresholds, progress=progress, jobs=jobs,
+        thresholds=thresholds, progress=progress, jobs=jobs, erasures=list(erasures), salt=salt,
     )  # fmt: skip
     try:
         context = multiprocessing.get_context("fork")
@@ -375,15 +392,21 @@ def backtest(
     dedup_window: float = DEFAULT_DEDUP_WINDOW,
     progress: Callable[[int, int], None] | None = None,
     jobs: int = 1,
+    erasures: Sequence[ErasureRequest] = (),
+    salt: bytes | None = None,
 ) -> dict[str, Any]:
     """Replay and judge: the JSON document `--json` writes. `lines` is an iterable of
-    lines, or a file path (then replayed by `jobs` processes, split by account)."""
+    lines, or a file path (then replayed by `jobs` processes, split by account).
+    `erasures`: requests applied in event-time order (see `replay`)."""
     if isinstance(lines, str | Path):
         history, runs = replay_file(
-            lines, icps, companies, dedup_window, progress=progress, jobs=jobs
-        )
+            lines, icps, companies, dedup_window, progress=progress, jobs=jobs,
+            erasures=erasures, salt=salt,
+        )  # fmt: skip
     else:
-        history, runs = replay(lines, icps, companies, dedup_window, progress=progress)
+        history, runs = replay(
+            lines, icps, companies, dedup_window, progress=progress, erasures=erasures, salt=salt
+        )
     return {
         "events": {
             "lines": history.lines,

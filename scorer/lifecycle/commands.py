@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 
+from scorer.config import Settings
 from scorer.icp.loader import load_icp
-from scorer.inputs import duration_arg, load_companies, open_input
+from scorer.inputs import duration_arg, load_companies, load_erasures, open_input
 from scorer.lifecycle.crm import LOST, WON, Columns, CRMExportError, Opportunity, load_opportunities
 from scorer.lifecycle.derive import DeriveOptions, derive
 from scorer.lifecycle.render import derivation_markdown, render_icp, template_parts
@@ -121,6 +122,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         icps.append((f"{'AB'[index] if index < 2 else index + 1}: {Path(path).stem}", document))
     companies = load_companies(args.firmographics)
     opportunities = _opportunities(args.outcomes, args, None)
+    salt = Settings().salt
     with open_input(args.events):  # backtest() opens it in each process: fail here, clearly
         pass
     result = backtest(
@@ -131,6 +133,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         args.horizon,
         progress=_progress("replay"),
         jobs=args.jobs,
+        erasures=load_erasures(args.erasures, salt) if args.erasures else (),
+        salt=salt,
     )
     if sys.stderr.isatty():
         sys.stderr.write("\n")
@@ -236,6 +240,9 @@ def add_lifecycle_commands(icp: Any) -> None:
         type=int,
         default=os.cpu_count() or 1,
         help="processes to replay with, split by account (default: one per CPU)",
+    )
+    test.add_argument(
+        "--erasures", metavar="FILE", help="erasure requests, applied in event-time order"
     )
     test.add_argument("--json", help="write the numbers as JSON here")
     test.add_argument("--html", help="write the HTML report here")

@@ -3,7 +3,9 @@ server-sent events (`/feed/events`), newest first, filterable by ICP and tier.
 
 The hub keeps the last `keep` cards, so a page opened late starts full, and
 hands each new card to every open page. A slow page never holds the router
-up: its queue is bounded and it misses cards rather than growing.
+up: its queue is bounded and it misses cards rather than growing. An
+erasure (`forget`) removes the cards it covers from the hub and, by an
+`erase` event naming their alert ids, from every open page.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from scorer.errors import InvalidInputError
 from scorer.route.destinations import Job, Sender
 from scorer.route.messages import reason_lines, trigger_text
 from scorer.route.rules import FeedDestination
+from scorer.timefmt import parse_event_time
 
 PAGE_QUEUE = 1000
 PAGE = (resources.files("scorer.route") / "feed.html").read_text()
@@ -45,17 +50,46 @@ def card(alert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What an erasure looks at in a card: account domain, trigger time, lead id (or None).
+Covered = Callable[[str, float, str | None], bool]
+
+
+def alert_subject(alert: dict[str, Any]) -> tuple[str, float, str | None]:
+    """The account, trigger time and lead id an alert is about, for erasure."""
+    domain = str(alert.get("account", {}).get("domain"))
+    try:
+        at = parse_event_time(alert.get("trigger", {}).get("occurred_at"))
+    except InvalidInputError:  # no readable time: covered by any erasure of its account or lead
+        at = float("-inf")
+    lead = alert.get("lead")
+    lead_id = lead.get("lead_id") if isinstance(lead, dict) else None
+    return domain, at, lead_id if isinstance(lead_id, str) else None
+
+
 class FeedHub:
     def __init__(self, keep: int = 200) -> None:
-        self.recent: deque[bytes] = deque(maxlen=keep)
+        # (alert id, what an erasure looks at, the card's JSON)
+        self.recent: deque[tuple[str, tuple[str, float, str | None], bytes]] = deque(maxlen=keep)
         self.pages: set[asyncio.Queue[bytes]] = set()
 
     def publish(self, alert: dict[str, Any]) -> None:
         data = orjson.dumps(card(alert))
-        self.recent.append(data)
+        self.recent.append((str(alert.get("alert_id")), alert_subject(alert), data))
+        self._send(b"data: " + data + b"\n\n")
+
+    def forget(self, covered: Covered) -> int:
+        """The cards an erasure covers leave the hub and the open pages; how many."""
+        gone = [alert_id for alert_id, subject, _ in self.recent if covered(*subject)]
+        if gone:
+            kept = [entry for entry in self.recent if not covered(*entry[1])]
+            self.recent = deque(kept, maxlen=self.recent.maxlen)
+            self._send(b"event: erase\ndata: " + orjson.dumps(gone) + b"\n\n")
+        return len(gone)
+
+    def _send(self, frame: bytes) -> None:
         for queue in self.pages:
             with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(data)
+                queue.put_nowait(frame)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -65,15 +99,15 @@ class FeedHub:
         queue: asyncio.Queue[bytes] = asyncio.Queue(PAGE_QUEUE)
         self.pages.add(queue)  # first: cards published while the backlog is written wait here
         try:
-            for data in list(self.recent):
+            for _, _, data in list(self.recent):
                 await response.write(b"data: " + data + b"\n\n")
             while True:
                 try:
-                    data = await asyncio.wait_for(queue.get(), timeout=15)
+                    frame = await asyncio.wait_for(queue.get(), timeout=15)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                await response.write(b"data: " + data + b"\n\n")
+                await response.write(frame)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

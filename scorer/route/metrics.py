@@ -14,7 +14,7 @@ from scorer.service.metrics import build_info
 
 DELIVERY_OUTCOMES = ("delivered", "dlq", "skipped")
 DLQ_REASONS = ("rejected", "max_attempts", "max_age", "error")
-ALERT_OUTCOMES = ("routed", "unrouted", "invalid")
+ALERT_OUTCOMES = ("routed", "unrouted", "invalid", "erased")
 # A webhook answers in tens of milliseconds; a rate-limited Slack channel or a
 # destination that is down turns that into minutes.
 ROUTE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -38,6 +38,7 @@ from scorer.logs import BrokerOutage
 from scorer.route.crm import HubSpotSender, SalesforceSender
 from scorer.route.delivery import DeliveryLog, Lane, Limits, Pending
 from scorer.route.destinations import Job, Sender, SlackSender, WebhookSender
+from scorer.route.erasures import RouteErasures
 from scorer.route.feed import FeedHub, FeedSender
 from scorer.route.metrics import RouteMetrics
 from scorer.route.rules import (
@@ -156,6 +157,10 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             self._company_record,
             lambda record, reason, detail: None,
         )
+        self.erasures = RouteErasures(settings, self.hub, self.log)
+        self.erasure_follower = Follower(
+            settings, self.topics.erasures, self.erasures.apply, lambda record, reason, detail: None
+        )
         self.web = WebServer(
             settings.router_web_port,
             self.registry,
@@ -171,8 +176,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             self.companies.apply(record.key, record.value)
 
     def not_ready(self) -> str | None:
-        if not self.follower.loaded.is_set():
-            return "reading firmographics"
+        if not self.follower.loaded.is_set() or not self.erasure_follower.loaded.is_set():
+            return "reading firmographics and erasure requests"
         if not self.assigned:
             return "waiting for partitions of " + self.hot_topic
         return None
@@ -192,6 +197,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         for sender in self.senders.values():
             await sender.start()
         self.background.append(asyncio.create_task(self.follower.run()))
+        self.background.append(asyncio.create_task(self.erasure_follower.run()))
+        self.background.append(asyncio.create_task(self.erasures.run(self.producer)))
         self.log_reader = reader(self.settings)
         await self.log_reader.start()
         parts = await partitions_of(options, self.log.topic)
@@ -202,7 +209,8 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
         except REFUSED as exc:
             raise AccessDenied(explain(exc, "router", self.settings, "Read")) from None
         log.info("delivery log: %d records read in %.1f s", count, time.monotonic() - started)
-        await until(self.follower.loaded.wait(), *self.background)
+        loaded = asyncio.gather(self.follower.loaded.wait(), self.erasure_follower.loaded.wait())
+        await until(loaded, *self.background)
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=self.settings.router_id,
@@ -362,6 +370,10 @@ class Router(ConsumerRebalanceListener):  # type: ignore[misc]
             self.unacked.append(
                 await self._dead_letter(record.value, record, "", "invalid_json", detail)
             )
+            pending.add(record.offset, 0)
+            return
+        if self.erasures.covers(alert):  # scored before an erasure, read after it
+            self.metrics.alert["erased"].inc()
             pending.add(record.offset, 0)
             return
         domain = alert["account"]["domain"]

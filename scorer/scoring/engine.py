@@ -28,6 +28,7 @@ from scorer.scoring.state import (
     DEFAULT_DEDUP_WINDOW,
     AccountState,
     IcpState,
+    lead_key,
 )
 
 SCORED = "scored"
@@ -205,7 +206,13 @@ class Engine:
         if account_clock is None or at > account_clock:
             state.clock = account_clock = at
         state.last_event_id = event_id
-        seen.add(event_id, at, account_clock - window)
+        lead_id = event.lead_id
+        if lead_id is None:
+            seen.add(event_id, at, account_clock - window)
+        else:  # linked to its lead, for erasure (see scorer.scoring.state)
+            link = lead_key(lead_id)
+            seen.add(event_id, at, account_clock - window, link)
+            state.note_lead(link, event_id, at, account_clock - window)
 
         active = self._active
         fits = self.company_fits(account, company, company_token)

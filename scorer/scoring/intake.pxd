@@ -20,7 +20,7 @@ cdef class CompanyMap:
 
 cpdef tuple take_event(
     Engine engine, object raw, object accounts, object companies, bint every=*,
-    Py_ssize_t max_bytes=*, object placement=*,
+    Py_ssize_t max_bytes=*, object placement=*, object erasures=*,
 )
 
 cpdef tuple apply_event(

@@ -15,7 +15,10 @@ tables they give and in what they do with the result:
 - `placement.belongs(domain)`, when given, may refuse an event before its
   state is touched: the stream re-keys an event that sits on another
   partition than its account's, the backtest's split replay skips the
-  accounts of other processes. A refused event is `PLACED_ELSEWHERE`.
+  accounts of other processes. A refused event is `PLACED_ELSEWHERE`;
+- `erasures.covers(event)`, when given, may drop an event of an erased or
+  suppressed account or lead (`scorer.scoring.erasure`) before its state is
+  touched: the outcome is then what it says (`erased`, `suppressed`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class CompanySource(Protocol):
 
 class Placement(Protocol):
     def belongs(self, domain: str) -> bool: ...
+
+
+class Dropping(Protocol):
+    def covers(self, event: Event) -> str | None: ...
 
 
 class AccountStates:
@@ -90,6 +97,7 @@ def take_event(
     every: bool = True,
     max_bytes: int = MAX_EVENT_BYTES,
     placement: Placement | None = None,
+    erasures: Dropping | None = None,
 ) -> tuple[str, Event, list[Any]]:
     """(outcome, event, scores) of one raw event; a bad one raises
     `InvalidInputError` naming why. Scores: one per active ICP when the
@@ -100,6 +108,10 @@ def take_event(
         return UNRESOLVED, event, NO_SCORES
     if placement is not None and not placement.belongs(domain):
         return PLACED_ELSEWHERE, event, NO_SCORES
+    if erasures:
+        dropped = erasures.covers(event)
+        if dropped is not None:
+            return dropped, event, NO_SCORES
     outcome, scores = apply_event(engine, event, domain, accounts, companies, every)
     return outcome, event, scores
 

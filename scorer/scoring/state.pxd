@@ -14,3 +14,4 @@ cdef class AccountState:
     cdef public object last_event_id
     cdef public dict icps
     cdef public object seen
+    cdef public object leads

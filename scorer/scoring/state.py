@@ -14,12 +14,21 @@ recognised.
 
 An event id is taken to name one event: a replay carries the same
 `occurred_at`. (The stream stores ids in buckets by `occurred_at`.)
+
+Leads: the state keeps no lead id, title or persona, but the id of a
+lead_created event may carry the lead's id (a CRM webhook's event id often
+does), so for erasure (`scorer.scoring.erasure`) the state links the ids of
+the lead events it remembers to the lead's key: a 16-byte hash of the lead
+id (`lead_key`), not the id. A link lives about as long as its event id: the
+changelog writes it with the id and drops it with the id's chunk, and memory
+drops the oldest once past the dedup window (not the last event id's).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +44,11 @@ DEFAULT_ACCOUNT_TTL = 90 * 86400.0
 SWEEPS_PER_IDLE = 32
 
 
+def lead_key(lead_id: str) -> bytes:
+    """The key that links a lead's events to it in account state and erasure requests."""
+    return hashlib.blake2b(lead_id.encode(), digest_size=16, person=b"scorer-lead").digest()
+
+
 class SeenIds(Protocol):
     """Where an account's applied event ids are remembered."""
 
@@ -43,8 +57,15 @@ class SeenIds(Protocol):
     def clear(self) -> None:
         """Forget every id (the account expired)."""
 
-    def add(self, event_id: str, at: float, horizon: float) -> None:
-        """Remember an id; ids of events before `horizon` may be forgotten."""
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
+        """Remember an id (a lead event's with its lead key, `link`); ids of events
+        before `horizon` may be forgotten."""
+
+    def forget(
+        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
+    ) -> None:
+        """Forget these ids now, wherever they are kept (an erasure); `links`: the
+        lead keys of the ids left, for stores that keep them beside the ids."""
 
 
 class WindowedIds:
@@ -63,7 +84,13 @@ class WindowedIds:
         self.order.clear()
         self.ids.clear()
 
-    def add(self, event_id: str, at: float, horizon: float) -> None:
+    def forget(
+        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
+    ) -> None:
+        self.order = deque(entry for entry in self.order if entry[1] not in event_ids)
+        self.ids.difference_update(event_ids)
+
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
         self.ids.add(event_id)
         order = self.order
         order.append((at, event_id))
@@ -96,7 +123,7 @@ class AccountState:
     `Engine.apply` checks expiry and replays against it and records applied
     events (the rules of this module's docstring)."""
 
-    __slots__ = ("clock", "icps", "last_event_id", "seen")
+    __slots__ = ("clock", "icps", "last_event_id", "leads", "seen")
 
     def __init__(
         self,
@@ -104,11 +131,15 @@ class AccountState:
         last_event_id: str | None = None,
         icps: dict[str, IcpState] | None = None,
         seen: SeenIds | None = None,
+        leads: dict[str, tuple[bytes, float]] | None = None,
     ) -> None:
         self.clock = clock
         self.last_event_id = last_event_id
         self.icps: dict[str, IcpState] = {} if icps is None else icps
         self.seen: SeenIds = WindowedIds() if seen is None else seen
+        # lead event id -> (lead key, its time); None while there are none (most
+        # accounts: an empty dict would cost each one in memory).
+        self.leads: dict[str, tuple[bytes, float]] | None = leads or None
 
     def expire(self) -> None:
         """Start fresh: no clock, no intent, no alert history, no applied ids."""
@@ -116,9 +147,48 @@ class AccountState:
         self.last_event_id = None
         self.icps = {}
         self.seen.clear()
+        self.leads = None
+
+    def note_lead(self, key: bytes, event_id: str, at: float, horizon: float) -> None:
+        """A lead event was applied: link its id to the lead's key. The oldest
+        links (in the order they were made) of events before `horizon` go: their
+        ids are no longer consulted. Not the last event id's, which the record
+        keeps; a late link waits for those before it, so a pass costs what it
+        removes, not the account's whole window."""
+        leads = self.leads
+        if leads is None:
+            self.leads = {event_id: (key, at)}
+            return
+        leads[event_id] = (key, at)
+        last = self.last_event_id
+        old = []
+        for linked, (_, t) in leads.items():
+            if t >= horizon or linked == last:
+                break
+            old.append(linked)
+        for linked in old:
+            del leads[linked]
+
+    def erase_lead(self, key: bytes) -> bool:
+        """Forget the lead's events: their ids and links (an erasure). The intent
+        they added stays, an anonymous sum (docs/icp.md item 14). True if any."""
+        leads = self.leads
+        if not leads:
+            return False
+        gone = {event_id for event_id, (k, _) in leads.items() if k == key}
+        if not gone:
+            return False
+        for event_id in gone:
+            del leads[event_id]
+        if not leads:
+            self.leads = None
+        self.seen.forget(gone, leads)
+        if self.last_event_id in gone:
+            self.last_event_id = None
+        return True
 
     def core(self) -> dict[str, Any]:
-        """Everything but the applied ids, as plain JSON values."""
+        """Everything but the applied ids and their lead links, as plain JSON values."""
         return {
             "clock": self.clock,
             "last": self.last_event_id,

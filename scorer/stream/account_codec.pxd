@@ -12,6 +12,7 @@ cdef class ChunkedIds:
     cdef public Py_ssize_t next_chunk
     cdef public object dead
     cdef public object legacy
+    cdef public object rewritten
     cdef public double slack
     cdef public double sweep_at
 
@@ -20,6 +21,6 @@ cdef class ChunkedIds:
     cpdef void clear(self)
 
     @cython.locals(due=cython.double, data=bytes)
-    cpdef void add(self, str event_id, double at, double horizon)
+    cpdef void add(self, str event_id, double at, double horizon, object link=*)
 
     cpdef void remember(self, str event_id, double at)

@@ -14,17 +14,25 @@ account (key = domain):
 Each applied id is encoded once, when it is applied (`ChunkedIds.add`):
 the record carries the recent ids' bytes as they are, and a chunk is those
 bytes moved out, so a busy account's write-back does not encode its ids
-again at every commit.
+again at every commit. A lead event's id carries its link to the lead, the
+lead key (`scorer.scoring.state`), in the same entry (since format 3): the
+links are written once too, and live and die with their ids.
 
 So a changed account costs one small record per commit, and one chunk per
 RECENT_LIMIT events: appends, whatever the size of its id window. In memory
 the ids are one dict per account (`ChunkedIds`), every id of the window.
 
-Every value starts with its format byte: FORMAT (2) here. Format 1, the
-JSON records and hourly id buckets written before, is read too: an account
-loaded from format 1 keeps every id, and its next write-back writes them as
-chunks and deletes the old buckets (after the new record). Any other first
-byte is refused with `UnknownFormat`, never guessed at.
+Every value starts with its format byte: FORMAT (3) here. Format 2 is
+format 3 without lead links (no entry has the LINKED bit), and is read as
+such. Format 1, the JSON records and hourly id buckets written before, is
+read too: an account loaded from format 1 keeps every id, and its next
+write-back writes them as chunks and deletes the old buckets (after the new
+record). Any other first byte is refused with `UnknownFormat`, never guessed
+at.
+
+An erasure that forgets ids (`ChunkedIds.forget`) rewrites them: every
+chunk is deleted and the ids left are written as new chunks and recent ids,
+so no latest value of the table keeps a forgotten id.
 
 Write order, for at-least-once delivery, where a crash loses a suffix of
 the partition (under exactly-once a commit lands whole): new chunks first,
@@ -39,15 +47,16 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
 
 from scorer.scoring.state import AccountState, IcpState
 
-FORMAT = 2
+FORMAT = 3
 FORMAT_BYTE = bytes([FORMAT])
+READABLE_FORMATS = (2, 3)  # chunks alike; a format-2 record has no lead links
 # Format 1 grouped ids in buckets of this share of the dedup window (hourly
 # for the default 7 days); its records are read back with the same width.
 FORMAT_1_BUCKETS_PER_WINDOW = 168
@@ -69,6 +78,8 @@ _HEAD = struct.Struct("<BdI")  # format, clock (NaN: none), len(last event id) (
 _ICP = struct.Struct("<dddB")  # raw, clock, alert_at (NaN: none), len(tier) (0xFF: none)
 _CHUNK_REF = struct.Struct("<Id")  # sequence number, newest time in it
 _ID = struct.Struct("<dI")  # time, len(event id)
+LINKED = 0x80000000  # in an id entry's length: the id is followed by its 16-byte lead key
+LINK_BYTES = 16
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
 _NONE32 = 0xFFFFFFFF
@@ -126,6 +137,7 @@ class ChunkedIds:
         "recent",
         "recent_count",
         "recent_newest",
+        "rewritten",
         "slack",
         "sweep_at",
     )
@@ -141,6 +153,8 @@ class ChunkedIds:
         # list would cost every account in memory 56 bytes.
         self.dead: Sequence[int] = ()  # chunks to delete at the next write-back
         self.legacy: Sequence[int] = ()  # format-1 buckets to delete after the next record
+        # Chunks to write at the next write-back, after `forget`: (ids encoded, count, newest).
+        self.rewritten: Sequence[tuple[bytes, int, float]] = ()
         self.slack = window * SWEEP_SLACK
         self.sweep_at = math.inf  # the horizon at which the oldest id is a slack past it
 
@@ -154,12 +168,39 @@ class ChunkedIds:
         if self.chunks:
             self.dead = [*self.dead, *self.chunks]
             self.chunks = {}
+        self.rewritten = ()
         self.sweep_at = math.inf
 
-    def add(self, event_id: str, at: float, horizon: float) -> None:
+    def forget(
+        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
+    ) -> None:
+        """Forget these ids (an erasure): every chunk dies, and the ids left are
+        written anew at the next write-back (with their `links`), as chunks of
+        MAX_RECENT and recent ids."""
+        ids = self.ids
+        if not any(event_id in ids for event_id in event_ids):
+            return
+        for event_id in event_ids:
+            ids.pop(event_id, None)
+        if self.chunks:
+            self.dead = [*self.dead, *self.chunks]
+            self.chunks = {}
+        ordered = sorted(ids.items(), key=lambda entry: entry[1])
+        pieces = [ordered[i : i + MAX_RECENT] for i in range(0, len(ordered), MAX_RECENT)]
+        last = pieces.pop() if pieces else []
+        self.rewritten = [
+            (encode_ids(piece, links), len(piece), piece[-1][1]) for piece in pieces
+        ]  # sorted: each piece's newest is its last
+        self.recent, self.recent_count = encode_ids(last, links), len(last)
+        self.recent_newest = last[-1][1] if last else -math.inf
+
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
         self.ids[event_id] = at
         data = event_id.encode()
-        self.recent += _ID.pack(at, len(data)) + data
+        if link is None:
+            self.recent += _ID.pack(at, len(data)) + data
+        else:
+            self.recent += _ID.pack(at, len(data) | LINKED) + data + link
         self.recent_count += 1
         if at > self.recent_newest:
             self.recent_newest = at
@@ -207,12 +248,20 @@ def _number(value: float | None) -> float:
     return _NAN if value is None else value
 
 
-def _ids(entries: Iterable[tuple[str, float]]) -> list[bytes]:
+def _ids(
+    entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None
+) -> list[bytes]:
     parts = []
     for event_id, at in entries:
         data = event_id.encode()
-        parts.append(_ID.pack(at, len(data)))
-        parts.append(data)
+        link = links.get(event_id) if links else None
+        if link is None:
+            parts.append(_ID.pack(at, len(data)))
+            parts.append(data)
+        else:
+            parts.append(_ID.pack(at, len(data) | LINKED))
+            parts.append(data)
+            parts.append(link[0])
     return parts
 
 
@@ -239,13 +288,21 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
     return b"".join(parts)
 
 
-def encode_ids(entries: Iterable[tuple[str, float]]) -> bytes:
-    """(id, time) entries as the record's recent ids and a chunk carry them."""
-    return b"".join(_ids(entries))
+def encode_ids(
+    entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None = None
+) -> bytes:
+    """(id, time) entries as the record's recent ids and a chunk carry them; an id
+    in `links` (id -> (lead key, time)) with its lead key."""
+    return b"".join(_ids(entries, links))
 
 
 def store_account(table: Table, account: bytes, state: AccountState, ids: ChunkedIds) -> None:
     """Write an account back, in the order of this module's docstring."""
+    for payload, count, newest in ids.rewritten:
+        table[chunk_key(account, ids.next_chunk)] = FORMAT_BYTE + _U32.pack(count) + payload
+        ids.chunks[ids.next_chunk] = newest
+        ids.next_chunk += 1
+    ids.rewritten = ()
     if ids.recent_count >= max(RECENT_LIMIT, min(MAX_RECENT, len(ids.ids) // RECENT_SHARE)):
         chunk = FORMAT_BYTE + _U32.pack(ids.recent_count) + ids.recent
         table[chunk_key(account, ids.next_chunk)] = chunk
@@ -282,12 +339,24 @@ class _Reader:
         self.offset += length
         return self.data[start : self.offset].decode()
 
-    def ids(self, count: int) -> Iterator[tuple[str, float]]:
+    def entries(self, count: int) -> Iterator[tuple[str, float, bytes | None]]:
+        """(id, time, lead key or None) of `count` id entries."""
         for _ in range(count):
             at, length = self.take(_ID)
-            text = self.text(length, -1)
+            text = self.text(length & ~LINKED, -1)
             assert text is not None
-            yield text, at
+            link = None
+            if length & LINKED:
+                start = self.offset
+                self.offset += LINK_BYTES
+                link = bytes(self.data[start : self.offset])
+                if len(link) != LINK_BYTES:
+                    raise struct.error("a lead link cut short")
+            yield text, at, link
+
+    def ids(self, count: int) -> Iterator[tuple[str, float]]:
+        for event_id, at, _ in self.entries(count):
+            yield event_id, at
 
 
 def _optional(value: float) -> float | None:
@@ -295,17 +364,22 @@ def _optional(value: float) -> float | None:
 
 
 def decode_chunk(raw: bytes) -> list[tuple[str, float]]:
+    return [(event_id, at) for event_id, at, _ in decode_chunk_entries(raw)]
+
+
+def decode_chunk_entries(raw: bytes) -> list[tuple[str, float, bytes | None]]:
+    """A chunk's (id, time, lead key or None) entries."""
     _check_format(raw, "id chunk")
     try:
         reader = _Reader(raw, 1)
         (count,) = reader.take(_U32)
-        return list(reader.ids(count))
+        return list(reader.entries(count))
     except (struct.error, UnicodeDecodeError) as exc:
         raise UnknownFormat(f"damaged id chunk ({exc})") from None
 
 
 def _check_format(raw: bytes, kind: str) -> None:
-    if not raw or raw[0] != FORMAT:
+    if not raw or raw[0] not in READABLE_FORMATS:
         raise UnknownFormat(f"{kind} in format {raw[0] if raw else 'none (empty)'}")
 
 
@@ -338,12 +412,15 @@ def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]
         ids.chunks[number] = newest
     (count,) = reader.take(_U32)
     start = reader.offset
-    entries = list(reader.ids(count))  # checks them, and they go into the dict
+    entries = list(reader.entries(count))  # checks them, and they go into the dict
     ids.recent, ids.recent_count = bytes(raw[start : reader.offset]), count
-    ids.recent_newest = max((at for _, at in entries), default=-math.inf)
-    for event_id, at in entries:
+    ids.recent_newest = max((at for _, at, _ in entries), default=-math.inf)
+    leads = {}
+    for event_id, at, link in entries:
         ids.remember(event_id, at)
-    state = AccountState(_optional(clock), last, icps, ids)
+        if link is not None:
+            leads[event_id] = (link, at)
+    state = AccountState(_optional(clock), last, icps, ids, leads)
     return state, ids
 
 
@@ -359,11 +436,16 @@ def load_account(
     if raw[:1] == b"{":
         return _load_format_1(table, account, raw, window, bucket_width)
     state, ids = decode_record(raw, window)
+    links: dict[str, tuple[bytes, float]] = {}
     for number in ids.chunks:
         chunk = table.get(chunk_key(account, number))
         if chunk is not None:  # deleted with its ids past the horizon: not needed
-            for event_id, at in decode_chunk(chunk):
+            for event_id, at, link in decode_chunk_entries(chunk):
                 ids.remember(event_id, at)
+                if link is not None:
+                    links[event_id] = (link, at)
+    if links:  # the chunks' links first: they are the older ones
+        state.leads = {**links, **(state.leads or {})}
     return state, ids
 
 

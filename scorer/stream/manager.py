@@ -37,6 +37,7 @@ from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
 from scorer.scoring.state import SWEEPS_PER_IDLE
 from scorer.stream.committer import Committer, Status
+from scorer.stream.erasing import ErasureLog
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
 from scorer.stream.task_factory import TaskFactory
@@ -52,6 +53,8 @@ SLICE = 100
 # when a task's event time has moved on by 1/SWEEPS_PER_IDLE of the TTL plus the dedup
 # window (a replay or a backlog runs days of event time in 30 s).
 SWEEP_SECONDS = 30.0
+# How long a batch waits for the erasures follower to catch up with a task.
+ERASURE_WAIT = 0.1
 
 
 class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -67,6 +70,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics: Metrics,
         outage: BrokerOutage,
         stopping: asyncio.Event,
+        erasures: ErasureLog | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -76,6 +80,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         self.metrics = metrics
         self.outage = outage
         self.stopping = stopping
+        self.erasures = erasures
         self.consumer: AIOKafkaConsumer | None = None
         self.tasks: dict[int, Task] = {}
         self.lock = asyncio.Lock()
@@ -175,6 +180,10 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         if any(task.state is not TaskState.RUNNING for task in tasks.values()):
             await self.settle()
             return False
+        if not self._erase():
+            await asyncio.sleep(ERASURE_WAIT)
+            self._seek_to_positions()
+            return False
         processor = self.processor
         for tp, records in batch.items():
             task = tasks.get(tp.partition)
@@ -193,6 +202,22 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.advance(tp, part[-1].offset + 1)
                 if self.busy:
                     await asyncio.sleep(0)  # let the commit's next round trip go
+        return True
+
+    def _erase(self) -> bool:
+        """Erasure requests read since the last batch, applied to every task (they go
+        into its next commit: scorer.stream.erasing). False while a task has
+        applied requests this worker has not read yet: the batch waits."""
+        erasures = self.erasures
+        if erasures is None:
+            return True
+        erasures.release()
+        tasks = list(self.tasks.values())
+        if any(erasures.behind(task) for task in tasks):
+            return False
+        for task in tasks:
+            if erasures.erase(task):
+                log.info("erasure requests applied to task %d", task.partition)
         return True
 
     def poll_timeout_ms(self) -> int:

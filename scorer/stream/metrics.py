@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from scorer.scoring.engine import DUPLICATE, EXPIRED, INVALID, SCORED, UNRESOLVED
+from scorer.scoring.erasure import ERASED, SUPPRESSED
 from scorer.service.metrics import build_info
 
 STREAMS = ("visitor", "lead")
@@ -30,7 +31,7 @@ DLQ_REASONS = (
     "invalid_icp",
     "internal_error",
 )
-OUTCOMES = (SCORED, UNRESOLVED, DUPLICATE, INVALID, EXPIRED)
+OUTCOMES = (SCORED, UNRESOLVED, DUPLICATE, INVALID, EXPIRED, ERASED, SUPPRESSED)
 # Milliseconds to a minute: scoring is sub-millisecond, end to end includes
 # Kafka round trips and, after a restart, a backlog.
 LATENCY_BUCKETS = (
@@ -179,6 +180,17 @@ class Metrics:
         self.accounts_expired_total = Counter(
             "scorer_accounts_expired_total",
             "Accounts idle past SCORER_ACCOUNT_TTL whose state left the store",
+            registry=r,
+        )
+        self.erasures_applied_total = Counter(
+            "scorer_erasures_applied_total",
+            "Erasure requests applied to a task's state, by kind (a request counts once per task)",
+            ["kind"],
+            registry=r,
+        )
+        self.erased_accounts_total = Counter(
+            "scorer_erased_accounts_total",
+            "Accounts whose state an erasure removed or changed",
             registry=r,
         )
         self.build_info = build_info(r, "scorer_build_info", "Always 1; the version is a label")

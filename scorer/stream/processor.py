@@ -26,6 +26,7 @@ from scorer.kafka.client import KeyPartitions
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
+from scorer.scoring.erasure import Erasures
 from scorer.scoring.intake import PLACED_ELSEWHERE, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.stream.account_codec import UnknownFormat, unreadable_state
@@ -47,8 +48,12 @@ class Processor:
         firmographics: Firmographics,
         metrics: Metrics,
         partitions: int,
+        erasures: Erasures | None = None,
     ) -> None:
         self.settings = settings
+        # The erasure requests in force (scorer.stream.erasing): events they cover are dropped.
+        self.erasures = erasures if erasures is not None else Erasures(settings.salt)
+        self.in_force: Erasures | None = None  # `erasures` while it holds any, per batch
         self.topics = topics
         self.engine = engine
         self.firmographics = firmographics
@@ -71,6 +76,7 @@ class Processor:
     def process(self, task: Task, records: list[Any]) -> None:
         """Records of one input partition, in offset order."""
         self.now = time.time()  # scored_at and ingest-to-score, once per batch
+        self.in_force = self.erasures if self.erasures else None  # none: no check per event
         for record in records:
             try:
                 self.handle(task, record)
@@ -120,7 +126,14 @@ class Processor:
         store = task.store
         try:
             outcome, event, scores = take_event(
-                self.engine, raw, store, self.firmographics, self.emit_scores, self.max_bytes, self
+                self.engine,
+                raw,
+                store,
+                self.firmographics,
+                self.emit_scores,
+                self.max_bytes,
+                self,
+                self.in_force,
             )
         except InvalidInputError as exc:
             self.dead_letter(task, record, exc.reason, exc.detail)

@@ -318,8 +318,33 @@ class AccountStore:
             self.dirty.discard(key)
         return len(gone)
 
-    def changed(self, key: bytes) -> None:
-        self.dirty.add(key)
+    def changed(self, key: bytes | str) -> None:
+        """The account's state was changed in place (`scorer.scoring.erasure.ErasableTable`)."""
+        self.dirty.add(key.encode() if isinstance(key, str) else key)
+
+    # -- erasure (scorer.scoring.erasure.ErasableTable) ---------------------------
+
+    def domains(self) -> list[str]:
+        """Every account with state: in memory, written since the last flush, or stored."""
+        keys = set(self.cache).union(self.backing.account_keys())
+        for layer in (self.pending, self.inflight, self.unflushed):
+            keys.update(key for key in layer if is_account_key(key))
+        # Sorted: an erasure then visits (and evicts) accounts in the same order every
+        # run, so its writes are the same bytes in both builds of the core.
+        return [k.decode() for k in sorted(keys) if k in self.cache or self.get(k) is not None]
+
+    def drop(self, domain: str) -> None:
+        """The account's state removed: tombstones for its record and every chunk
+        go into the next commit."""
+        key = domain.encode()
+        self.account_by_key(key)  # loaded, for the numbers of its chunks
+        _, ids = self.cache.pop(key)
+        self.pending[key] = None
+        for number in (*ids.chunks, *ids.dead):
+            self.pending[chunk_key(key, number)] = None
+        for bucket in ids.legacy:
+            self.pending[bucket_key(key, bucket)] = None
+        self.dirty.discard(key)
 
     def prepare(self) -> dict[bytes, bytes | None]:
         """Serialise the changed accounts and hand every write since the last

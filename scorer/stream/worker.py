@@ -10,7 +10,7 @@ The cycle, on one asyncio loop, reads as Kafka Streams' StreamThread:
     last one waiting (a worker that keeps up publishes its alerts every
     cycle), never sooner than `SCORER_COMMIT_MIN_GAP` after the last began.
 The loop never touches a task: tasks, their assignment, commits and
-failures are the `TaskManager`'s. The compacted inputs (ICPs,
+failures are the `TaskManager`'s. The compacted inputs (ICPs, erasure requests,
 firmographics) are followed beside it.
 """
 
@@ -39,6 +39,7 @@ from scorer.service.runner import raise_failed, serve_service, until
 from scorer.service.web import WebServer
 from scorer.stream.assignor import TaskAssignor
 from scorer.stream.committer import Committer
+from scorer.stream.erasing import ErasureLog
 from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
@@ -92,13 +93,18 @@ class Worker:
         self.firm_follower = Follower(
             settings, self.topics.firmographics, self.firmographics.apply, self.dead_letter
         )
+        self.erasures = ErasureLog(settings, self.topics.erasure_progress, self.metrics)
+        self.erasure_follower = Follower(
+            settings, self.topics.erasures, self.erasures.apply, self.dead_letter
+        )
 
     # -- health ------------------------------------------------------------------
 
     def not_ready(self) -> str | None:
         """Why /readyz says 503, or None when ready."""
-        if not self.icp_follower.loaded.is_set() or not self.firm_follower.loaded.is_set():
-            return "reading ICPs and firmographics"
+        followers = (self.icp_follower, self.firm_follower, self.erasure_follower)
+        if not all(follower.loaded.is_set() for follower in followers):
+            return "reading ICPs, firmographics and erasure requests"
         manager = self.manager
         if manager is None or not manager.assigned_once.is_set():
             return "waiting for an assignment"
@@ -167,8 +173,13 @@ class Worker:
         self.background += [
             asyncio.create_task(self.icp_follower.run(), name="icp-follower"),
             asyncio.create_task(self.firm_follower.run(), name="firmographics-follower"),
+            asyncio.create_task(self.erasure_follower.run(), name="erasures-follower"),
         ]
-        loaded = asyncio.gather(self.icp_follower.loaded.wait(), self.firm_follower.loaded.wait())
+        loaded = asyncio.gather(
+            self.icp_follower.loaded.wait(),
+            self.firm_follower.loaded.wait(),
+            self.erasure_follower.loaded.wait(),
+        )
         stopping = asyncio.ensure_future(self.stopping.wait())
         await until(loaded, stopping, *self.background)
         stopping.cancel()
@@ -193,7 +204,13 @@ class Worker:
         partitions = len(await partitions_of(client_options(settings), topics.visitor))
         shared = None if settings.guarantee == "exactly_once" else self.side_producer
         self.processor = Processor(
-            settings, topics, self.engine, self.firmographics, self.metrics, partitions
+            settings,
+            topics,
+            self.engine,
+            self.firmographics,
+            self.metrics,
+            partitions,
+            self.erasures.erasures,
         )
         self.manager = TaskManager(
             settings,
@@ -204,6 +221,7 @@ class Worker:
             self.metrics,
             self.outage,
             self.stopping,
+            self.erasures,
         )
         self.manager.bind(consumer)
         consumer.subscribe(list(topics.inputs()), listener=self.manager)

@@ -236,3 +236,47 @@ def test_schemas_check_detects_drift(tmp_path: Path) -> None:
     assert run("schemas", "--out", tmp_path).returncode == 0
     (tmp_path / "icp.schema.json").write_text("{}\n")
     assert run("schemas", "--check", "--out", tmp_path).returncode == 1
+
+
+def test_score_applies_an_erasures_file(tmp_path: Path) -> None:
+    """`--erasures`: a lead's events up to the request are dropped as erased wherever
+    they come, the summary counts them, and no later output names the lead."""
+    from scorer.scoring.erasure import LEAD, new_request
+
+    def lead(n: int, day: int) -> dict:
+        return {
+            "event_id": f"crm-{n}",
+            "type": "lead_created",
+            "occurred_at": f"2026-11-{day:02d}T10:00:00Z",
+            "lead_id": "crm-lead-5150",
+            "email": "pat@acme.example",
+            "title": "VP Sales",
+        }
+
+    view = {
+        "event_id": "v-1",
+        "type": "page_view",
+        "occurred_at": "2026-11-12T10:00:00Z",
+        "company_domain": "acme.example",
+    }
+    events = [lead(1, 2), view, lead(2, 8), lead(3, 20)]  # crm-2 is late: before the request
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    request = new_request("r1", LEAD, "crm-lead-5150", 1794355200.0)  # 2026-11-11
+    erasures = tmp_path / "erasures.jsonl"
+    erasures.write_bytes(request.to_json() + b"\n")
+    icps = [a for p in ICPS for a in ("--icp", p)]
+    plain = run("score", *icps, "--emit", "scores", path)
+    erased = run("score", *icps, "--emit", "scores", "--erasures", erasures, path)
+    assert plain.returncode == erased.returncode == 0, erased.stderr
+    assert {d["trigger"]["event_id"] for d in lines(plain.stdout)} == {
+        "crm-1",
+        "v-1",
+        "crm-2",
+        "crm-3",
+    }
+    # crm-2 occurred before the request and is read after it: erased. crm-3 comes
+    # after the request: a later event of the lead, scored as any other.
+    triggers = [d["trigger"]["event_id"] for d in lines(erased.stdout)]
+    assert triggers == ["crm-1", "crm-1", "v-1", "v-1", "crm-3", "crm-3"]
+    assert b"1 erased" in erased.stderr

@@ -37,8 +37,9 @@ def bindings(service: str, **overrides: object) -> set[tuple[str, str, str, str]
 
 
 def test_worker_acls_are_its_topics_group_and_transactional_ids() -> None:
-    """Read on its inputs, compacted inputs and changelog; Write on its outputs and
-    internal topics; Read on its group; Write on the prefixed transactional ids."""
+    """Read on its inputs, compacted inputs, erasures and changelog; Write on its
+    outputs and internal topics (erasure progress too); Read on its group; Write on
+    the prefixed transactional ids."""
     assert bindings("worker") == {
         ("Read", "Topic", "prod-visitor-events", "LITERAL"),
         ("Read", "Topic", "prod-lead-events", "LITERAL"),
@@ -51,6 +52,8 @@ def test_worker_acls_are_its_topics_group_and_transactional_ids() -> None:
         ("Write", "Topic", "prod-scorer-dlq", "LITERAL"),
         ("Write", "Topic", "prod-eu-events-by-account", "LITERAL"),
         ("Write", "Topic", "prod-eu-accounts-changelog", "LITERAL"),
+        ("Read", "Topic", "prod-erasures", "LITERAL"),
+        ("Write", "Topic", "prod-erasure-progress", "LITERAL"),
         ("Read", "Group", "eu", "LITERAL"),
         ("Write", "TransactionalId", "eu-", "PREFIXED"),
     }
@@ -63,14 +66,16 @@ def test_at_least_once_needs_no_transactional_id() -> None:
 
 
 def test_router_and_publisher_acls() -> None:
-    """The router reads alerts, firmographics and its log, writes its log and DLQ;
-    the publisher creates every topic and writes ICPs and firmographics."""
+    """The router reads alerts, firmographics, its log and erasures, writes its log
+    and DLQ; the publisher creates every topic, writes ICPs, firmographics and
+    erasure requests, and reads the requests and their progress."""
     assert bindings("router") == {
         ("Read", "Topic", "prod-hot-accounts", "LITERAL"),
         ("Read", "Topic", "prod-firmographics", "LITERAL"),
         ("Read", "Topic", "prod-route-deliveries", "LITERAL"),
         ("Write", "Topic", "prod-route-deliveries", "LITERAL"),
         ("Write", "Topic", "prod-route-dlq", "LITERAL"),
+        ("Read", "Topic", "prod-erasures", "LITERAL"),
         ("Read", "Group", "eu-router", "LITERAL"),
     }
     publisher = bindings("publisher")
@@ -90,12 +95,17 @@ def test_router_and_publisher_acls() -> None:
             "route-dlq",
             "icp-collect-identities",
             "icp-collect-identities-changelog",
+            "erasures",
+            "erasure-progress",
         )
     }
     assert {b for b in publisher if b[0] != "Create"} == {
         ("Write", "Topic", "prod-icp-profiles", "LITERAL"),
         ("Read", "Topic", "prod-icp-profiles", "LITERAL"),
         ("Write", "Topic", "prod-firmographics", "LITERAL"),
+        ("Write", "Topic", "prod-erasures", "LITERAL"),
+        ("Read", "Topic", "prod-erasures", "LITERAL"),
+        ("Read", "Topic", "prod-erasure-progress", "LITERAL"),
     }
 
 
@@ -124,7 +134,7 @@ def test_table_lists_principal_operation_resource_pattern_and_why() -> None:
     """One row per ACL, under a header, with the prefixed pattern spelled out."""
     lines = table(service_acls(settings(), "worker", "User:worker")).splitlines()
     assert lines[0].split()[:4] == ["principal", "operation", "resource", "pattern"]
-    assert len(lines) == 14
+    assert len(lines) == 16
     assert any("TransactionalId:eu-" in line and "prefixed" in line for line in lines)
 
 

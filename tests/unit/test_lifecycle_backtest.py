@@ -191,3 +191,38 @@ def test_review_precision_counts_only_the_alerts_since_the_version() -> None:
     assert since["median_days_to_opportunity"] == pytest.approx(5.0)
     everything = alerts_since(lines, TINY_ICP, companies, outcomes, T0 - DAY)
     assert (everything["alerts"], everything["precision"]) == (2, 0.5)
+
+
+def test_backtest_honours_erasures_in_event_time_order() -> None:
+    """An erased account's events up to the request reach no ICP, even late ones;
+    its later events score as a new account's; a suppressed account never alerts."""
+    from scorer.scoring.erasure import ACCOUNT, new_request
+
+    companies = {
+        d: {"domain": d, "industry": "software"} for d in ("a.example", "b.example", "c.example")
+    }
+    lines = [
+        _event("a1", "a.example", 0),
+        _event("b1", "b.example", 0),
+        _event("a2", "a.example", 0.5),  # in a1's cooldown
+        _event("a0", "a.example", 0.1),  # late: before the request, read after it
+        _event("c1", "c.example", 1),
+    ]
+    requests = [
+        new_request("r1", ACCOUNT, "a.example", T0 + 0.25 * DAY),
+        new_request("r2", ACCOUNT, "b.example", T0 - DAY, salt=b"salt"),
+    ]
+    _, plain = replay(lines, [("A", TINY_ICP)], companies)
+    _, erased = replay(lines, [("A", TINY_ICP)], companies, erasures=requests, salt=b"salt")
+    assert [(a.domain, a.event_id) for a in plain[0].alerts] == [
+        ("a.example", "a1"),
+        ("b.example", "b1"),
+        ("c.example", "c1"),
+    ]
+    # a1 alerted before the request; after it a.example starts fresh, out of a1's
+    # cooldown: a2 alerts; a0 is erased on arrival; b.example is suppressed.
+    assert [(a.domain, a.event_id) for a in erased[0].alerts] == [
+        ("a.example", "a1"),
+        ("a.example", "a2"),
+        ("c.example", "c1"),
+    ]

@@ -31,13 +31,15 @@ def test_min_isr_above_the_factor_is_a_config_error() -> None:
 
 
 def test_every_created_topic_carries_min_isr() -> None:
-    """Each topic's spec sets min.insync.replicas; the ICP topic has one partition."""
+    """Each topic's spec sets min.insync.replicas; the ICP and erasure topics have one
+    partition (the erasure requests are ordered by their offsets)."""
     settings = Settings(topic_partitions=6, replication_factor=3, min_insync_replicas=None)
     topics = Topics.from_settings(settings)
     for name in topics.all():
         partitions, configs = topics.spec(name, settings)
         assert configs["min.insync.replicas"] == "2"
-        assert partitions == (1 if name == topics.icp else 6)
+        single = (topics.icp, topics.erasures, topics.erasure_progress)
+        assert partitions == (1 if name in single else 6)
     assert topics.spec(topics.deliveries, settings)[1]["cleanup.policy"] == "compact,delete"
 
 
