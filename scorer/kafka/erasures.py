@@ -15,8 +15,6 @@ the request's offset. (Formats and the worker's side: scorer.stream.erasing.)
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +23,7 @@ import orjson
 from scorer.config import Settings
 from scorer.errors import InvalidInputError
 from scorer.kafka.client import client_options, partitions_of
-from scorer.kafka.follower import Follower
+from scorer.kafka.follower import read_whole
 from scorer.kafka.publish import producer
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.scoring.erasure import ErasureRequest
@@ -68,21 +66,6 @@ class Status:
         return self.offset is not None and sum(self.applied.values()) == self.tasks
 
 
-async def _read_whole(settings: Settings, topic: str, apply: Callable[[Any], None]) -> None:
-    """Every record of a compacted topic up to its end (read_committed)."""
-    follower = Follower(settings, topic, lambda record, _: apply(record), lambda *_: None)
-    reading = asyncio.create_task(follower.run())
-    loaded = asyncio.create_task(follower.loaded.wait())
-    try:
-        await asyncio.wait([reading, loaded], return_when=asyncio.FIRST_COMPLETED)
-        if reading.done():
-            reading.result()  # it failed: say why
-    finally:
-        for task in (reading, loaded):
-            task.cancel()
-        await asyncio.gather(reading, loaded, return_exceptions=True)
-
-
 async def erasure_status(settings: Settings, request_id: str) -> Status:
     """Which of the worker app's tasks (SCORER_APP_ID) have applied the request."""
     topics = Topics.from_settings(settings)
@@ -111,8 +94,8 @@ async def erasure_status(settings: Settings, request_id: str) -> Status:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return
 
-    await _read_whole(settings, topics.erasures, request)
-    await _read_whole(settings, topics.erasure_progress, task)
+    await read_whole(settings, topics.erasures, request)
+    await read_whole(settings, topics.erasure_progress, task)
     tasks = len(await partitions_of(client_options(settings), topics.visitor))
     entry = found.get(request_id)
     if entry is None:

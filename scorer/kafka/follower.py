@@ -70,3 +70,19 @@ class Follower:
                         self.loaded.set()
         finally:
             await stop_consumer(consumer)
+
+
+async def read_whole(settings: Settings, topic: str, apply: Callable[[Any], None]) -> None:
+    """Every record on a compacted topic at the time of the call, each given to
+    `apply`, then stop (what a command needs of it, e.g. the current ICPs)."""
+    follower = Follower(settings, topic, lambda record, _: apply(record), lambda *_: None)
+    reading = asyncio.create_task(follower.run())
+    loaded = asyncio.create_task(follower.loaded.wait())
+    try:
+        await asyncio.wait([reading, loaded], return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():
+            reading.result()  # it failed: say why
+    finally:
+        for task in (reading, loaded):
+            task.cancel()
+        await asyncio.gather(reading, loaded, return_exceptions=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Iterable
@@ -17,7 +16,7 @@ from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.document import ICPDocument
 from scorer.icp.loader import loads_icp
 from scorer.kafka.client import client_options
-from scorer.kafka.follower import Follower
+from scorer.kafka.follower import read_whole
 from scorer.kafka.topics import Topics, ensure_topics
 from scorer.timefmt import format_duration
 
@@ -58,7 +57,7 @@ async def current_icps(settings: Settings) -> dict[str, ICPDocument]:
     the workers' own `Follower`, stopped once it has read the topic to its end."""
     found: dict[str, ICPDocument] = {}
 
-    def apply(record: Any, dead_letter: Any) -> None:
+    def apply(record: Any) -> None:
         key = record.key.decode(errors="replace") if record.key else ""
         if record.value is None:
             found.pop(key, None)
@@ -71,18 +70,8 @@ async def current_icps(settings: Settings) -> dict[str, ICPDocument]:
         if document.id == key and (known is None or document.version > known.version):
             found[key] = document
 
-    ignore = lambda record, reason, detail: None  # noqa: E731 - the workers dead-letter bad ICPs
-    follower = Follower(settings, Topics.from_settings(settings).icp, apply, ignore)
-    reading = asyncio.create_task(follower.run())
-    loaded = asyncio.create_task(follower.loaded.wait())
-    try:
-        await asyncio.wait([reading, loaded], return_when=asyncio.FIRST_COMPLETED)
-        if reading.done():
-            reading.result()  # it failed: say why
-    finally:
-        for task in (reading, loaded):
-            task.cancel()
-        await asyncio.gather(reading, loaded, return_exceptions=True)
+    # Invalid documents are skipped here; the workers dead-letter them.
+    await read_whole(settings, Topics.from_settings(settings).icp, apply)
     return found
 
 

@@ -309,13 +309,7 @@ class AccountStore:
         gone = [key for key, (state, _) in self.cache.items()
                 if state.clock is not None and state.clock < before]  # fmt: skip
         for key in gone:
-            _, ids = self.cache.pop(key)
-            self.pending[key] = None
-            for number in (*ids.chunks, *ids.dead):
-                self.pending[chunk_key(key, number)] = None
-            for bucket in ids.legacy:
-                self.pending[bucket_key(key, bucket)] = None
-            self.dirty.discard(key)
+            self._remove(key)
         return len(gone)
 
     def changed(self, key: bytes | str) -> None:
@@ -338,6 +332,11 @@ class AccountStore:
         go into the next commit."""
         key = domain.encode()
         self.account_by_key(key)  # loaded, for the numbers of its chunks
+        self._remove(key)
+
+    def _remove(self, key: bytes) -> None:
+        """An account in memory leaves it: tombstones for its record and every
+        chunk go into the next commit."""
         _, ids = self.cache.pop(key)
         self.pending[key] = None
         for number in (*ids.chunks, *ids.dead):
