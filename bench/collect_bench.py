@@ -42,7 +42,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,10 +51,9 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.arms.loop_trace import summary
-from bench.common import ROOT, TMP, log, record_goals, save_result
+from bench.common import ROOT, TMP, log, metric_values, record_goals, save_result
 from bench.paced import (
     committed_total,
     cpu_seconds,
@@ -223,17 +221,6 @@ async def paced(url: str, bodies: list[tuple[bytes, int]], rate: float) -> dict[
             second: [len(ms), round(max(ms), 1)] for second, ms in sorted(slow.items())
         },
     }
-
-
-def metric_values(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
 
 
 async def wait_stitched(group: str, topic: str, process: subprocess.Popen[bytes]) -> float:

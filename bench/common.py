@@ -8,12 +8,14 @@ import os
 import platform
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from scorer import synthetic
 
@@ -67,6 +69,19 @@ def machine() -> str:
     )
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
     return f"{os.cpu_count()} cores, {cpu}, {memory} GiB, Python {platform.python_version()}"
+
+
+def metric_values(port: int, timeout: float = 10) -> dict[str, float]:
+    """A service's /metrics on loopback: each sample by its name and labels,
+    ``name{a=x,b=y}`` (labels sorted), or its bare name when it has none."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as reply:
+        text = reply.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
 
 
 def record_goals(result: dict[str, Any], measured: dict[str, tuple[float, bool]]) -> list[str]:

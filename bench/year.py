@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import metric_values
 from scorer import synthetic
 from scorer.events import LEAD_CREATED, decode_event
 from scorer.kafka.client import partitions_of
@@ -145,12 +144,10 @@ def worst_ratio(state: list[int], active: list[int], ttl: float) -> tuple[float,
 
 def metric_samples(port: int) -> dict[str, float]:
     """A worker's /metrics: each sample name's sum over its labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[s.name] = out.get(s.name, 0.0) + s.value
+    for name, value in metric_values(port, timeout=5).items():
+        bare = name.partition("{")[0]
+        out[bare] = out.get(bare, 0.0) + value
     return out
 
 
@@ -292,15 +289,20 @@ async def run_stream(
     return run
 
 
-async def topic_documents(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every committed record of a topic, decoded, read to its end."""
-    consumer = AIOKafkaConsumer(
+def committed_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer outside any group, from the earliest offset, committed records only."""
+    return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level="read_committed",
     )
+
+
+async def topic_documents(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every committed record of a topic, decoded, read to its end."""
+    consumer = committed_reader(bootstrap)
     await consumer.start()
     try:
         partitions = await partitions_of({"bootstrap_servers": bootstrap}, topic, 30)
@@ -322,13 +324,7 @@ async def stream_order(bootstrap: str, scores_topic: str, year: Year) -> list[by
     partition in its own order, so an account's leads and visits of one day may
     be applied in another order than the file's). Accounts follow one another;
     an unresolved line, or one that scored nothing, comes first."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(bootstrap)
     order: dict[str, list[str]] = {}
     await consumer.start()
     try:
