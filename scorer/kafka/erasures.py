@@ -24,8 +24,8 @@ from scorer.config import Settings
 from scorer.errors import InvalidInputError
 from scorer.kafka.client import client_options, partitions_of
 from scorer.kafka.follower import read_whole
-from scorer.kafka.publish import producer
-from scorer.kafka.topics import Topics, ensure_topics
+from scorer.kafka.publish import publish_one
+from scorer.kafka.topics import Topics
 from scorer.scoring.erasure import ErasureRequest
 
 
@@ -39,17 +39,8 @@ def progress_value(app_id: str, partition: int, applied: int) -> bytes:
 
 async def publish_request(settings: Settings, request: ErasureRequest) -> int:
     """Write the request; returns its offset on the erasures topic."""
-    topics = Topics.from_settings(settings)
-    await ensure_topics(settings, topics)
-    client = producer(settings)
-    await client.start()
-    try:
-        sent = await client.send_and_wait(
-            topics.erasures, key=request.id.encode(), value=request.to_json()
-        )
-    finally:
-        await client.stop()
-    return int(sent.offset)
+    topic = Topics.from_settings(settings).erasures
+    return await publish_one(settings, topic, request.id.encode(), request.to_json())
 
 
 @dataclass

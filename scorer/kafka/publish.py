@@ -40,15 +40,22 @@ def icp_value(document: ICPDocument) -> bytes:
     return orjson.dumps(data)
 
 
-async def publish_icp(settings: Settings, document: ICPDocument) -> None:
-    topics = Topics.from_settings(settings)
-    await ensure_topics(settings, topics)
+async def publish_one(settings: Settings, topic: str, key: bytes, value: bytes) -> int:
+    """One record for a command (the deployment's topics created if missing),
+    acknowledged; returns its offset."""
+    await ensure_topics(settings, Topics.from_settings(settings))
     client = producer(settings)
     await client.start()
     try:
-        await client.send_and_wait(topics.icp, key=document.id.encode(), value=icp_value(document))
+        sent = await client.send_and_wait(topic, key=key, value=value)
     finally:
         await client.stop()
+    return int(sent.offset)
+
+
+async def publish_icp(settings: Settings, document: ICPDocument) -> None:
+    topic = Topics.from_settings(settings).icp
+    await publish_one(settings, topic, document.id.encode(), icp_value(document))
 
 
 async def current_icps(settings: Settings) -> dict[str, ICPDocument]:
