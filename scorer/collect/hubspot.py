@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from scorer.collect.mapping import HubSpotMapping
-from scorer.collect.segment import CallError, company_domain
+from scorer.collect.segment import CallError, company_domain, json_body
 from scorer.timefmt import format_epoch
 
 # The characters HubSpot's v3 docs say to decode in the URI before signing.
@@ -81,12 +81,7 @@ class Creation:
 
 def creations(body: bytes) -> tuple[list[Creation], int]:
     """The contact.creation events of a webhook body, and how many others it held."""
-    try:
-        events = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise CallError("invalid_json", "the body is not JSON") from None
-    if type(events) is not list:
-        raise CallError("invalid_call", "expected a JSON array of events")
+    events = json_body(body, list, "expected a JSON array of events")
     found, other = [], 0
     for event in events:
         if type(event) is not dict:

@@ -48,6 +48,7 @@ from scorer.collect.segment import (
     Mapper,
     Output,
     Visit,
+    json_body,
 )
 from scorer.errors import ConfigError
 from scorer.kafka.batcher import Batcher
@@ -197,12 +198,7 @@ class Intake:
             body = read_body(
                 await request.read(), request.headers.get("Content-Encoding", "").lower(), limit
             )
-            try:
-                document = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise CallError("invalid_json", "the body is not JSON") from None
-            if type(document) is not dict:
-                raise CallError("invalid_call", "the body must be a JSON object")
+            document = json_body(body, dict, "the body must be a JSON object")
             if source is None:
                 body_key = document.get("writeKey")
                 source = self._source(body_key if type(body_key) is str else None)
@@ -255,26 +251,23 @@ class Intake:
         if batcher is None:
             raise Unavailable("not started")
         started = time.monotonic()
-        partitions = self.partitions
         identities, leads = self.topics.identities, self.topics.lead
+        identity_partition, lead_partition = self.partitions[identities], self.partitions[leads]
         add = batcher.add
         deliveries: set[asyncio.Future[None]] = set()
         for output in outputs:
             if type(output) is Visit:
                 key = output.identity
                 value = orjson.dumps({"v": output.document, "at": output.at})
-                topic = identities
-            elif type(output) is Lead:
-                key = output.domain.encode()
-                value = orjson.dumps(output.document)
-                topic = leads
+                deliveries.add(add(identities, identity_partition(key), key, value))
             elif type(output) is Link:
                 key = output.identity
                 value = orjson.dumps({"l": output.domain, "at": output.at})
-                topic = identities
-            else:
-                continue
-            deliveries.add(add(topic, partitions[topic](key), key, value))
+                deliveries.add(add(identities, identity_partition(key), key, value))
+            elif type(output) is Lead:
+                key = output.domain.encode()
+                value = orjson.dumps(output.document)
+                deliveries.add(add(leads, lead_partition(key), key, value))
         try:
             async with asyncio.timeout(self.ack_timeout):
                 if deliveries:

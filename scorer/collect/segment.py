@@ -46,6 +46,17 @@ class CallError(Exception):
         super().__init__(f"{reason}: {message}")
 
 
+def json_body(body: bytes, expected: type, message: str) -> Any:
+    """A request body decoded, of the `expected` JSON type, or a `CallError`."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise CallError("invalid_json", "the body is not JSON") from None
+    if type(value) is not expected:
+        raise CallError("invalid_call", message)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Visit:
     """A visitor event not yet credited to a company, for the stitch stage."""
