@@ -107,11 +107,12 @@ class Identities:
             return [credited(domain, document)]
         value = self.unlinked.get(key)
         kept: Kept = orjson.loads(value)["k"] if value is not None else []
-        newest = max(at, self.newest.get(key, 0.0))
+        before = self.newest.get(key)
+        newest = max(at, 0.0 if before is None else before)
         event_id = document["event_id"]
         if any(doc["event_id"] == event_id for _, doc in kept):
             # a replay after a crash, or an SDK's retry: kept once
-            if newest == self.newest.get(key):
+            if newest == before:
                 return []
         else:
             kept.append([at, document])

@@ -202,6 +202,7 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         send = self._send
         newest = self.stream_time.get(tp.partition, 0.0)
+        links = 0
         for record in records:
             try:
                 value = orjson.loads(record.value)
@@ -210,13 +211,15 @@ class StitchStage(ConsumerRebalanceListener):  # type: ignore[misc]
                     out = store.visit(record.key, value["v"], at)
                 else:
                     out = store.link(record.key, value["l"], at)
-                    self.metrics.links.inc()
+                    links += 1
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.error("stitch: an unreadable record at %s offset %d skipped", tp, record.offset)
                 continue
             newest = max(newest, at)
             for domain, document in out:
                 send(domain, document)
+        if links:
+            self.metrics.links.inc(links)
         self.dirty.update((tp.partition, key) for key in store.changed)
         store.changed.clear()
         self.stream_time[tp.partition] = min(newest, time.time() + MAX_FUTURE_SKEW)
