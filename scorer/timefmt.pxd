@@ -1,0 +1,17 @@
+# The compiled core's view of scorer/timefmt.py (see scorer/native.py): the
+# common event time read with C integers.
+cimport cython
+
+
+@cython.locals(value=cython.int, digit=cython.int, i=cython.Py_ssize_t)
+cdef int _digits(str text, Py_ssize_t start, Py_ssize_t count)
+
+@cython.locals(
+    n=cython.Py_ssize_t, i=cython.Py_ssize_t, year=cython.int, month=cython.int,
+    day=cython.int, hour=cython.int, minute=cython.int, second=cython.int,
+    micro=cython.int, offset=cython.int, zone_hours=cython.int, zone_minutes=cython.int,
+    leap=cython.bint, last=cython.int, y=cython.int, era=cython.int, year_of_era=cython.int,
+    day_of_year=cython.int, day_of_era=cython.int, days=cython.longlong,
+    seconds=cython.longlong, micros=cython.longlong,
+)
+cpdef double common_event_time(str text)
