@@ -23,7 +23,10 @@ arm (bench/arms/commit_floor.py: the worker's own commit cycle, settings and
 transaction per task, with a busy-wait per event equal to the scorer's CPU
 per event while draining in place of scoring) takes the same load on topics
 of its own: the latency the scorer's design could reach at that cost per
-event. Then the worker's peak RSS; time
+event. After the paced phases, the duty-cycle arm (bench/arms/duty_cycle.py):
+the scoring loop alone, no Kafka, flat out and in bursts held to the worker's
+share of a core at half load, for what the machine itself adds to the CPU per
+event of work done in bursts. Then the worker's peak RSS; time
 to the first event; and, with one event for each of the 100,000 companies
 applied (100,000 accounts of state), the time from a restart to /readyz, on
 the same RocksDB volume (warm) and on an empty one (cold: every task's store
@@ -474,6 +477,12 @@ async def run() -> dict[str, Any]:
             result["latency_ms"][name] = measured
             log(f"  {measured}")
         result["cpu_us_per_event"]["half_load"] = result["latency_ms"]["50pct"]["cpu_us_per_event"]
+        # What this machine charges for bursts alone: the scoring loop, no Kafka, flat out
+        # and held to the worker's share of a core at half load (bench/arms/duty_cycle.py).
+        duty = min(1.0, result["latency_ms"]["50pct"]["cpu"]["worker"])
+        log(f"duty cycle: the scoring loop flat out and at {duty:.2f} of a core")
+        result["cpu_us_per_event"]["machine_bursts"] = duty_cycle(companies_path, events_path, duty)
+        log(f"  {result['cpu_us_per_event']['machine_bursts']}")
         # The floor's figures, under the key the issue asks for, beside the scorer's.
         result["latency_ms"]["50pct"]["commit_floor"] = {
             k: result["latency_ms"]["50pct_commit_floor"][k] for k in ("p50", "p99")
@@ -557,6 +566,18 @@ def java_consumer_perf(prefix: str, total: int) -> dict[str, float]:
     }
 
 
+def duty_cycle(companies: Path, events: Path, duty: float) -> dict[str, Any]:
+    """bench/arms/duty_cycle.py: CPU per event of the scoring loop flat out and in
+    bursts held to `duty` of a core, on this machine, now."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench/arms/duty_cycle.py"), str(companies), str(events),
+         f"{duty:.2f}", *map(str, ICPS)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured
+
+
 def arm_result(drain: Drain) -> dict[str, Any]:
     return {
         "events_per_s": round(drain.events_per_s),
@@ -582,6 +603,7 @@ def report(result: dict[str, Any]) -> str:
     half, commit_floor = latency["50pct"], latency["50pct_commit_floor"]
     fixed = latency["fixed_2000"]
     cpu = result["cpu_us_per_event"]
+    bursts = cpu["machine_bursts"]
     java = result["java_consumer_perf"]
     goals = {
         "scorer >= 0.5 x ceiling": (scorer / ceiling, scorer / ceiling >= 0.5),
@@ -633,6 +655,9 @@ def report(result: dict[str, Any]) -> str:
         f"{commit_floor['work_us']:.1f} µs per event (the scorer's CPU per event while draining)",
         f"scorer CPU per event: {cpu['drain']} µs draining, {cpu['half_load']} µs at 50 % load "
         f"({cpu['half_load'] / cpu['drain']:.2f}x)",
+        f"the machine alone (bench/arms/duty_cycle.py, no Kafka): the scoring loop costs "
+        f"{bursts['bursts_us_per_event']} µs per event in bursts held to {bursts['duty']} of a "
+        f"core, {bursts['flat_us_per_event']} µs flat out ({bursts['ratio']:.2f}x)",
         "",
         f"scorer: first event {result['first_event_s']} s after start, peak RSS "
         f"{result['rss_mb']} MB, {result['state_accounts']:,} accounts of state,",
