@@ -2,6 +2,8 @@
 # common event time read with C integers.
 cimport cython
 
+cdef bint _COMPILED
+
 
 @cython.locals(value=cython.int, digit=cython.int, i=cython.Py_ssize_t)
 cdef int _digits(str text, Py_ssize_t start, Py_ssize_t count)
