@@ -4,7 +4,7 @@ cimport cython
 
 from scorer.events cimport Event
 from scorer.icp.compiled cimport CompanyFit, CompiledICP
-from scorer.scoring.state cimport AccountState, IcpState
+from scorer.scoring.state cimport AccountState, IcpState, SeenIds
 
 
 cdef class Engine:
@@ -23,6 +23,7 @@ cdef class Engine:
         intent=cython.double, weight=cython.double, fit=cython.double, total=cython.double,
         disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
         icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
+        seen=SeenIds,
     )
     cpdef tuple apply(
         self, AccountState state, Event event, object company,

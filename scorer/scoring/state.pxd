@@ -1,5 +1,12 @@
 # The compiled core's view of scorer/scoring/state.py (see scorer/native.py).
-cdef class WindowedIds:
+cdef class SeenIds:
+    cpdef bint contains(self, str event_id, double at)
+
+    cpdef void clear(self)
+
+    cpdef void add(self, str event_id, double at, double horizon, object link=*)
+
+cdef class WindowedIds(SeenIds):
     cdef public object order
     cdef public set ids
 
@@ -13,5 +20,5 @@ cdef class AccountState:
     cdef public object clock
     cdef public object last_event_id
     cdef public dict icps
-    cdef public object seen
+    cdef public SeenIds seen
     cdef public object leads

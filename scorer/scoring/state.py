@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -49,26 +49,36 @@ def lead_key(lead_id: str) -> bytes:
     return hashlib.blake2b(lead_id.encode(), digest_size=16, person=b"scorer-lead").digest()
 
 
-class SeenIds(Protocol):
-    """Where an account's applied event ids are remembered."""
+class SeenIds:
+    """Where an account's applied event ids are remembered: the base of `WindowedIds`
+    (in memory) and `scorer.stream.account_codec.ChunkedIds` (changelog-backed). A
+    base class rather than a protocol: the compiled engine then calls `contains`
+    and `add` through the extension type's table, not as Python methods (400
+    instructions an event fewer, 0.9 % of the scoring loop, callgrind)."""
 
-    def contains(self, event_id: str, at: float) -> bool: ...
+    __slots__ = ()
+
+    def contains(self, event_id: str, at: float) -> bool:
+        raise NotImplementedError
 
     def clear(self) -> None:
         """Forget every id (the account expired)."""
+        raise NotImplementedError
 
     def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
         """Remember an id (a lead event's with its lead key, `link`); ids of events
         before `horizon` may be forgotten."""
+        raise NotImplementedError
 
     def forget(
         self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
     ) -> None:
         """Forget these ids now, wherever they are kept (an erasure); `links`: the
         lead keys of the ids left, for stores that keep them beside the ids."""
+        raise NotImplementedError
 
 
-class WindowedIds:
+class WindowedIds(SeenIds):
     """Applied ids in memory, forgotten in insertion order once past the horizon."""
 
     __slots__ = ("ids", "order")

@@ -2,8 +2,10 @@
 # an account's ids as an extension type, applied on the engine's inner loop.
 cimport cython
 
+from scorer.scoring.state cimport SeenIds
 
-cdef class ChunkedIds:
+
+cdef class ChunkedIds(SeenIds):
     cdef public dict ids
     cdef public bytes recent
     cdef public Py_ssize_t recent_count

@@ -52,7 +52,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from scorer.scoring.state import AccountState, IcpState
+from scorer.scoring.state import AccountState, IcpState, SeenIds
 
 FORMAT = 3
 FORMAT_BYTE = bytes([FORMAT])
@@ -123,7 +123,7 @@ def bucket_key(account: bytes, bucket: int) -> bytes:
     return account + SEPARATOR + str(bucket).encode()
 
 
-class ChunkedIds:
+class ChunkedIds(SeenIds):
     """`SeenIds` of one account: every id of the window in a dict (id -> time),
     and what the changelog holds of them: the chunks, and the recent ids the
     record carries (already encoded)."""
