@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import metric_values
 from scorer import synthetic
+from scorer.config import Settings
 from scorer.events import LEAD_CREATED, decode_event
-from scorer.kafka.client import partitions_of
+from scorer.kafka.follower import read_whole
 from scorer.offline import score_lines
 from scorer.scoring.engine import Engine
 from scorer.scoring.intake import AccountStates
@@ -289,33 +290,15 @@ async def run_stream(
     return run
 
 
-def committed_reader(bootstrap: str) -> AIOKafkaConsumer:
-    """A consumer outside any group, from the earliest offset, committed records only."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+def local_settings(bootstrap: str) -> Settings:
+    return Settings(broker=f"kafka://{bootstrap}")
 
 
 async def topic_documents(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every committed record of a topic, decoded, read to its end."""
-    consumer = committed_reader(bootstrap)
-    await consumer.start()
-    try:
-        partitions = await partitions_of({"bootstrap_servers": bootstrap}, topic, 30)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[dict[str, Any]] = []
-        while not await reached(consumer, ends):
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                out.extend(orjson.loads(r.value) for r in records)
-        return out
-    finally:
-        await consumer.stop()
+    out: list[dict[str, Any]] = []
+    await read_whole(local_settings(bootstrap), topic, lambda r: out.append(orjson.loads(r.value)))
+    return out
 
 
 async def stream_order(bootstrap: str, scores_topic: str, year: Year) -> list[bytes]:
@@ -324,24 +307,16 @@ async def stream_order(bootstrap: str, scores_topic: str, year: Year) -> list[by
     partition in its own order, so an account's leads and visits of one day may
     be applied in another order than the file's). Accounts follow one another;
     an unresolved line, or one that scored nothing, comes first."""
-    consumer = committed_reader(bootstrap)
     order: dict[str, list[str]] = {}
-    await consumer.start()
-    try:
-        partitions = await partitions_of({"bootstrap_servers": bootstrap}, scores_topic, 30)
-        tps = [TopicPartition(scores_topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        while not await reached(consumer, ends):
-            for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
-                for record in records:
-                    doc = orjson.loads(record.value)
-                    ids = order.setdefault(doc["account"]["domain"], [])
-                    event_id = doc["trigger"]["event_id"]
-                    if not ids or ids[-1] != event_id:  # one record per ICP, consecutive
-                        ids.append(event_id)
-    finally:
-        await consumer.stop()
+
+    def applied(record: Any) -> None:
+        doc = orjson.loads(record.value)
+        ids = order.setdefault(doc["account"]["domain"], [])
+        event_id = doc["trigger"]["event_id"]
+        if not ids or ids[-1] != event_id:  # one record per ICP, consecutive
+            ids.append(event_id)
+
+    await read_whole(local_settings(bootstrap), scores_topic, applied)
     lines: dict[str, bytes] = {}
     first: list[bytes] = []
     applied = {event_id for ids in order.values() for event_id in ids}

@@ -73,8 +73,9 @@ class Follower:
 
 
 async def read_whole(settings: Settings, topic: str, apply: Callable[[Any], None]) -> None:
-    """Every record on a compacted topic at the time of the call, each given to
-    `apply`, then stop (what a command needs of it, e.g. the current ICPs)."""
+    """Every committed record on a topic at the time of the call (a compacted one's
+    latest values, say), each given to `apply` in partition order, then stop
+    (what a command needs of it, e.g. the current ICPs)."""
     follower = Follower(settings, topic, lambda record, _: apply(record), lambda *_: None)
     reading = asyncio.create_task(follower.run())
     loaded = asyncio.create_task(follower.loaded.wait())
