@@ -23,7 +23,8 @@ cdef class Engine:
         intent=cython.double, weight=cython.double, fit=cython.double, total=cython.double,
         disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
         icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
-        seen=SeenIds,
+        seen=SeenIds, i=cython.Py_ssize_t, count=cython.Py_ssize_t, active=tuple, fits=list,
+        signal_points=tuple,
     )
     cpdef tuple apply(
         self, AccountState state, Event event, object company,

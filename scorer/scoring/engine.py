@@ -223,7 +223,15 @@ class Engine:
         scores = []
         is_lead = event.type == LEAD_CREATED
         icp_states = state.icps
-        for icp, company_fit, points in zip(active, fits, signal_points, strict=True):
+        count = len(active)
+        if len(fits) != count or len(signal_points) != count:
+            raise RuntimeError("the fit cache or the points memo is out of step with the ICPs")
+        # By index, not zip(..., strict=True): in the compiled core that call costs
+        # about 3,300 instructions an event, a tenth of the loop (callgrind).
+        for i in range(count):
+            icp = active[i]
+            company_fit = fits[i]
+            points = signal_points[i]
             icp_state = icp_states.get(icp.id)
             if icp_state is None:
                 icp_state = icp_states[icp.id] = IcpState()
