@@ -1,4 +1,9 @@
-# The compiled core's view of scorer/events.py (see scorer/native.py).
+# The compiled core's view of scorer/events.py (see scorer/native.py). The
+# decoder calls the time parser and the domain functions at C level.
+from scorer.enrichment.domains cimport lead_account, normalise_domain
+from scorer.timefmt cimport parse_event_time
+
+
 cdef class Event:
     cdef public str event_id
     cdef public str type
@@ -8,3 +13,6 @@ cdef class Event:
     cdef public object path
     cdef public object lead_id
     cdef public object title
+
+
+cpdef object url_path(object page_url)

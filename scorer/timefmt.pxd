@@ -17,3 +17,5 @@ cdef int _digits(str text, Py_ssize_t start, Py_ssize_t count)
     seconds=cython.longlong, micros=cython.longlong,
 )
 cpdef double common_event_time(str text)
+
+cpdef double parse_event_time(object text, str field=*) except? -1.0

@@ -1,0 +1,5 @@
+# The compiled core's view of scorer/enrichment/domains.py (see scorer/native.py):
+# C-level entry points for the event decoder (scorer/events.pxd cimports them).
+cpdef str normalise_domain(str domain)
+
+cpdef object lead_account(object company_domain, object email)
