@@ -8,7 +8,7 @@ from scorer.scoring.intake cimport AccountStates
 
 @cython.locals(
     event=Event, number=cython.Py_ssize_t, every=cython.bint, idle=cython.double,
-    newest=cython.double, swept=cython.double, step=cython.double,
+    newest=cython.double, swept=cython.double, step=cython.double, scored=cython.Py_ssize_t,
 )
 cpdef object score_lines(
     object lines, Engine engine, object companies, object out, str emit=*, bint strict=*,

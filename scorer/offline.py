@@ -101,37 +101,48 @@ def score_lines(
     every = emit == EMIT_SCORES  # else only hot scores are built: alerts and suppressed
     write = out.write
     dumps = orjson.dumps
-    for number, raw in enumerate(lines, start=1):
+    # Lines and scored events are counted in locals and handed to `totals` at each
+    # progress line and at the end: a Counter's `+= 1` and an attribute write per
+    # line cost about 2,000 instructions an event in the compiled core (callgrind).
+    number = scored = 0
+    try:
+        for raw in lines:
+            number += 1
+            if progress is not None and not number & 4095:
+                totals.lines = number
+                progress.tick(totals)
+            if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
+                continue
+            try:
+                outcome, event, scores = take_event(
+                    engine, raw, accounts, table, every, placement=None, erasures=erasures
+                )
+            except InvalidInputError as exc:
+                outcomes[INVALID] += 1
+                errors.write(f"line {number}: {exc}\n")
+                if strict:
+                    raise StrictStop(f"line {number}: {exc}") from None
+                continue
+            if outcome != SCORED:
+                outcomes[outcome] += 1
+                continue
+            scored += 1
+            if event.at > newest:
+                newest = event.at
+                if newest - swept >= step:
+                    accounts.expire(newest - idle)
+                    swept = newest
+            for score in scores:
+                if score.alert and score.icp.shadow:
+                    totals.shadow_alerts += 1
+                elif score.alert:
+                    totals.alerts += 1
+                elif score.hot:
+                    totals.suppressed += 1
+                if score.alert or emit == EMIT_SCORES:
+                    write(dumps(build_document(score, kind, clock())) + b"\n")
+    finally:
         totals.lines = number
-        if progress is not None and not number & 4095:
-            progress.tick(totals)
-        if not raw or raw.isspace():  # stops at the first non-blank byte: no copy
-            continue
-        try:
-            outcome, event, scores = take_event(
-                engine, raw, accounts, table, every, placement=None, erasures=erasures
-            )
-        except InvalidInputError as exc:
-            outcomes[INVALID] += 1
-            errors.write(f"line {number}: {exc}\n")
-            if strict:
-                raise StrictStop(f"line {number}: {exc}") from None
-            continue
-        outcomes[outcome] += 1
-        if outcome != SCORED:
-            continue
-        if event.at > newest:
-            newest = event.at
-            if newest - swept >= step:
-                accounts.expire(newest - idle)
-                swept = newest
-        for score in scores:
-            if score.alert and score.icp.shadow:
-                totals.shadow_alerts += 1
-            elif score.alert:
-                totals.alerts += 1
-            elif score.hot:
-                totals.suppressed += 1
-            if score.alert or emit == EMIT_SCORES:
-                write(dumps(build_document(score, kind, clock())) + b"\n")
+        if scored:
+            outcomes[SCORED] += scored
     return totals
