@@ -4,7 +4,15 @@ from scorer.scoring.engine cimport Engine
 from scorer.scoring.state cimport AccountState
 
 
-cdef class AccountStates:
+cdef class AccountTable:
+    cpdef AccountState account(self, str domain)
+
+
+cdef class CompanySource:
+    cpdef tuple company(self, str domain)
+
+
+cdef class AccountStates(AccountTable):
     cdef public dict states
 
     cpdef AccountState account(self, str domain)
@@ -12,17 +20,18 @@ cdef class AccountStates:
     cpdef Py_ssize_t expire(self, double before)
 
 
-cdef class CompanyMap:
+cdef class CompanyMap(CompanySource):
     cdef public object records
 
     cpdef tuple company(self, str domain)
 
 
 cpdef tuple take_event(
-    Engine engine, object raw, object accounts, object companies, bint every=*,
+    Engine engine, object raw, AccountTable accounts, CompanySource companies, bint every=*,
     Py_ssize_t max_bytes=*, object placement=*, object erasures=*,
 )
 
 cpdef tuple apply_event(
-    Engine engine, Event event, str domain, object accounts, object companies, bint every=*,
+    Engine engine, Event event, str domain, AccountTable accounts, CompanySource companies,
+    bint every=*,
 )

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from scorer.scoring.intake import AccountTable
 from scorer.scoring.state import AccountState
 from scorer.stream.account_codec import (
     SEPARATOR,
@@ -205,7 +206,7 @@ def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Pa
     return Path(data_dir) / app_id / changelog / str(partition)
 
 
-class AccountStore:
+class AccountStore(AccountTable):
     """A task's accounts: the table `scorer.stream.account_codec` reads and writes,
     the decoded accounts (all of them, up to `cache_limit`; past it the least
     recently used are written back and dropped, and read again from the

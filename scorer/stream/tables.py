@@ -17,12 +17,13 @@ from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.loader import loads_icp
 from scorer.kafka.follower import DeadLetter
 from scorer.scoring.engine import Engine
+from scorer.scoring.intake import CompanySource
 from scorer.stream.metrics import Metrics
 
 log = logging.getLogger("scorer.worker")
 
 
-class Firmographics:
+class Firmographics(CompanySource):
     """The company table, as the engine and the metrics see it."""
 
     def __init__(self, engine: Engine, metrics: Metrics, max_bytes: int) -> None:
