@@ -1,9 +1,24 @@
-# The compiled core's view of scorer/icp/compiled.py (see scorer/native.py).
+# The compiled core's view of scorer/icp/compiled.py (see scorer/native.py): the
+# compiled ICP and its criteria as extension types, and the helpers a company's
+# fit is computed with as C-level functions.
+cimport cython
+
+
 cdef class CompanyFit:
     cdef public double static_weight
     cdef public bint static_disqualified
     cdef public double quality
     cdef public tuple timed
+
+cdef class CompiledCriterion:
+    cdef readonly str field
+    cdef readonly tuple path
+    cdef readonly str operator
+    cdef readonly object operand
+    cdef readonly double weight
+    cdef readonly bint must_have
+    cdef readonly object match
+    cdef readonly double window
 
 cdef class CompiledICP:
     cdef readonly str id
@@ -23,3 +38,29 @@ cdef class CompiledICP:
     cdef readonly double cooldown
     cdef readonly frozenset excluded
     cdef readonly bint shadow
+
+    @cython.locals(
+        c=CompiledCriterion, static_weight=cython.double, quality=cython.double,
+        disqualified=cython.bint, timed=list,
+    )
+    cpdef CompanyFit company_fit(self, object record)
+
+    cpdef tuple persona(self, object title)
+
+    @cython.locals(threshold=cython.double)
+    cpdef object tier(self, double total)
+
+
+cpdef object _norm(object value)
+
+cpdef object _number(object value)
+
+cpdef list _items(object value)
+
+cpdef list _members(object value)
+
+cpdef object lookup(object record, tuple path)
+
+cpdef double _confidence(object origin) except? -1.0
+
+cpdef object _judge(CompiledCriterion c, object value, object at)
