@@ -24,7 +24,9 @@ cdef class Engine:
         disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
         icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
         seen=SeenIds, i=cython.Py_ssize_t, count=cython.Py_ssize_t, active=tuple, fits=list,
-        signal_points=tuple,
+        signal_points=tuple, account_at=cython.double, clock=cython.double,
+        stamp_at=cython.double, timed_window=cython.double, timed_weight=cython.double,
+        must_have=cython.bint, persona_points=cython.double,
     )
     cpdef tuple apply(
         self, AccountState state, Event event, object company,

@@ -191,28 +191,32 @@ class Engine:
         event_id = event.event_id
         # The account's dedup (see scorer.scoring.state), on the inner loop.
         # Expiry first: ids older than the horizon are then never consulted.
-        account_clock = state.clock
-        if account_clock is not None:
-            if at < account_clock - window:
+        # The clocks are read into C doubles once (None tested apart): comparing a
+        # double with a boxed float boxes it afresh each time (callgrind).
+        account_at = at
+        known = state.clock
+        if known is not None:
+            account_at = known
+            if at < account_at - window:
                 return EXPIRED, []
-            if at - account_clock >= self.account_ttl:  # account expiry: idle past the TTL
+            if at - account_at >= self.account_ttl:  # account expiry: idle past the TTL
                 state.expire()
-                account_clock = None
+                known = None
         seen = state.seen
         # last_event_id also covers a write of this record that landed
         # without the write of its id (see scorer.stream.account_codec).
         if event_id == state.last_event_id or seen.contains(event_id, at):
             return DUPLICATE, []
-        if account_clock is None or at > account_clock:
-            state.clock = account_clock = at
+        if known is None or at > account_at:
+            state.clock = account_at = at
         state.last_event_id = event_id
         lead_id = event.lead_id
         if lead_id is None:
-            seen.add(event_id, at, account_clock - window)
+            seen.add(event_id, at, account_at - window)
         else:  # linked to its lead, for erasure (see scorer.scoring.state)
             link = lead_key(lead_id)
-            seen.add(event_id, at, account_clock - window, link)
-            state.note_lead(link, event_id, at, account_clock - window)
+            seen.add(event_id, at, account_at - window, link)
+            state.note_lead(link, event_id, at, account_at - window)
 
         active = self._active
         fits = self.company_fits(account, company, company_token)
@@ -241,14 +245,16 @@ class Engine:
                 persona, persona_points = icp.persona(event.title)
                 points += persona_points
             # Rule 6: decay in event time; late events decay to the clock.
-            clock = icp_state.clock
-            if clock is None:
+            previous = icp_state.clock
+            if previous is None:
                 raw, clock = points, at
-            elif at >= clock:
-                raw = icp_state.raw * 2.0 ** ((clock - at) / icp.half_life) + points
-                clock = at
             else:
-                raw = icp_state.raw + points * 2.0 ** ((at - clock) / icp.half_life)
+                clock = previous
+                if at >= clock:
+                    raw = icp_state.raw * 2.0 ** ((clock - at) / icp.half_life) + points
+                    clock = at
+                else:
+                    raw = icp_state.raw + points * 2.0 ** ((at - clock) / icp.half_life)
             icp_state.raw = raw
             icp_state.clock = clock
             intent = raw if raw < 100.0 else 100.0
@@ -256,9 +262,12 @@ class Engine:
             weight = company_fit.static_weight
             disqualified = company_fit.static_disqualified
             for stamp, timed_window, timed_weight, must_have in company_fit.timed:
-                if stamp is not None and at - timed_window <= stamp <= at:
-                    weight += timed_weight
-                elif must_have:
+                if stamp is not None:
+                    stamp_at = stamp
+                    if at - timed_window <= stamp_at <= at:
+                        weight += timed_weight
+                        continue
+                if must_have:
                     disqualified = True
             if disqualified:
                 fit = total = 0.0
