@@ -32,6 +32,7 @@ MODULES = (
     "scorer.events",
     "scorer.scoring.state",
     "scorer.icp.compiled",
+    "scorer.scoring.decision",
     "scorer.scoring.engine",
     "scorer.scoring.intake",
     "scorer.offline",

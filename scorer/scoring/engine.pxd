@@ -4,7 +4,26 @@ cimport cython
 
 from scorer.events cimport Event
 from scorer.icp.compiled cimport CompanyFit, CompiledICP
+from scorer.scoring.decision cimport should_alert
 from scorer.scoring.state cimport AccountState, IcpState, SeenIds
+
+
+cdef class Score:
+    cdef public CompiledICP icp
+    cdef public str account
+    cdef public Event event
+    cdef public object company
+    cdef public double fit
+    cdef public double intent
+    cdef public double total
+    cdef public double quality
+    cdef public object tier
+    cdef public bint hot
+    cdef public bint disqualified
+    cdef public bint excluded
+    cdef public bint alert
+    cdef public double points
+    cdef public object persona
 
 
 cdef class Engine:

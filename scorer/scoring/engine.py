@@ -15,7 +15,6 @@ with its rule; tests/unit/test_rules.py checks every rule's numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from scorer.enrichment.firmographics import LazyCompany
@@ -45,25 +44,71 @@ POINTS_MEMO_LIMIT = 100_000
 FIT_CACHE_GENERATION = 65_536
 
 
-@dataclass(slots=True)
 class Score:
-    """One event scored against one ICP, with what the alert rule decided."""
+    """One event scored against one ICP, with what the alert rule decided.
 
-    icp: CompiledICP
-    account: str
-    event: Event
-    company: Company | None
-    fit: float
-    intent: float
-    total: float
-    quality: float
-    tier: str | None
-    hot: bool
-    disqualified: bool
-    excluded: bool
-    alert: bool
-    points: float
-    persona: str | None
+    A plain slotted class, not a dataclass: `engine.pxd` declares it as an
+    extension type (see `scorer.events.Event`), built at C level on the inner
+    loop (a dataclass's Python `__init__` cost ~1,500 instructions a hot score)."""
+
+    __slots__ = (
+        "account",
+        "alert",
+        "company",
+        "disqualified",
+        "event",
+        "excluded",
+        "fit",
+        "hot",
+        "icp",
+        "intent",
+        "persona",
+        "points",
+        "quality",
+        "tier",
+        "total",
+    )
+
+    def __init__(
+        self,
+        icp: CompiledICP,
+        account: str,
+        event: Event,
+        company: Company | None,
+        fit: float,
+        intent: float,
+        total: float,
+        quality: float,
+        tier: str | None,
+        hot: bool,
+        disqualified: bool,
+        excluded: bool,
+        alert: bool,
+        points: float,
+        persona: str | None,
+    ) -> None:
+        self.icp = icp
+        self.account = account
+        self.event = event
+        self.company = company
+        self.fit = fit
+        self.intent = intent
+        self.total = total
+        self.quality = quality
+        self.tier = tier
+        self.hot = hot
+        self.disqualified = disqualified
+        self.excluded = excluded
+        self.alert = alert
+        self.points = points
+        self.persona = persona
+
+    def __repr__(self) -> str:
+        return (
+            f"Score(icp={self.icp.id!r}, account={self.account!r}, total={self.total!r}, "
+            f"fit={self.fit!r}, intent={self.intent!r}, tier={self.tier!r}, hot={self.hot!r}, "
+            f"alert={self.alert!r})"
+        )
 
     @property
     def suppressed(self) -> bool:
