@@ -16,3 +16,5 @@ cdef class Event:
 
 
 cpdef object url_path(object page_url)
+
+cdef dict _paths

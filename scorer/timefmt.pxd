@@ -5,6 +5,9 @@ cimport cython
 cdef bint _COMPILED
 
 
+# timefmt.py's first line turns off bounds and wraparound checks for the module:
+# its only indexing is of the event time here, where every index is checked against
+# the length before it is read.
 @cython.locals(value=cython.int, digit=cython.int, i=cython.Py_ssize_t)
 cdef int _digits(str text, Py_ssize_t start, Py_ssize_t count)
 

@@ -1,3 +1,4 @@
+# cython: boundscheck=False, wraparound=False
 """Timestamps and durations as the documents spell them.
 
 Event time is carried as float seconds since the Unix epoch: cheap to compare

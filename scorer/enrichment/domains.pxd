@@ -3,3 +3,5 @@
 cpdef str normalise_domain(str domain)
 
 cpdef object lead_account(object company_domain, object email)
+
+cdef dict _normalised
