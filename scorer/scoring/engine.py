@@ -236,24 +236,22 @@ class Engine:
         event_id = event.event_id
         # The account's dedup (see scorer.scoring.state), on the inner loop.
         # Expiry first: ids older than the horizon are then never consulted.
-        # The clocks are read into C doubles once (None tested apart): comparing a
-        # double with a boxed float boxes it afresh each time (callgrind).
-        account_at = at
-        known = state.clock
-        if known is not None:
-            account_at = known
+        # The clocks are C doubles, NaN while unset (see scorer.scoring.state).
+        account_at = state._clock
+        known = account_at == account_at
+        if known:
             if at < account_at - window:
                 return EXPIRED, []
             if at - account_at >= self.account_ttl:  # account expiry: idle past the TTL
                 state.expire()
-                known = None
+                known = False
         seen = state.seen
         # last_event_id also covers a write of this record that landed
         # without the write of its id (see scorer.stream.account_codec).
         if event_id == state.last_event_id or seen.contains(event_id, at):
             return DUPLICATE, []
-        if known is None or at > account_at:
-            state.clock = account_at = at
+        if not known or at > account_at:
+            state._clock = account_at = at
         state.last_event_id = event_id
         lead_id = event.lead_id
         if lead_id is None:
@@ -290,18 +288,17 @@ class Engine:
                 persona, persona_points = icp.persona(event.title)
                 points += persona_points
             # Rule 6: decay in event time; late events decay to the clock.
-            previous = icp_state.clock
-            if previous is None:
+            clock = icp_state._clock
+            if clock != clock:  # NaN: the first event under this ICP
                 raw, clock = points, at
             else:
-                clock = previous
                 if at >= clock:
                     raw = icp_state.raw * 2.0 ** ((clock - at) / icp.half_life) + points
                     clock = at
                 else:
                     raw = icp_state.raw + points * 2.0 ** ((at - clock) / icp.half_life)
             icp_state.raw = raw
-            icp_state.clock = clock
+            icp_state._clock = clock
             intent = raw if raw < 100.0 else 100.0
             # Rules 2, 3 (the timed criteria, at the event's time), 7, 8, 9.
             weight = company_fit.static_weight
@@ -327,7 +324,7 @@ class Engine:
             # Rule 10.
             alert = hot and should_alert(icp, tier, clock, icp_state.alert_at, icp_state.alert_tier)
             if alert:
-                icp_state.alert_at = clock
+                icp_state._alert_at = clock
                 icp_state.alert_tier = tier
             scores.append(
                 Score(

@@ -12,12 +12,12 @@ cdef class WindowedIds(SeenIds):
 
 cdef class IcpState:
     cdef public double raw
-    cdef public object clock
-    cdef public object alert_at
+    cdef public double _clock
+    cdef public double _alert_at
     cdef public object alert_tier
 
 cdef class AccountState:
-    cdef public object clock
+    cdef public double _clock
     cdef public object last_event_id
     cdef public dict icps
     cdef public SeenIds seen

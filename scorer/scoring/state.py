@@ -27,6 +27,7 @@ drops the oldest once past the dedup window (not the last event id's).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -109,11 +110,23 @@ class WindowedIds(SeenIds):
             self.ids.discard(order.popleft()[1])
 
 
+# An unset clock or alert time (None to readers) in the C double fields below.
+_NO_TIME = math.nan
+
+
+def _time(value: float) -> float | None:
+    return None if value != value else value  # NaN: not set
+
+
 class IcpState:
     """Intent and alert state of one account under one ICP id. (Plain slotted
-    classes here, for `state.pxd`: see `scorer.events.Event`.)"""
+    classes here, for `state.pxd`: see `scorer.events.Event`.)
 
-    __slots__ = ("alert_at", "alert_tier", "clock", "raw")
+    The clock and the alert time are kept as floats, NaN when unset, so the
+    compiled engine reads and writes them as C doubles (`_clock`, `_alert_at`);
+    everyone else reads `clock` and `alert_at`, None when unset."""
+
+    __slots__ = ("_alert_at", "_clock", "alert_tier", "raw")
 
     def __init__(
         self,
@@ -123,9 +136,25 @@ class IcpState:
         alert_tier: str | None = None,
     ) -> None:
         self.raw = raw
-        self.clock = clock
-        self.alert_at = alert_at
+        self._clock = _NO_TIME if clock is None else float(clock)
+        self._alert_at = _NO_TIME if alert_at is None else float(alert_at)
         self.alert_tier = alert_tier
+
+    @property
+    def clock(self) -> float | None:
+        return _time(self._clock)
+
+    @clock.setter
+    def clock(self, value: float | None) -> None:
+        self._clock = _NO_TIME if value is None else float(value)
+
+    @property
+    def alert_at(self) -> float | None:
+        return _time(self._alert_at)
+
+    @alert_at.setter
+    def alert_at(self, value: float | None) -> None:
+        self._alert_at = _NO_TIME if value is None else float(value)
 
 
 class AccountState:
@@ -133,7 +162,7 @@ class AccountState:
     `Engine.apply` checks expiry and replays against it and records applied
     events (the rules of this module's docstring)."""
 
-    __slots__ = ("clock", "icps", "last_event_id", "leads", "seen")
+    __slots__ = ("_clock", "icps", "last_event_id", "leads", "seen")
 
     def __init__(
         self,
@@ -143,7 +172,7 @@ class AccountState:
         seen: SeenIds | None = None,
         leads: dict[str, tuple[bytes, float]] | None = None,
     ) -> None:
-        self.clock = clock
+        self._clock = _NO_TIME if clock is None else float(clock)  # as IcpState's
         self.last_event_id = last_event_id
         self.icps: dict[str, IcpState] = {} if icps is None else icps
         self.seen: SeenIds = WindowedIds() if seen is None else seen
@@ -151,9 +180,17 @@ class AccountState:
         # accounts: an empty dict would cost each one in memory).
         self.leads: dict[str, tuple[bytes, float]] | None = leads or None
 
+    @property
+    def clock(self) -> float | None:
+        return _time(self._clock)
+
+    @clock.setter
+    def clock(self, value: float | None) -> None:
+        self._clock = _NO_TIME if value is None else float(value)
+
     def expire(self) -> None:
         """Start fresh: no clock, no intent, no alert history, no applied ids."""
-        self.clock = None
+        self._clock = _NO_TIME
         self.last_event_id = None
         self.icps = {}
         self.seen.clear()
