@@ -115,7 +115,13 @@ _NO_TIME = math.nan
 
 
 def _time(value: float) -> float | None:
+    """A stored time as readers see it."""
     return None if value != value else value  # NaN: not set
+
+
+def _stored(value: float | None) -> float:
+    """A time as the fields below store it."""
+    return _NO_TIME if value is None else float(value)
 
 
 class IcpState:
@@ -136,8 +142,8 @@ class IcpState:
         alert_tier: str | None = None,
     ) -> None:
         self.raw = raw
-        self._clock = _NO_TIME if clock is None else float(clock)
-        self._alert_at = _NO_TIME if alert_at is None else float(alert_at)
+        self._clock = _stored(clock)
+        self._alert_at = _stored(alert_at)
         self.alert_tier = alert_tier
 
     @property
@@ -146,7 +152,7 @@ class IcpState:
 
     @clock.setter
     def clock(self, value: float | None) -> None:
-        self._clock = _NO_TIME if value is None else float(value)
+        self._clock = _stored(value)
 
     @property
     def alert_at(self) -> float | None:
@@ -154,7 +160,7 @@ class IcpState:
 
     @alert_at.setter
     def alert_at(self, value: float | None) -> None:
-        self._alert_at = _NO_TIME if value is None else float(value)
+        self._alert_at = _stored(value)
 
 
 class AccountState:
@@ -172,7 +178,7 @@ class AccountState:
         seen: SeenIds | None = None,
         leads: dict[str, tuple[bytes, float]] | None = None,
     ) -> None:
-        self._clock = _NO_TIME if clock is None else float(clock)  # as IcpState's
+        self._clock = _stored(clock)  # as IcpState's
         self.last_event_id = last_event_id
         self.icps: dict[str, IcpState] = {} if icps is None else icps
         self.seen: SeenIds = WindowedIds() if seen is None else seen
@@ -186,7 +192,7 @@ class AccountState:
 
     @clock.setter
     def clock(self, value: float | None) -> None:
-        self._clock = _NO_TIME if value is None else float(value)
+        self._clock = _stored(value)
 
     def expire(self) -> None:
         """Start fresh: no clock, no intent, no alert history, no applied ids."""
