@@ -59,6 +59,8 @@ cpdef list _items(object value)
 
 cpdef list _members(object value)
 
+cdef bint _is_mapping(object value) except -1
+
 cpdef object lookup(object record, tuple path)
 
 cpdef double _confidence(object origin) except? -1.0

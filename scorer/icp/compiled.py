@@ -13,7 +13,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from scorer.enrichment.domains import normalise_domain
 from scorer.icp.document import Criterion, ICPDocument
@@ -101,18 +101,21 @@ def _matcher(criterion: Criterion) -> Matcher:
     raise AssertionError(f"no static matcher for {op}")  # exists/within_days handled apart
 
 
-def lookup(record: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
-    """The value at a dotted path, or None when missing (= unknown).
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """`isinstance(value, Mapping)`, asking `type(value) is dict` first: the check
+    against the ABC costs about 1,000 instructions, and records are dicts."""
+    return type(value) is dict or isinstance(value, Mapping)
 
-    Here and below, `type(x) is dict` first: an `isinstance` against the
-    `Mapping` ABC costs about 1,000 instructions, and records are dicts."""
+
+def lookup(record: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
+    """The value at a dotted path, or None when missing (= unknown)."""
     if record is None:
         return None
     if len(path) == 1:
         return record.get(path[0])
     value: Any = record
     for part in path:
-        if not (type(value) is dict or isinstance(value, Mapping)):
+        if not _is_mapping(value):
             return None
         value = value.get(part)
     return value
@@ -164,7 +167,7 @@ class CompanyFit:
 
 def _confidence(origin: Any) -> float:
     """A field's confidence from its `sources` entry: 1.0 unless given."""
-    if not (type(origin) is dict or isinstance(origin, Mapping)):
+    if not _is_mapping(origin):
         return 1.0
     confidence = _number(origin.get("confidence"))
     return 1.0 if confidence is None else min(1.0, max(0.0, confidence))
@@ -173,7 +176,7 @@ def _confidence(origin: Any) -> float:
 def _origin(sources: Mapping[str, Any], field: str) -> tuple[float, str | None]:
     """(confidence, source name) of a field; confidence defaults to 1.0."""
     origin = sources.get(field)
-    if not (type(origin) is dict or isinstance(origin, Mapping)):
+    if not _is_mapping(origin):
         return 1.0, None
     source = origin.get("source")
     return _confidence(origin), source if isinstance(source, str) else None
@@ -247,7 +250,7 @@ class CompiledICP:
     def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
         """Sum up every event-independent criterion on a record (None = no record)."""
         sources = record.get("sources") if record is not None else None
-        if not (type(sources) is dict or isinstance(sources, Mapping)):
+        if not _is_mapping(sources):
             sources = {}
         static_weight = quality = 0.0
         disqualified = False
@@ -270,7 +273,7 @@ class CompiledICP:
     def explain(self, record: Mapping[str, Any] | None, at: float) -> list[CriterionResult]:
         """Every criterion on a record for an event at `at`, with value and source."""
         sources = record.get("sources") if record is not None else None
-        if not (type(sources) is dict or isinstance(sources, Mapping)):
+        if not _is_mapping(sources):
             sources = {}
         out = []
         for c in self.criteria:
