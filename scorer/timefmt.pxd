@@ -3,6 +3,9 @@
 cimport cython
 
 cdef bint _COMPILED
+# C constants: as module globals, each comparison boxed the year (callgrind).
+cdef int _FIRST_YEAR, _LAST_YEAR, _DAYS_BEFORE_1970
+cdef double _NOT_COMMON
 
 
 # timefmt.py's first line turns off bounds and wraparound checks for the module:
