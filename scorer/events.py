@@ -99,23 +99,26 @@ class _Fields(msgspec.Struct, gc=False):
     """The known fields of both event kinds: strings or null (or missing).
     Unknown fields are skipped by the decoder, as the contract says."""
 
+    # In the order producers write them (the models' order): msgspec looks a key up
+    # from the field after the last one found first, so in-order keys cost least
+    # (3 % of the decode, measured).
     event_id: str | None = None
     type: str | None = None
     occurred_at: str | None = None
     company_domain: str | None = None
+    visitor_id: str | None = None
+    session_id: str | None = None
     page_url: str | None = None
+    referrer: str | None = None
+    ip: str | None = None
     lead_id: str | None = None
     email: str | None = None
     title: str | None = None
-    visitor_id: str | None = None
-    session_id: str | None = None
-    referrer: str | None = None
-    ip: str | None = None
     full_name: str | None = None
     source: str | None = None
 
 
-_FIELDS = msgspec.json.Decoder(_Fields)
+_decode_fields = msgspec.json.Decoder(_Fields).decode
 
 
 def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
@@ -123,7 +126,7 @@ def decode_event(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     if len(raw) > max_bytes:
         raise InvalidInputError("oversize", f"{len(raw)} bytes > {max_bytes}")
     try:
-        fields = _FIELDS.decode(raw)
+        fields = _decode_fields(raw)
     except msgspec.DecodeError:
         return _checked_decode(raw)
     event_id = fields.event_id

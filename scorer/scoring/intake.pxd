@@ -1,5 +1,5 @@
 # The compiled core's view of scorer/scoring/intake.py (see scorer/native.py).
-from scorer.events cimport Event
+from scorer.events cimport Event, decode_event
 from scorer.scoring.engine cimport Engine
 from scorer.scoring.state cimport AccountState
 
