@@ -1,4 +1,6 @@
 # The compiled core's view of scorer/scoring/state.py (see scorer/native.py).
+cimport cython
+
 cdef class SeenIds:
     cpdef bint contains(self, str event_id, double at)
 
@@ -7,14 +9,20 @@ cdef class SeenIds:
     cpdef void add(self, str event_id, double at, double horizon, object link=*)
 
 cdef class WindowedIds(SeenIds):
-    cdef public object order
-    cdef public set ids
+    cdef public dict ids
+    cdef public Py_ssize_t limit
 
+    @cython.locals(ids=dict)
+    cpdef void add(self, str event_id, double at, double horizon, object link=*)
+
+# Numbers and a string only: Cython leaves such a type out of the cyclic garbage
+# collector, and a dict of them stays untracked too, so the collector never walks
+# the ICP states of the accounts.
 cdef class IcpState:
     cdef public double raw
     cdef public double _clock
     cdef public double _alert_at
-    cdef public object alert_tier
+    cdef public str alert_tier
 
 cdef class AccountState:
     cdef public double _clock

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -80,34 +79,47 @@ class SeenIds:
 
 
 class WindowedIds(SeenIds):
-    """Applied ids in memory, forgotten in insertion order once past the horizon."""
+    """Applied ids in memory: a dict of id -> time, swept of the ids past the
+    horizon whenever it has doubled since the last sweep.
 
-    __slots__ = ("ids", "order")
+    So an add costs O(1) amortised, one dict entry and no object the cyclic
+    garbage collector tracks (a deque of `(time, id)` tuples and a set cost a
+    tracked tuple per event, which the young collections walked while cold),
+    and memory holds at most twice the ids inside the window."""
+
+    __slots__ = ("ids", "limit")
 
     def __init__(self, entries: Iterable[tuple[float, str]] = ()) -> None:
-        self.order: deque[tuple[float, str]] = deque(entries)
-        self.ids: set[str] = {event_id for _, event_id in self.order}
+        self.ids: dict[str, float] = {event_id: at for at, event_id in entries}
+        self.limit = max(SWEEP_FLOOR, 2 * len(self.ids))
 
     def contains(self, event_id: str, at: float) -> bool:
         return event_id in self.ids
 
     def clear(self) -> None:
-        self.order.clear()
-        self.ids.clear()
+        self.ids = {}
+        self.limit = SWEEP_FLOOR
 
     def forget(
         self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
     ) -> None:
-        self.order = deque(entry for entry in self.order if entry[1] not in event_ids)
-        self.ids.difference_update(event_ids)
+        for event_id in event_ids:
+            self.ids.pop(event_id, None)
 
     def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
-        self.ids.add(event_id)
-        order = self.order
-        order.append((at, event_id))
-        # Oldest insertions first; a late insertion leaves once all before it have.
-        while order and order[0][0] < horizon:
-            self.ids.discard(order.popleft()[1])
+        ids = self.ids
+        ids[event_id] = at
+        if len(ids) > self.limit:
+            self.ids = ids = {k: t for k, t in ids.items() if t >= horizon}
+            self.limit = max(SWEEP_FLOOR, 2 * len(ids))
+
+    def entries(self) -> list[tuple[float, str]]:
+        """(time, id) of the ids kept, in the order they were applied."""
+        return [(at, event_id) for event_id, at in self.ids.items()]
+
+
+# A WindowedIds is first swept when it holds more than this many ids.
+SWEEP_FLOOR = 16
 
 
 # An unset clock or alert time (None to readers) in the C double fields below.
@@ -251,7 +263,7 @@ class AccountState:
     def to_json(self) -> bytes:
         """The whole state (in-memory ids included), for tests and offline use."""
         assert isinstance(self.seen, WindowedIds)
-        return orjson.dumps({**self.core(), "seen": [list(entry) for entry in self.seen.order]})
+        return orjson.dumps({**self.core(), "seen": [list(entry) for entry in self.seen.entries()]})
 
     @classmethod
     def from_core(cls, doc: dict[str, Any], seen: SeenIds) -> AccountState:

@@ -203,7 +203,7 @@ def format_1_changelog(
     for domain, state in states.items():
         buckets: dict[int, list[str]] = {}
         assert isinstance(state.seen, WindowedIds)
-        for at, event_id in state.seen.order:
+        for at, event_id in state.seen.entries():
             buckets.setdefault(int(at // width), []).append(event_id)
         key = domain.encode()
         out += [(bucket_key(key, n), orjson.dumps(ids)) for n, ids in buckets.items()]
