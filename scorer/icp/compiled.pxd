@@ -10,6 +10,15 @@ cdef class CompanyFit:
     cdef public double quality
     cdef public tuple timed
 
+cdef class Matcher:
+    cdef readonly int kind
+    cdef readonly frozenset allowed
+    cdef readonly double low
+    cdef readonly double high
+
+    @cython.locals(kind=cython.int, found=cython.bint)
+    cpdef bint matches(self, object value) except -1
+
 cdef class CompiledCriterion:
     cdef readonly str field
     cdef readonly tuple path
@@ -17,7 +26,7 @@ cdef class CompiledCriterion:
     cdef readonly object operand
     cdef readonly double weight
     cdef readonly bint must_have
-    cdef readonly object match
+    cdef readonly Matcher match
     cdef readonly double window
 
 cdef class CompiledICP:
@@ -50,6 +59,8 @@ cdef class CompiledICP:
     @cython.locals(threshold=cython.double)
     cpdef object tier(self, double total)
 
+
+cdef int ANY_OF, NONE_OF, ALL_OF, IN_RANGE
 
 cpdef object _norm(object value)
 

@@ -123,7 +123,7 @@ def check_criteria(
         for domain in domains:
             value = lookup(companies[domain], c.path)
             if c.match is not None:
-                hit = value is not None and c.match(value)
+                hit = value is not None and c.match.matches(value)
             elif c.operator == "exists":
                 hit = (value is not None) == c.operand
             else:
