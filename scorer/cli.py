@@ -60,6 +60,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 f"{path}: ignored: ICP {icp.id} v{icp.version} does not replace v{active.version}\n"
             )
     started = time.monotonic()
+    gcpolicy.loading()
     companies = load_companies(args.firmographics, args.strict) if args.firmographics else {}
     loaded = time.monotonic()
     gcpolicy.settle()  # the company records live for the whole run

@@ -16,7 +16,18 @@ import gc
 YOUNG_THRESHOLD = 50_000
 
 
+def loading() -> None:
+    """Call before start-up loads its long-lived data; `settle` ends it. The collector
+    waits meanwhile: at CPython's default thresholds it ran 7 full collections while
+    `scorer score` read 100,000 company records, each walking every record built so
+    far, 0.96 s of a 1.7 s load (gc.callbacks). The few cycles a load leaves (5
+    objects for those records) are frozen with the rest, as any garbage is that is
+    younger than the last collection when `settle` freezes."""
+    gc.disable()
+
+
 def settle() -> None:
     """Call once start-up has loaded its long-lived data."""
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 100)
+    gc.enable()
