@@ -4,4 +4,4 @@ cpdef str normalise_domain(str domain)
 
 cpdef object lead_account(object company_domain, object email)
 
-cdef dict _normalised
+cdef dict _normalised, _normalised_old

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from scorer.enrichment import domains
 from scorer.enrichment.domains import lead_account, normalise_domain
 from scorer.errors import InvalidInputError
 from scorer.events import _checked_decode, decode_event
@@ -57,6 +58,17 @@ def test_domains_are_normalised() -> None:
     assert normalise_domain(" WWW.Acme.Example. ") == "acme.example"
     event = decode_event(orjson.dumps({**VISIT, "company_domain": "www.ACME.example."}))
     assert event.account == "acme.example"
+
+
+def test_the_domain_memo_keeps_the_domains_in_play_and_never_changes_a_result() -> None:
+    """Across generations: a domain used again stays memoised (the same string object
+    back), and every result is what normalising afresh gives."""
+    generation = domains.MEMO_GENERATION
+    hot = normalise_domain("WWW.Hot.Example")
+    for number in range(3 * generation):
+        assert normalise_domain(f"www.D{number}.example.") == f"d{number}.example"
+        if number % 1000 == 0:
+            assert normalise_domain("WWW.Hot.Example") is hot
 
 
 def test_null_domain_is_unresolved_and_ip_is_dropped() -> None:
