@@ -31,11 +31,9 @@ cdef class Engine:
     cdef public double account_ttl
     cdef public dict _icps
     cdef public tuple _active
-    cdef public dict _fits
-    cdef public dict _fits_old
     cdef public dict _points
 
-    cpdef list company_fits(self, str domain, object company, object token=*)
+    cpdef list company_fits(self, object company)
 
     @cython.locals(
         window=cython.double, at=cython.double, raw=cython.double, points=cython.double,
@@ -43,7 +41,7 @@ cdef class Engine:
         disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
         icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
         seen=SeenIds, i=cython.Py_ssize_t, count=cython.Py_ssize_t, active=tuple, fits=list,
-        signal_points=tuple, account_at=cython.double, known=cython.bint, clock=cython.double,
+        signal_points=tuple, entry=tuple, account_at=cython.double, known=cython.bint, clock=cython.double,
         stamp_at=cython.double, timed_window=cython.double, timed_weight=cython.double,
         must_have=cython.bint, persona_points=cython.double,
     )

@@ -3,9 +3,9 @@
 The same `Engine.apply` serves `scorer score` and the stream workers. It takes
 the account's state and the company record, updates the state (in place, and
 returns it with the results so callers can store it) and gives one `Score` per
-active ICP. The engine's only memory besides the ICPs is a cache of each
-company's event-independent fit, invalidated when the record object or the
-set of ICPs changes.
+active ICP. The engine's only memory besides the ICPs is the memo of signal
+points; each account's state carries its company's event-independent fit
+(`AccountState.fits`), computed again when the record or the ICPs change.
 
 `apply` is the inner loop of every worker: the arithmetic of rules 2 to 9 is
 written out in it rather than spread over small functions, each step marked
@@ -38,10 +38,6 @@ INVALID = "invalid"
 
 Company = Mapping[str, Any]
 POINTS_MEMO_LIMIT = 100_000
-# The fit cache keeps two generations of this many companies: a full one becomes
-# the old one, whose entries move back on use. Without a bound it held every
-# domain ever scored (a year of a million domains: 400 MB more, never freed).
-FIT_CACHE_GENERATION = 65_536
 
 
 class Score:
@@ -136,9 +132,6 @@ class Engine:
         self.account_ttl = account_ttl
         self._icps: dict[str, CompiledICP] = {}
         self._active: tuple[CompiledICP, ...] = ()
-        # domain -> (record, ICP set it was computed for, one CompanyFit per active ICP)
-        self._fits: dict[str, tuple[object, tuple[CompiledICP, ...], list[CompanyFit]]] = {}
-        self._fits_old: dict[str, tuple[object, tuple[CompiledICP, ...], list[CompanyFit]]] = {}
         # (event type, URL path) -> each active ICP's signal points (rule 5), in
         # `_active` order: a few page paths come again and again.
         self._points: dict[tuple[str, str | None], tuple[float, ...]] = {}
@@ -172,45 +165,11 @@ class Engine:
         points = self._points[key] = tuple(icp.event_points(*key) for icp in self._active)
         return points
 
-    def company_fits(
-        self, domain: str, company: Company | None, token: object = None
-    ) -> list[CompanyFit]:
-        """The cached event-independent fit of a company under each active ICP.
-
-        The cache entry is valid while the record is the same object, or, when
-        the caller gives a `token` (the stream gives the record's bytes), while
-        the token is: the caller may then decode the record afresh each time
-        without the fit being computed again."""
-        entry = self._fits.get(domain)
-        active = self._active
-        mark = company if token is None else token
-        if entry is None:
-            entry = self._fits_old.get(domain)
-            if entry is not None:
-                self._keep_fit(domain, entry)
-        if entry is None or entry[0] is not mark or entry[1] is not active:
-            if type(company) is LazyCompany:
-                company = company.doc()  # decoded once for every ICP's criteria
-            entry = (mark, active, [icp.company_fit(company) for icp in active])
-            self._keep_fit(domain, entry)
-        return entry[2]
-
-    def _keep_fit(
-        self, domain: str, entry: tuple[object, tuple[CompiledICP, ...], list[CompanyFit]]
-    ) -> None:
-        fits = self._fits
-        if len(fits) >= FIT_CACHE_GENERATION and domain not in fits:
-            self._fits_old = fits
-            fits = self._fits = {}
-        fits[domain] = entry
-
-    def forget_company(self, domain: str) -> None:
-        self._fits.pop(domain, None)
-        self._fits_old.pop(domain, None)
-
-    def clear_company_cache(self) -> None:
-        self._fits.clear()
-        self._fits_old.clear()
+    def company_fits(self, company: Company | None) -> list[CompanyFit]:
+        """A company's event-independent fit under each active ICP (None: no record)."""
+        if type(company) is LazyCompany:
+            company = company.doc()  # decoded once for every ICP's criteria
+        return [icp.company_fit(company) for icp in self._active]
 
     def apply(
         self,
@@ -222,8 +181,9 @@ class Engine:
     ) -> tuple[str, list[Score]]:
         """Apply a resolved event to its account's state; (outcome, scores).
 
-        `company_token`: see `company_fits`; the company is only read when its
-        fit is not cached or a score is built, so it may be decoded lazily.
+        `company_token`: what keeps the company's fit valid while unchanged (None:
+        the record object itself); the company is only read when its fit is not
+        kept or a score is built, so it may be decoded lazily.
         `every`: a `Score` per active ICP; False gives only the hot ones
         (alerts and suppressed), the state changing exactly the same: callers
         that publish alerts only skip building scores nobody reads."""
@@ -262,7 +222,15 @@ class Engine:
             state.note_lead(link, event_id, at, account_at - window)
 
         active = self._active
-        fits = self.company_fits(account, company, company_token)
+        # The company's fit, kept on the state while it is valid: the record is the
+        # same object or, when the caller gives a token (the stream gives the
+        # record's bytes), the token is; and the ICPs are the same. (A cache keyed by
+        # domain cost a lookup in a large dict per event, cold for most accounts.)
+        mark = company if company_token is None else company_token
+        entry = state.fits
+        if entry is None or entry[0] is not mark or entry[1] is not active:
+            entry = state.fits = (mark, active, self.company_fits(company))
+        fits = entry[2]
         key = (event.type, event.path)
         signal_points = self._points.get(key)
         if signal_points is None:

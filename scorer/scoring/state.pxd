@@ -30,3 +30,4 @@ cdef class AccountState:
     cdef public dict icps
     cdef public SeenIds seen
     cdef public object leads
+    cdef public tuple fits

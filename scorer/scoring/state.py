@@ -180,7 +180,7 @@ class AccountState:
     `Engine.apply` checks expiry and replays against it and records applied
     events (the rules of this module's docstring)."""
 
-    __slots__ = ("_clock", "icps", "last_event_id", "leads", "seen")
+    __slots__ = ("_clock", "fits", "icps", "last_event_id", "leads", "seen")
 
     def __init__(
         self,
@@ -197,6 +197,9 @@ class AccountState:
         # lead event id -> (lead key, its time); None while there are none (most
         # accounts: an empty dict would cost each one in memory).
         self.leads: dict[str, tuple[bytes, float]] | None = leads or None
+        # The engine's fit of the account's company: (record or its token, the ICPs,
+        # one `CompanyFit` each). Derived, never stored: computed again after a restore.
+        self.fits: tuple[Any, Any, Any] | None = None
 
     @property
     def clock(self) -> float | None:

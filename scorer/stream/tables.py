@@ -2,8 +2,9 @@
 
 Both are read whole by every worker (`scorer.kafka.follower.Follower`) and
 applied here. Companies live in the shared `CompanyTable` as checked bytes;
-the engine keeps each company's fit (a few numbers) keyed by the record's
-bytes, so most events read nothing more, and a changed record drops its fit.
+each account's state keeps its company's fit (a few numbers) with the record's
+bytes, so most events read nothing more, and a changed record (new bytes) has
+its fit computed again.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ log = logging.getLogger("scorer.worker")
 class Firmographics(CompanySource):
     """The company table, as the engine and the metrics see it."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, max_bytes: int) -> None:
-        self.engine = engine
+    def __init__(self, metrics: Metrics, max_bytes: int) -> None:
         self.metrics = metrics
         self.table = CompanyTable(max_bytes)
         self.hits = self.misses = 0  # since the last flush_counts
@@ -54,11 +54,9 @@ class Firmographics(CompanySource):
     def apply(self, record: Any, dead_letter: DeadLetter) -> None:
         """One firmographics record: a checked upsert, or a delete."""
         try:
-            domain = self.table.apply(record.key, record.value)
+            self.table.apply(record.key, record.value)
         except InvalidInputError as exc:
             dead_letter(record, exc.reason, exc.detail)
-            return
-        self.engine.forget_company(domain)
 
 
 class Icps:

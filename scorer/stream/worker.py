@@ -70,7 +70,7 @@ class Worker:
         self.metrics = metrics if metrics is not None else Metrics()
         self.outage = outage if outage is not None else BrokerOutage()
         self.engine = Engine(dedup_window=settings.dedup_window, account_ttl=settings.account_ttl)
-        self.firmographics = Firmographics(self.engine, self.metrics, settings.max_message_bytes)
+        self.firmographics = Firmographics(self.metrics, settings.max_message_bytes)
         self.icps = Icps(self.engine, self.metrics)
         self.stopping = asyncio.Event()
         self.started = time.monotonic()

@@ -64,30 +64,38 @@ def test_lazy_company_reads_like_its_record_and_decodes_once_read() -> None:
     assert lazy._doc is None  # nothing decoded yet
     assert dict(lazy) == record and len(lazy) == len(record)
     assert lazy.get("domain") == record["domain"] and lazy.get("nope", 1) == 1
-    # The engine computes the same fit from the bytes as from the dict, and
-    # keeps it while the token (the bytes) is the same object.
+    # The engine computes the same fit from the bytes as from the dict, and the
+    # account keeps it while the token (the bytes) is the same object.
     engine = Engine(map(load_icp, ICPS))
-    from_dict = engine.company_fits("x", record)
-    engine.clear_company_cache()
-    from_bytes = engine.company_fits("x", LazyCompany(raw), raw)
-    assert from_dict == from_bytes
-    assert engine.company_fits("x", LazyCompany(raw), raw) is from_bytes
+    assert engine.company_fits(record) == engine.company_fits(LazyCompany(raw))
+    state = AccountState()
+    doc = next(synthetic.events(1, [record["domain"]], seed=1))
+    event = event_from_document({**doc, "company_domain": record["domain"]})
+    engine.apply(state, event, LazyCompany(raw), raw)
+    assert state.fits is not None
+    kept = state.fits[2]
+    assert kept == engine.company_fits(record)
+    later = event_from_document({**doc, "event_id": "later"})
+    engine.apply(state, later, LazyCompany(raw), raw)
+    assert state.fits[2] is kept
 
 
-def test_the_fit_cache_keeps_two_generations_and_moves_a_reused_entry_back() -> None:
-    """Past FIT_CACHE_GENERATION companies the oldest generation goes; an entry used
-    again comes back from the old one as the same object (no recomputation)."""
-    from scorer.scoring import engine as engine_module
-
-    generation = engine_module.FIT_CACHE_GENERATION
-    engine = Engine(map(load_icp, ICPS))
-    first = engine.company_fits("d0.example", None)
-    for number in range(1, generation):
-        engine.company_fits(f"d{number}.example", None)
-    # The next one starts a new generation: d0 is in the old one, and comes back.
-    engine.company_fits("new.example", None)
-    assert engine.company_fits("d0.example", None) is first
-    for number in range(generation, 3 * generation):
-        engine.company_fits(f"d{number}.example", None)
-    assert len(engine._fits) + len(engine._fits_old) <= 2 * generation
-    assert engine.company_fits("d0.example", None) is not first  # long gone: computed again
+def test_an_accounts_fit_is_computed_again_when_its_record_or_the_icps_change() -> None:
+    records = list(synthetic.companies(2, seed=4))
+    domain = records[0]["domain"]
+    events = [
+        event_from_document({**doc, "company_domain": domain, "event_id": f"e{n}"})
+        for n, doc in enumerate(synthetic.events(4, [domain], seed=6))
+    ]
+    engine, state = Engine(map(load_icp, ICPS)), AccountState()
+    engine.apply(state, events[0], records[0])
+    assert state.fits is not None
+    first = state.fits
+    engine.apply(state, events[1], records[0])
+    assert state.fits is first  # same record object, same ICPs: kept
+    engine.apply(state, events[2], records[1])  # another record: computed again
+    assert state.fits is not first and state.fits[2] == engine.company_fits(records[1])
+    second = state.fits
+    engine.set_icp(load_icp(ICPS[0]).model_copy(update={"version": 99}))
+    engine.apply(state, events[3], records[1])  # another ICP set: computed again
+    assert state.fits is not second and state.fits[1] is engine.icps
