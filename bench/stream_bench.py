@@ -23,7 +23,10 @@ arm (bench/arms/commit_floor.py: the worker's own commit cycle, settings and
 transaction per task, with a busy-wait per event equal to the scorer's CPU
 per event while draining in place of scoring) takes the same load on topics
 of its own: the latency the scorer's design could reach at that cost per
-event. After the paced phases, the duty-cycle arm (bench/arms/duty_cycle.py):
+event. Before the paced phases it also drains the same events with that busy-wait:
+its CPU per event draining and at half load is what the Kafka side of the design
+adds at half load to a scorer that costs nothing more (`_floor_bound`). After the
+paced phases, the duty-cycle arm (bench/arms/duty_cycle.py):
 the scoring loop alone, no Kafka, flat out and in bursts held to the worker's
 share of a core at half load, for what the machine itself adds to the CPU per
 event of work done in bursts. Then the worker's peak RSS; time
@@ -447,6 +450,25 @@ async def run() -> dict[str, Any]:
         rate = float(os.environ.get("BENCH_PACED_RATE", 0)) or drain.events_per_s  # for tuning
         drain_us = drain.cpu / drain.events_per_s * 1e6 if drain.events_per_s else float("nan")
         result["cpu_us_per_event"] = {"drain": round(drain_us, 1)}
+        if not QUICK:
+            # The commit floor draining the same events, its busy-wait the scorer's drain CPU
+            # per event: with its CPU per event at half load (below), what the Kafka side of
+            # this commit design adds at half load for a scorer with no cost of its own.
+            floor_prefix = f"{prefix}floordrain-"
+            log(f"commit floor, draining: {drain_us:.1f} µs per event")
+            await create_topics([floor_prefix + name for name in FLOOR_TOPICS])
+            await produce_file(floor_prefix, events_path)
+            floor_tps = [
+                TopicPartition(floor_prefix + t, p) for t in FLOOR_TOPICS[:2]
+                for p in range(PARTITIONS)
+            ]  # fmt: skip
+            async with started_floor(floor_prefix, "overlap", drain_us, from_start=True) as floor:
+                floor_drain = await measure_drain(
+                    floor.process, f"{floor_prefix}floor", floor_tps, await end_total(floor_tps)
+                )
+            floor_us = floor_drain.cpu / floor_drain.events_per_s * 1e6
+            result["cpu_us_per_event"]["commit_floor"] = {"drain": round(floor_us, 1)}
+            log(f"  {floor_drain.events_per_s:,.0f} events/s, {floor_us:.1f} µs per event")
         result["latency_ms"] = {}
         scorer_arm = Phase(process, f"{prefix}scorer", tps, f"{prefix}hot-accounts", port)
         for name, events_per_s, seed in (
@@ -477,6 +499,10 @@ async def run() -> dict[str, Any]:
             result["latency_ms"][name] = measured
             log(f"  {measured}")
         result["cpu_us_per_event"]["half_load"] = result["latency_ms"]["50pct"]["cpu_us_per_event"]
+        if "commit_floor" in result["cpu_us_per_event"]:
+            result["cpu_us_per_event"]["commit_floor"]["half_load"] = result["latency_ms"][
+                "50pct_commit_floor"
+            ]["cpu_us_per_event"]
         # What this machine charges for bursts alone: the scoring loop, no Kafka, flat out
         # and held to the worker's share of a core at half load (bench/arms/duty_cycle.py).
         duty = min(1.0, result["latency_ms"]["50pct"]["cpu"]["worker"])
@@ -655,6 +681,7 @@ def report(result: dict[str, Any]) -> str:
         f"{commit_floor['work_us']:.1f} µs per event (the scorer's CPU per event while draining)",
         f"scorer CPU per event: {cpu['drain']} µs draining, {cpu['half_load']} µs at 50 % load "
         f"({cpu['half_load'] / cpu['drain']:.2f}x)",
+        *_floor_bound(cpu),
         f"the machine alone (bench/arms/duty_cycle.py, no Kafka): the scoring loop costs "
         f"{bursts['bursts_us_per_event']} µs per event in bursts held to {bursts['duty']} of a "
         f"core, {bursts['flat_us_per_event']} µs flat out ({bursts['ratio']:.2f}x)",
@@ -669,6 +696,23 @@ def report(result: dict[str, Any]) -> str:
         *goal_lines,
     ]
     return "\n".join(lines)
+
+
+def _floor_bound(cpu: dict[str, Any]) -> list[str]:
+    """What the commit floor's CPU per event, draining and at half load, says of any
+    scorer on this commit design: the floor is a scorer with no cost of its own, so
+    the extra Kafka-side CPU per event it spends at half load, over the scorer's
+    drain CPU per event, is the least the scorer's ratio can exceed 1 by (assuming
+    the worker's clients, with the floor's settings and commit cycle, add no less)."""
+    floor = cpu.get("commit_floor")
+    if not floor:
+        return []
+    extra = floor["half_load"] - floor["drain"]
+    return [
+        f"commit floor CPU per event: {floor['drain']} µs draining, {floor['half_load']} µs at "
+        f"50 % load: {extra:+.1f} µs, so any scorer costing {cpu['drain']} µs per event while "
+        f"draining is at >= {(cpu['drain'] + extra) / cpu['drain']:.2f}x on this design"
+    ]
 
 
 def main() -> int:
