@@ -1,4 +1,6 @@
 # The compiled core's view of scorer/scoring/intake.py (see scorer/native.py).
+cimport cython
+
 from scorer.events cimport Event, decode_event
 from scorer.scoring.engine cimport Engine
 from scorer.scoring.state cimport AccountState
@@ -17,11 +19,12 @@ cdef class AccountStates(AccountTable):
 
     cpdef AccountState account(self, str domain)
 
+    @cython.locals(state=AccountState, gone=list)
     cpdef Py_ssize_t expire(self, double before)
 
 
 cdef class CompanyMap(CompanySource):
-    cdef public object records
+    cdef public dict records
 
     cpdef tuple company(self, str domain)
 

@@ -86,7 +86,10 @@ class AccountStates(AccountTable):
     def expire(self, before: float) -> int:
         """Forget the accounts whose clock is older than `before` (account expiry's
         housekeeping: such an account starts fresh anyway); returns how many."""
-        gone = [d for d, s in self.states.items() if s.clock is not None and s.clock < before]
+        gone = []
+        for domain, state in self.states.items():
+            if state._clock < before:  # NaN (no event applied) is never before
+                gone.append(domain)
         for domain in gone:
             del self.states[domain]
         return len(gone)
@@ -98,7 +101,8 @@ class CompanyMap(CompanySource):
     __slots__ = ("records",)
 
     def __init__(self, records: Mapping[str, Mapping[str, Any]]) -> None:
-        self.records = records
+        # A dict, read at C level per event (another mapping is copied once).
+        self.records = records if type(records) is dict else dict(records)
 
     def company(self, domain: str) -> tuple[Any, object]:
         return self.records.get(domain), None
