@@ -76,4 +76,4 @@ cpdef object lookup(object record, tuple path)
 
 cpdef double _confidence(object origin) except? -1.0
 
-cpdef object _judge(CompiledCriterion c, object value, object at)
+cpdef object judge(CompiledCriterion c, object value, object at)

@@ -207,7 +207,7 @@ def _origin(sources: Mapping[str, Any], field: str) -> tuple[float, str | None]:
     return _confidence(origin), source if isinstance(source, str) else None
 
 
-def _judge(c: CompiledCriterion, value: Any, at: float | None) -> bool | None:
+def judge(c: CompiledCriterion, value: Any, at: float | None) -> bool | None:
     """Whether a criterion matches a value: None when unknown (or timed and no `at`)."""
     if c.match is not None:
         return None if value is None else c.match.matches(value)
@@ -289,7 +289,7 @@ class CompiledICP:
             if c.operator == "within_days":
                 timed.append((parse_record_time(value), c.window, c.weight, c.must_have))
                 continue
-            if _judge(c, value, None):
+            if judge(c, value, None):
                 static_weight += c.weight
             elif c.must_have:
                 disqualified = True
@@ -303,7 +303,7 @@ class CompiledICP:
         out = []
         for c in self.criteria:
             value = lookup(record, c.path)
-            matched = _judge(c, value, at)
+            matched = judge(c, value, at)
             confidence, source = _origin(sources, c.field)
             known = matched is not None
             out.append(CriterionResult(c, value, matched, confidence if known else None, source))

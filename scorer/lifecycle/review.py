@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from scorer.icp.compiled import compile_icp, lookup
+from scorer.icp.compiled import compile_icp, judge, lookup
 from scorer.icp.document import ICPDocument
 from scorer.lifecycle.charts import bar_chart
 from scorer.lifecycle.derive import (
@@ -35,7 +35,7 @@ from scorer.lifecycle.derive import (
 from scorer.lifecycle.evidence import Evidence, psi, psi_label
 from scorer.lifecycle.render import flow, render_icp, template_parts
 from scorer.lifecycle.report import page, table
-from scorer.timefmt import format_epoch, parse_record_time
+from scorer.timefmt import format_epoch
 
 DAY = 86400.0
 UNKNOWN = "(unknown)"
@@ -122,14 +122,7 @@ def check_criteria(
         support = wins = 0
         for domain in domains:
             value = lookup(companies[domain], c.path)
-            if c.match is not None:
-                hit = value is not None and c.match.matches(value)
-            elif c.operator == "exists":
-                hit = (value is not None) == c.operand
-            else:
-                stamp = parse_record_time(value) if value is not None else None
-                hit = stamp is not None and as_of - c.window <= stamp <= as_of
-            if hit:
+            if judge(c, value, as_of):  # unknown (None) does not count as a hit
                 support += 1
                 wins += domain in won
         evidence = Evidence(support, wins, len(domains), population_wins)
