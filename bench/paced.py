@@ -238,6 +238,11 @@ async def wait_drained(
 FLOOR_TOPICS = ("visitor-events", "lead-events", "hot-accounts", "changelog")
 
 
+def floor_inputs(prefix: str) -> list[TopicPartition]:
+    """The partitions the commit floor on `prefix` reads (its visitor and lead topics)."""
+    return [TopicPartition(prefix + t, p) for t in FLOOR_TOPICS[:2] for p in range(PARTITIONS)]
+
+
 @dataclass
 class Floor:
     """A running commit_floor.py; `summary` is its last line (its commit times) once stopped."""

@@ -93,6 +93,7 @@ from bench.paced import (
     create_topics,
     delete_run_topics,
     end_total,
+    floor_inputs,
     local_broker_pid,
     percentiles,
     prepare_paced,
@@ -224,6 +225,19 @@ async def measure_drain(
     rate = (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
     cpu = (c1 - c0) / (t1 - t0) if t1 > t0 else float("nan")
     return Drain(rate, first - started, samples[-1][0] - started, done, cpu)
+
+
+async def drain_floor(
+    prefix: str, mode: str, work_us: float, events: Path, cap: float = ARM_SECONDS
+) -> tuple[Drain, str]:
+    """The commit floor (bench/arms/commit_floor.py) on `prefix`, draining the events
+    of a file already in its inputs: its drain, and its summary line once stopped."""
+    await create_topics([prefix + name for name in FLOOR_TOPICS])
+    total = await produce_file(prefix, events)
+    async with started_floor(prefix, mode, work_us, from_start=True) as floor:
+        process: Any = floor.process
+        drain = await measure_drain(process, prefix + "floor", floor_inputs(prefix), total, cap)
+    return drain, floor.summary
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> float:
@@ -454,18 +468,10 @@ async def run() -> dict[str, Any]:
             # The commit floor draining the same events, its busy-wait the scorer's drain CPU
             # per event: with its CPU per event at half load (below), what the Kafka side of
             # this commit design adds at half load for a scorer with no cost of its own.
-            floor_prefix = f"{prefix}floordrain-"
             log(f"commit floor, draining: {drain_us:.1f} µs per event")
-            await create_topics([floor_prefix + name for name in FLOOR_TOPICS])
-            await produce_file(floor_prefix, events_path)
-            floor_tps = [
-                TopicPartition(floor_prefix + t, p) for t in FLOOR_TOPICS[:2]
-                for p in range(PARTITIONS)
-            ]  # fmt: skip
-            async with started_floor(floor_prefix, "overlap", drain_us, from_start=True) as floor:
-                floor_drain = await measure_drain(
-                    floor.process, f"{floor_prefix}floor", floor_tps, await end_total(floor_tps)
-                )
+            floor_drain, _ = await drain_floor(
+                f"{prefix}floordrain-", "overlap", drain_us, events_path
+            )
             floor_us = floor_drain.cpu / floor_drain.events_per_s * 1e6
             result["cpu_us_per_event"]["commit_floor"] = {"drain": round(floor_us, 1)}
             log(f"  {floor_drain.events_per_s:,.0f} events/s, {floor_us:.1f} µs per event")
@@ -483,12 +489,8 @@ async def run() -> dict[str, Any]:
                 floor_prefix = f"{prefix}floor-"
                 log(f"commit floor: {events_per_s:,.0f}/s, {drain_us:.1f} µs per event")
                 async with started_floor(floor_prefix, "overlap", drain_us) as floor:
-                    floor_tps = [
-                        TopicPartition(floor_prefix + t, p) for t in FLOOR_TOPICS[:2]
-                        for p in range(PARTITIONS)
-                    ]  # fmt: skip
                     arm: Any = floor.process
-                    floor_phase = Phase(arm, f"{floor_prefix}floor", floor_tps,
+                    floor_phase = Phase(arm, f"{floor_prefix}floor", floor_inputs(floor_prefix),
                                         f"{floor_prefix}hot-accounts")  # fmt: skip
                     measured = await floor_phase.run(prepare_paced(floor_prefix, events),
                                                      events_per_s)  # fmt: skip

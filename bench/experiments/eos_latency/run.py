@@ -17,25 +17,21 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
 
 from bench.common import ACTIVE_DOMAINS, companies_file, events_file, log, machine
 from bench.paced import (
-    FLOOR_TOPICS,
     AlertWatch,
     broker_cpu_seconds,
     cpu_seconds,
-    create_topics,
     local_broker_pid,
     percentiles,
     prepare_paced,
     produce_paced,
     started_floor,
 )
-from bench.stream_bench import measure_drain, padded, produce_file
+from bench.stream_bench import drain_floor, padded
 from scorer import synthetic
 
 SECONDS = float(os.environ.get("EOS_SECONDS", "20"))
@@ -49,20 +45,14 @@ def fresh_prefix() -> str:
 
 async def drain(mode: str, work_us: float, domains: list[str]) -> dict[str, object]:
     """The commit cycle's drain rate: DRAIN_EVENTS already in the inputs."""
-    prefix = fresh_prefix()
-    await create_topics([prefix + name for name in FLOOR_TOPICS])
     path = events_file("stream-events", DRAIN_EVENTS, domains, padded)
-    total = await produce_file(prefix, path)
-    tps = [TopicPartition(prefix + t, p) for t in FLOOR_TOPICS[:2] for p in range(4)]
-    async with started_floor(prefix, mode, work_us, from_start=True) as floor:
-        process: Any = floor.process
-        result = await measure_drain(process, prefix + "floor", tps, total, cap=600)
+    result, summary = await drain_floor(fresh_prefix(), mode, work_us, path, cap=600)
     return {
         "drain": mode,
         "work_us": work_us,
         "events_per_s": round(result.events_per_s),
         "cpu": round(result.cpu, 2),
-        "commits": floor.summary,
+        "commits": summary,
     }
 
 
