@@ -78,6 +78,10 @@ class SeenIds:
         raise NotImplementedError
 
 
+# A WindowedIds is first swept when it holds more than this many ids.
+SWEEP_FLOOR = 16
+
+
 class WindowedIds(SeenIds):
     """Applied ids in memory: a dict of id -> time, swept of the ids past the
     horizon whenever it has doubled since the last sweep.
@@ -116,10 +120,6 @@ class WindowedIds(SeenIds):
     def entries(self) -> list[tuple[float, str]]:
         """(time, id) of the ids kept, in the order they were applied."""
         return [(at, event_id) for event_id, at in self.ids.items()]
-
-
-# A WindowedIds is first swept when it holds more than this many ids.
-SWEEP_FLOOR = 16
 
 
 # An unset clock or alert time (None to readers) in the C double fields below.
