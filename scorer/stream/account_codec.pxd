@@ -7,7 +7,7 @@ from scorer.scoring.state cimport SeenIds
 
 cdef class ChunkedIds(SeenIds):
     cdef public dict ids
-    cdef public bytes recent
+    cdef public bytearray recent
     cdef public Py_ssize_t recent_count
     cdef public double recent_newest
     cdef public dict chunks
@@ -22,7 +22,7 @@ cdef class ChunkedIds(SeenIds):
 
     cpdef void clear(self)
 
-    @cython.locals(due=cython.double, data=bytes)
+    @cython.locals(due=cython.double, data=bytes, recent=bytearray)
     cpdef void add(self, str event_id, double at, double horizon, object link=*)
 
     cpdef void remember(self, str event_id, double at)

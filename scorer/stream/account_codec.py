@@ -144,7 +144,9 @@ class ChunkedIds(SeenIds):
 
     def __init__(self, window: float) -> None:
         self.ids: dict[str, float] = {}
-        self.recent = b""  # the ids applied since the last chunk, encoded
+        # The ids applied since the last chunk, encoded: a bytearray, so an add appends
+        # in place (bytes `+=` copied the whole of it per event: a busy account's is KBs).
+        self.recent = bytearray()
         self.recent_count = 0
         self.recent_newest = -math.inf
         self.chunks: dict[int, float] = {}  # live chunk -> its newest time
@@ -164,7 +166,7 @@ class ChunkedIds(SeenIds):
     def clear(self) -> None:
         """Every id forgotten (the account expired): its chunks go at the next write-back."""
         self.ids = {}
-        self.recent, self.recent_count, self.recent_newest = b"", 0, -math.inf
+        self.recent, self.recent_count, self.recent_newest = bytearray(), 0, -math.inf
         if self.chunks:
             self.dead = [*self.dead, *self.chunks]
             self.chunks = {}
@@ -191,16 +193,20 @@ class ChunkedIds(SeenIds):
         self.rewritten = [
             (encode_ids(piece, links), len(piece), piece[-1][1]) for piece in pieces
         ]  # sorted: each piece's newest is its last
-        self.recent, self.recent_count = encode_ids(last, links), len(last)
+        self.recent, self.recent_count = bytearray(encode_ids(last, links)), len(last)
         self.recent_newest = last[-1][1] if last else -math.inf
 
     def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
         self.ids[event_id] = at
         data = event_id.encode()
+        recent = self.recent
         if link is None:
-            self.recent += _ID.pack(at, len(data)) + data
+            recent += _ID.pack(at, len(data))
+            recent += data
         else:
-            self.recent += _ID.pack(at, len(data) | LINKED) + data + link
+            recent += _ID.pack(at, len(data) | LINKED)
+            recent += data
+            recent += link
         self.recent_count += 1
         if at > self.recent_newest:
             self.recent_newest = at
@@ -308,7 +314,7 @@ def store_account(table: Table, account: bytes, state: AccountState, ids: Chunke
         table[chunk_key(account, ids.next_chunk)] = chunk
         ids.chunks[ids.next_chunk] = ids.recent_newest
         ids.next_chunk += 1
-        ids.recent, ids.recent_count, ids.recent_newest = b"", 0, -math.inf
+        ids.recent, ids.recent_count, ids.recent_newest = bytearray(), 0, -math.inf
     for number in ids.dead:
         table.pop(chunk_key(account, number), None)
     ids.dead = ()
@@ -413,7 +419,7 @@ def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]
     (count,) = reader.take(_U32)
     start = reader.offset
     entries = list(reader.entries(count))  # checks them, and they go into the dict
-    ids.recent, ids.recent_count = bytes(raw[start : reader.offset]), count
+    ids.recent, ids.recent_count = bytearray(raw[start : reader.offset]), count
     ids.recent_newest = max((at for _, at, _ in entries), default=-math.inf)
     leads = {}
     for event_id, at, link in entries:
@@ -472,7 +478,7 @@ def _load_format_1(
     ordered = sorted(entries.items(), key=lambda entry: entry[1])
     for event_id, at in ordered:
         ids.remember(event_id, at)
-    ids.recent, ids.recent_count = encode_ids(ordered), len(ordered)
+    ids.recent, ids.recent_count = bytearray(encode_ids(ordered)), len(ordered)
     ids.recent_newest = max((at for _, at in ordered), default=-math.inf)
     state = AccountState.from_core(doc, ids)
     return state, ids

@@ -193,7 +193,7 @@ def test_a_record_decodes_to_what_was_encoded(
 ) -> None:
     """Format 2 round-trips every field of the state, unicode and missing values included."""
     ids = ChunkedIds(WEEK)
-    ids.recent, ids.recent_count = encode_ids(recent), len(recent)
+    ids.recent, ids.recent_count = bytearray(encode_ids(recent)), len(recent)
     ids.chunks = {3: 1.5, 9: 2.5}
     ids.next_chunk = 10
     state = AccountState(clock, last, None, ids)
