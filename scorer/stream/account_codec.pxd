@@ -2,7 +2,7 @@
 # an account's ids as an extension type, applied on the engine's inner loop.
 cimport cython
 
-from scorer.scoring.state cimport SeenIds
+from scorer.scoring.state cimport AccountState, IcpState, SeenIds
 
 
 cdef class ChunkedIds(SeenIds):
@@ -26,3 +26,8 @@ cdef class ChunkedIds(SeenIds):
     cpdef void add(self, str event_id, double at, double horizon, object link=*)
 
     cpdef void remember(self, str event_id, double at)
+
+
+@cython.locals(icps=dict, icp=IcpState, chunks=dict, parts=list, clock=cython.double,
+               alert_at=cython.double)
+cpdef bytes encode_record(AccountState state, ChunkedIds ids)

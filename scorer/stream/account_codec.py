@@ -81,6 +81,14 @@ _ID = struct.Struct("<dI")  # time, len(event id)
 LINKED = 0x80000000  # in an id entry's length: the id is followed by its 16-byte lead key
 LINK_BYTES = 16
 _U8 = struct.Struct("<B")
+# Parts of a record written per account per commit, with fewer calls than a pack each:
+_ICP_NUMBERS = struct.Struct("<ddd")  # _ICP without its tier length (see `_short_text`)
+_U32_PAIR = struct.Struct("<II")
+_U32_TRIPLE = struct.Struct("<III")
+_BYTE = [bytes([value]) for value in range(256)]
+_CHUNK_REFS: dict[int, struct.Struct] = {}  # a record's chunk list, by its length
+_SHORT_TEXTS: dict[str, bytes] = {}  # ICP ids and tiers, encoded (`_short_text`)
+_SHORT_TEXTS_LIMIT = 1024
 _U32 = struct.Struct("<I")
 _NONE32 = 0xFFFFFFFF
 _NONE8 = 0xFF
@@ -250,10 +258,6 @@ def _text(value: str | None, limit: int, none: int, size: struct.Struct) -> byte
     return size.pack(len(data)) + data
 
 
-def _number(value: float | None) -> float:
-    return _NAN if value is None else value
-
-
 def _ids(
     entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None
 ) -> list[bytes]:
@@ -271,25 +275,55 @@ def _ids(
     return parts
 
 
+def _short_text(value: str | None) -> bytes:
+    """An ICP id or tier as a record holds it: its length byte (0xFF: none) and its
+    UTF-8 bytes. Memoised: a deployment has a handful of each, and every changed
+    account writes them at every commit."""
+    if value is None:
+        return _BYTE[_NONE8]
+    encoded = _SHORT_TEXTS.get(value)
+    if encoded is None:
+        encoded = _text(value, _NONE8, _NONE8, _U8)
+        if len(_SHORT_TEXTS) >= _SHORT_TEXTS_LIMIT:
+            _SHORT_TEXTS.clear()
+        _SHORT_TEXTS[value] = encoded
+    return encoded
+
+
+def _chunk_refs(count: int) -> struct.Struct:
+    """The struct of a record's list of `count` chunk references (`_CHUNK_REF` each)."""
+    shape = _CHUNK_REFS.get(count)
+    if shape is None:
+        shape = _CHUNK_REFS[count] = struct.Struct("<" + "Id" * count)
+    return shape
+
+
 def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
-    """The account record (format 2)."""
+    """The account record (format 3). The same bytes as packing each field in turn
+    (`_HEAD`, `_ICP`, `_CHUNK_REF`, ...: `decode_record` reads them so), with fewer
+    calls: this runs for every changed account at every commit."""
     last = state.last_event_id
     last_data = b"" if last is None else last.encode()
-    parts = [_HEAD.pack(FORMAT, _number(state.clock), _NONE32 if last is None else len(last_data))]
-    parts.append(last_data)
-    parts.append(_U8.pack(len(state.icps)))
-    for icp_id, icp in state.icps.items():
-        parts.append(_text(icp_id, _NONE8, _NONE8, _U8))
-        tier = icp.alert_tier
-        parts.append(_ICP.pack(icp.raw, _number(icp.clock), _number(icp.alert_at),
-                               _NONE8 if tier is None else len(tier.encode())))  # fmt: skip
-        if tier is not None:
-            parts.append(tier.encode())
-    parts.append(_U32.pack(ids.next_chunk))
-    parts.append(_U32.pack(len(ids.chunks)))
-    for number, newest in ids.chunks.items():
-        parts.append(_CHUNK_REF.pack(number, newest))
-    parts.append(_U32.pack(ids.recent_count))
+    icps = state.icps
+    if len(icps) > 255:
+        raise ValueError(f"too many ICP states for the changelog format: {len(icps)}")
+    clock = state._clock  # NaN while unset, as every unset time here
+    parts = [_HEAD.pack(FORMAT, clock if clock == clock else _NAN,
+                        _NONE32 if last is None else len(last_data)),
+             last_data, _BYTE[len(icps)]]  # fmt: skip
+    for icp_id, icp in icps.items():
+        clock, alert_at = icp._clock, icp._alert_at
+        parts.append(_short_text(icp_id))
+        parts.append(_ICP_NUMBERS.pack(icp.raw, clock if clock == clock else _NAN,
+                                       alert_at if alert_at == alert_at else _NAN))  # fmt: skip
+        parts.append(_short_text(icp.alert_tier))  # _ICP's last byte, then the tier
+    chunks = ids.chunks
+    if chunks:
+        parts.append(_U32_PAIR.pack(ids.next_chunk, len(chunks)))
+        parts.append(_chunk_refs(len(chunks)).pack(*[v for ref in chunks.items() for v in ref]))
+        parts.append(_U32.pack(ids.recent_count))
+    else:
+        parts.append(_U32_TRIPLE.pack(ids.next_chunk, 0, ids.recent_count))
     parts.append(ids.recent)
     return b"".join(parts)
 
