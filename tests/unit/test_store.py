@@ -86,6 +86,24 @@ def test_lru_eviction_keeps_changes() -> None:
     assert score(store, engine, b"a.example", "e-0") == "duplicate"
 
 
+def test_recency_is_kept_once_the_cache_is_half_full() -> None:
+    """Past half its limit the cache is an LRU: a used account outlives those used
+    before it. Below half, use does not reorder it (no account can leave before it
+    fills), so the accounts used only then go first, in the order they came."""
+    store, engine = make_store(MemoryBacking(), cache_limit=4), Engine([make_icp()])
+    score(store, engine, b"a.example", "e-1")
+    score(store, engine, b"a.example", "e-2")  # one account cached: not moved
+    for i, domain in enumerate([b"b.example", b"c.example"]):
+        score(store, engine, domain, f"e-{i + 3}")
+    assert list(store.cache) == [b"a.example", b"b.example", b"c.example"]
+    score(store, engine, b"a.example", "e-5")  # three of four: moved to the end
+    assert list(store.cache) == [b"b.example", b"c.example", b"a.example"]
+    for i, domain in enumerate([b"d.example", b"e.example"]):
+        score(store, engine, domain, f"e-{i + 6}")
+    assert b"b.example" not in store.cache and b"a.example" in store.cache
+    assert score(store, engine, b"b.example", "e-3") == "duplicate"  # its change kept
+
+
 def test_restore_applies_records_tombstones_and_the_marker(tmp_path: Path) -> None:
     """Changelog records (and deletes) rebuild a RocksDB store; the marker is kept
     aside, and the offset and marker survive a reopen."""
