@@ -40,7 +40,7 @@ cdef class Engine:
         intent=cython.double, weight=cython.double, fit=cython.double, total=cython.double,
         disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
         icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
-        seen=SeenIds, i=cython.Py_ssize_t, count=cython.Py_ssize_t, active=tuple, fits=list,
+        link=bytes, i=cython.Py_ssize_t, count=cython.Py_ssize_t, active=tuple, fits=list,
         signal_points=tuple, entry=tuple, account_at=cython.double, known=cython.bint,
         clock=cython.double,
         stamp_at=cython.double, timed_window=cython.double, timed_weight=cython.double,

@@ -205,20 +205,21 @@ class Engine:
             if at - account_at >= self.account_ttl:  # account expiry: idle past the TTL
                 state.expire()
                 known = False
-        seen = state.seen
         # last_event_id also covers a write of this record that landed
         # without the write of its id (see scorer.stream.account_codec).
-        if event_id == state.last_event_id or seen.contains(event_id, at):
+        if event_id == state.last_event_id:
             return DUPLICATE, []
         if not known or at > account_at:
-            state._clock = account_at = at
-        state.last_event_id = event_id
+            account_at = at
         lead_id = event.lead_id
-        if lead_id is None:
-            seen.add(event_id, at, account_at - window)
-        else:  # linked to its lead, for erasure (see scorer.scoring.state)
-            link = lead_key(lead_id)
-            seen.add(event_id, at, account_at - window, link)
+        link = None if lead_id is None else lead_key(lead_id)  # for erasure (scorer.scoring.state)
+        # The id remembered if new, in one look-up of the account's ids: a replay
+        # changes nothing.
+        if not state.seen.add(event_id, at, account_at - window, link):
+            return DUPLICATE, []
+        state._clock = account_at
+        state.last_event_id = event_id
+        if link is not None:
             state.note_lead(link, event_id, at, account_at - window)
 
         active = self._active

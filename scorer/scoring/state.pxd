@@ -6,14 +6,14 @@ cdef class SeenIds:
 
     cpdef void clear(self)
 
-    cpdef void add(self, str event_id, double at, double horizon, object link=*)
+    cpdef bint add(self, str event_id, double at, double horizon, object link=*)
 
 cdef class WindowedIds(SeenIds):
     cdef public dict ids
     cdef public Py_ssize_t limit
 
-    @cython.locals(ids=dict)
-    cpdef void add(self, str event_id, double at, double horizon, object link=*)
+    @cython.locals(ids=dict, count=Py_ssize_t)
+    cpdef bint add(self, str event_id, double at, double horizon, object link=*)
 
 # Numbers and a string only: Cython leaves such a type out of the cyclic garbage
 # collector, and a dict of them stays untracked too, so the collector never walks

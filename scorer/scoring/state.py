@@ -65,9 +65,10 @@ class SeenIds:
         """Forget every id (the account expired)."""
         raise NotImplementedError
 
-    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
-        """Remember an id (a lead event's with its lead key, `link`); ids of events
-        before `horizon` may be forgotten."""
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> bool:
+        """Remember an id (a lead event's with its lead key, `link`), unless it is
+        remembered already: False then, and nothing changes. Ids of events before
+        `horizon` may be forgotten. (One call, one look-up: the engine's dedup.)"""
         raise NotImplementedError
 
     def forget(
@@ -110,12 +111,16 @@ class WindowedIds(SeenIds):
         for event_id in event_ids:
             self.ids.pop(event_id, None)
 
-    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> bool:
         ids = self.ids
-        ids[event_id] = at
-        if len(ids) > self.limit:
+        count = len(ids)
+        ids.setdefault(event_id, at)
+        if len(ids) == count:
+            return False  # remembered already
+        if count >= self.limit:
             self.ids = ids = {k: t for k, t in ids.items() if t >= horizon}
             self.limit = max(SWEEP_FLOOR, 2 * len(ids))
+        return True
 
     def entries(self) -> list[tuple[float, str]]:
         """(time, id) of the ids kept, in the order they were applied."""

@@ -22,8 +22,8 @@ cdef class ChunkedIds(SeenIds):
 
     cpdef void clear(self)
 
-    @cython.locals(due=cython.double, data=bytes, recent=bytearray)
-    cpdef void add(self, str event_id, double at, double horizon, object link=*)
+    @cython.locals(due=cython.double, data=bytes, recent=bytearray, ids=dict, count=Py_ssize_t)
+    cpdef bint add(self, str event_id, double at, double horizon, object link=*)
 
     cpdef void remember(self, str event_id, double at)
 

@@ -204,8 +204,12 @@ class ChunkedIds(SeenIds):
         self.recent, self.recent_count = bytearray(encode_ids(last, links)), len(last)
         self.recent_newest = last[-1][1] if last else -math.inf
 
-    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> None:
-        self.ids[event_id] = at
+    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> bool:
+        ids = self.ids
+        count = len(ids)
+        ids.setdefault(event_id, at)
+        if len(ids) == count:
+            return False  # remembered already: nothing changes
         data = event_id.encode()
         recent = self.recent
         if link is None:
@@ -223,6 +227,7 @@ class ChunkedIds(SeenIds):
             self.sweep_at = due
         if horizon >= self.sweep_at:
             self._sweep(horizon)
+        return True
 
     def _sweep(self, horizon: float) -> None:
         """Forget ids before the horizon; chunks holding only such ids are dead."""
