@@ -313,9 +313,9 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
     if len(icps) > 255:
         raise ValueError(f"too many ICP states for the changelog format: {len(icps)}")
     clock = state._clock  # NaN while unset, as every unset time here
-    parts = [_HEAD.pack(FORMAT, clock if clock == clock else _NAN,
-                        _NONE32 if last is None else len(last_data)),
-             last_data, _BYTE[len(icps)]]  # fmt: skip
+    head = _HEAD.pack(FORMAT, clock if clock == clock else _NAN,
+                      _NONE32 if last is None else len(last_data))  # fmt: skip
+    parts: list[bytes | bytearray] = [head, last_data, _BYTE[len(icps)]]
     for icp_id, icp in icps.items():
         clock, alert_at = icp._clock, icp._alert_at
         parts.append(_short_text(icp_id))
@@ -369,7 +369,7 @@ def store_account(table: Table, account: bytes, state: AccountState, ids: Chunke
 class _Reader:
     __slots__ = ("data", "offset")
 
-    def __init__(self, data: bytes, offset: int) -> None:
+    def __init__(self, data: bytes | bytearray, offset: int) -> None:
         self.data, self.offset = data, offset
 
     def take(self, shape: struct.Struct) -> tuple[Any, ...]:
