@@ -180,6 +180,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's main thread so far:
+    the times it waited (for the network, a timer) and the times another task
+    took its core while it could run. For an asyncio service the main thread is
+    its event loop."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"])
+
+
+def switch_rates(before: tuple[int, int], after: tuple[int, int], seconds: float) -> dict[str, int]:
+    """Context switches per second between two `context_switches` readings."""
+    return {
+        "voluntary": round((after[0] - before[0]) / seconds),
+        "involuntary": round((after[1] - before[1]) / seconds),
+    }
+
+
 def local_broker_pid() -> int | None:
     """The broker's pid when it runs on this machine (deploy/local starts it as
     `java ... kafka.Kafka <server.properties>` with a listener on BOOTSTRAP's port)."""

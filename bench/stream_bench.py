@@ -89,6 +89,7 @@ from bench.paced import (
     Paced,
     broker_cpu_seconds,
     committed_total,
+    context_switches,
     cpu_seconds,
     create_topics,
     delete_run_topics,
@@ -102,6 +103,7 @@ from bench.paced import (
     rss_mb,
     started,
     started_floor,
+    switch_rates,
     wait_drained,
 )
 from scorer import synthetic
@@ -190,6 +192,7 @@ class Drain:
     seconds: float
     processed: int
     cpu: float  # the arm process's CPU over the measured window, in cores
+    switches: dict[str, int]  # its main thread's context switches per second, same window
 
 
 async def measure_drain(
@@ -200,14 +203,15 @@ async def measure_drain(
     cap: float = ARM_SECONDS,
 ) -> Drain:
     started = time.monotonic()
-    samples: list[tuple[float, int, float]] = []  # (time, committed, the arm's CPU seconds)
+    # (time, committed, the arm's CPU seconds, its main thread's context switches)
+    samples: list[tuple[float, int, float, tuple[int, int]]] = []
     first = None
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"arm exited with {process.returncode}")
         now = time.monotonic()
         done = await committed_total(group, tps)
-        samples.append((now, done, cpu_seconds(process.pid)))
+        samples.append((now, done, cpu_seconds(process.pid), context_switches(process.pid)))
         if first is None and done > 0:
             first = now
             log(f"  first commit {now - started:.1f} s after start")
@@ -221,10 +225,11 @@ async def measure_drain(
     window = [s for s in samples if lo <= s[1] <= hi] if done >= total else []
     if len(window) < 2:  # capped, or too few samples: from the first commit to the end
         window = [s for s in samples if s[0] >= first]
-    (t0, n0, c0), (t1, n1, c1) = window[0], window[-1]
+    (t0, n0, c0, s0), (t1, n1, c1, s1) = window[0], window[-1]
     rate = (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
     cpu = (c1 - c0) / (t1 - t0) if t1 > t0 else float("nan")
-    return Drain(rate, first - started, samples[-1][0] - started, done, cpu)
+    switches = switch_rates(s0, s1, t1 - t0) if t1 > t0 else {}
+    return Drain(rate, first - started, samples[-1][0] - started, done, cpu, switches)
 
 
 async def drain_floor(
@@ -317,10 +322,11 @@ class Phase:
         watch.wait_ready()
         broker = local_broker_pid()
         pid = self.process.pid
-        cpu_before, own_before, broker_before, wall = (
+        cpu_before, own_before, broker_before, switches_before, wall = (
             cpu_seconds(pid),
             time.process_time(),
             broker_cpu_seconds(broker),
+            context_switches(pid),
             time.monotonic(),
         )
         port = self.metrics_port
@@ -329,6 +335,7 @@ class Phase:
         await wait_drained(self.process, self.group, self.tps)
         wall = time.monotonic() - wall
         arm_cpu = cpu_seconds(pid) - cpu_before
+        switches = switch_rates(switches_before, context_switches(pid), wall)
         broker_after = broker_cpu_seconds(broker)
         cpu = {  # share of one core, from the start of the load to the drained input
             "worker": round(arm_cpu / wall, 2),
@@ -350,6 +357,9 @@ class Phase:
             "events_per_s": round(rate),
             "cpu": cpu,
             "cpu_us_per_event": round(arm_cpu / len(paced) * 1e6, 1) if paced else None,
+            # Voluntary: the arm's event loop waited; involuntary: another task took its
+            # core while it could run (the broker, the load generator: the same 2 cores).
+            "switches_per_s": switches,
             **measured,
         }
 
@@ -613,6 +623,7 @@ def arm_result(drain: Drain) -> dict[str, Any]:
         "processed": drain.processed,
         "seconds": round(drain.seconds, 1),
         "cpu_cores": round(drain.cpu, 2),
+        "switches_per_s": drain.switches,
     }
 
 
@@ -622,6 +633,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _switches(drain: dict[str, Any], half: dict[str, Any]) -> list[str]:
+    """The scorer's event loop: how often it waited, and how often it was put off its
+    core while it could run, draining and at half load (a run from before 2026-12-06
+    has no such figures)."""
+    if "switches_per_s" not in drain or "switches_per_s" not in half:
+        return []
+    d, h = drain["switches_per_s"], half["switches_per_s"]
+    return [
+        f"scorer's event loop, context switches per second: draining {d['voluntary']:,} "
+        f"waits, {d['involuntary']:,} preemptions; at 50 % load {h['voluntary']:,} waits, "
+        f"{h['involuntary']:,} preemptions"
+    ]
 
 
 def report(result: dict[str, Any]) -> str:
@@ -684,6 +709,7 @@ def report(result: dict[str, Any]) -> str:
         f"scorer CPU per event: {cpu['drain']} µs draining, {cpu['half_load']} µs at 50 % load "
         f"({cpu['half_load'] / cpu['drain']:.2f}x)",
         *_floor_bound(cpu),
+        *_switches(arms["scorer"], half),
         f"the machine alone (bench/arms/duty_cycle.py, no Kafka): the scoring loop costs "
         f"{bursts['bursts_us_per_event']} µs per event in bursts held to {bursts['duty']} of a "
         f"core, {bursts['flat_us_per_event']} µs flat out ({bursts['ratio']:.2f}x)",
