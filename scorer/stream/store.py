@@ -231,10 +231,6 @@ class AccountStore(AccountTable):
         self.window = window
         self.bucket_width = bucket_width  # of the format-1 records it may read
         self.cache_limit = cache_limit
-        # Recency is kept (an LRU move per event) only once the cache is half full:
-        # below that no account leaves it before as many new ones again come in, and
-        # those go to its end. Accounts last used while it was emptier go first.
-        self.recency_from = cache_limit // 2
         self.flush_interval = flush_interval
         self.pending: dict[bytes, bytes | None] = {}
         self.inflight: dict[bytes, bytes | None] = {}
@@ -277,7 +273,10 @@ class AccountStore(AccountTable):
         cache = self.cache
         entry = cache.get(key)
         if entry is not None:
-            if len(cache) >= self.recency_from:
+            # Recency is kept (an LRU move per event) only once the cache is half full:
+            # below that no account leaves it before as many new ones again come in,
+            # and those go to its end. Accounts last used while it was emptier go first.
+            if 2 * len(cache) >= self.cache_limit:
                 cache.move_to_end(key)
             return entry[0]
         if self.complete and key not in self.dropped:
