@@ -28,6 +28,5 @@ cdef class ChunkedIds(SeenIds):
     cpdef void remember(self, str event_id, double at)
 
 
-@cython.locals(icps=dict, icp=IcpState, chunks=dict, parts=list, head=bytes,
-               clock=cython.double, alert_at=cython.double)
+@cython.locals(icps=dict, icp=IcpState, chunks=dict, parts=list, head=bytes)
 cpdef bytes encode_record(AccountState state, ChunkedIds ids)

@@ -92,7 +92,6 @@ _SHORT_TEXTS_LIMIT = 1024
 _U32 = struct.Struct("<I")
 _NONE32 = 0xFFFFFFFF
 _NONE8 = 0xFF
-_NAN = math.nan
 
 
 class UnknownFormat(ValueError):
@@ -312,15 +311,12 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
     icps = state.icps
     if len(icps) > 255:
         raise ValueError(f"too many ICP states for the changelog format: {len(icps)}")
-    clock = state._clock  # NaN while unset, as every unset time here
-    head = _HEAD.pack(FORMAT, clock if clock == clock else _NAN,
-                      _NONE32 if last is None else len(last_data))  # fmt: skip
+    # The times as the state holds them: NaN while unset, the record's "none".
+    head = _HEAD.pack(FORMAT, state._clock, _NONE32 if last is None else len(last_data))
     parts: list[bytes | bytearray] = [head, last_data, _BYTE[len(icps)]]
     for icp_id, icp in icps.items():
-        clock, alert_at = icp._clock, icp._alert_at
         parts.append(_short_text(icp_id))
-        parts.append(_ICP_NUMBERS.pack(icp.raw, clock if clock == clock else _NAN,
-                                       alert_at if alert_at == alert_at else _NAN))  # fmt: skip
+        parts.append(_ICP_NUMBERS.pack(icp.raw, icp._clock, icp._alert_at))
         parts.append(_short_text(icp.alert_tier))  # _ICP's last byte, then the tier
     chunks = ids.chunks
     if chunks:
