@@ -63,7 +63,7 @@ def main(companies_path: str, events_path: str, duty: float, icps: list[str]) ->
     with open(events_path, "rb") as events:
         lines = list(islice(events, EVENTS))
     gcpolicy.settle()
-    cpu_per_event(engine, companies, lines, 1.0)  # warm: the engine's fit cache filled
+    cpu_per_event(engine, companies, lines, 1.0)  # warm: the memos filled, the code paged in
     flat, bursts = [], []
     for _ in range(ROUNDS):
         flat.append(cpu_per_event(engine, companies, lines, 1.0))

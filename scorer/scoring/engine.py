@@ -116,7 +116,7 @@ class Score:
 
 
 class Engine:
-    """Active ICPs plus the per-company fit cache."""
+    """Active ICPs plus the memo of their signal points."""
 
     def __init__(
         self,
@@ -241,7 +241,7 @@ class Engine:
         icp_states = state.icps
         count = len(active)
         if len(fits) != count or len(signal_points) != count:
-            raise RuntimeError("the fit cache or the points memo is out of step with the ICPs")
+            raise RuntimeError("the kept fit or the points memo is out of step with the ICPs")
         # By index, not zip(..., strict=True): in the compiled core that call costs
         # about 3,300 instructions an event, a tenth of the loop (callgrind).
         for i in range(count):
