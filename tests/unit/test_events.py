@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from scorer.enrichment import domains
 from scorer.enrichment.domains import lead_account, normalise_domain
 from scorer.errors import InvalidInputError
-from scorer.events import _checked_decode, decode_event
+from scorer.events import _checked_decode, _scan_common, _typed_decode, decode_event
 from scorer.models import LeadEvent, VisitorEvent
 
 VISIT = {"event_id": "e1", "type": "page_view", "occurred_at": "2026-11-20T10:00:00+02:00"}
@@ -208,3 +208,165 @@ def test_a_lead_without_email_or_domain_is_rejected(doc: dict) -> None:
     assert caught.value.reason == "schema"
     with pytest.raises(ValidationError):
         LeadEvent.model_validate(lead)
+
+
+# The compiled core reads the common document's bytes itself (`_scan_common`) and
+# leaves any other to msgspec (`_typed_decode`). Documents are written here byte by
+# byte, so the scanner meets what a serialiser never writes: whitespace anywhere,
+# escapes, raw control characters, non-ASCII, keys given twice, other values,
+# unclosed strings, trailing bytes.
+_KEYS = (
+    "event_id",
+    "type",
+    "occurred_at",
+    "company_domain",
+    "page_url",
+    "lead_id",
+    "email",
+    "title",
+    "visitor_id",
+    "referrer",
+    "ip",
+    "extra",
+    "",
+    "event_iD",
+    "typ",
+    "page_urls",
+    "lead_ID",
+    "emails",
+    "tItle",
+)
+_plain_text = st.text(st.characters(min_codepoint=32, max_codepoint=127, exclude_characters='"\\'))
+_plain_value = st.one_of(
+    _plain_text.map(lambda text: orjson.dumps(text)),
+    st.sampled_from(
+        [
+            *(b'"lead_created"', b'"page_view"', b'"2026-11-20T10:00:00Z"', b'"Acme.example"'),
+            *(b'"https://a.example/pricing?x=1"', b'"pat@acme.example"', b'"2026-11-20"', b"null"),
+        ]
+    ),
+)
+_other_value = st.one_of(
+    st.text(max_size=4).map(lambda text: orjson.dumps(text)),  # non-ASCII, control characters
+    st.sampled_from([b'"a\\u0062"', b'"\\"q"', b'"tab\there"', b'"caf\xc3\xa9"', b'"\xff"']),
+    st.sampled_from([b"1", b"-2.5e3", b"true", b"false", b"nul", b"nulll", b"[]", b'{"a":"b"}']),
+    st.sampled_from([b'"open', b"", b'"a"x']),
+)
+_space = st.sampled_from([b"", b"", b"", b"", b" ", b"\n", b"\t", b"\r\n "])
+
+
+# A valid event's members, each value kept or swapped: most documents then get as
+# far as the fields' values, where a wrong read would show.
+_BASE = (
+    ("event_id", b'"e-1"'),
+    ("type", b'"page_view"'),
+    ("occurred_at", b'"2026-11-20T10:00:00.5+05:30"'),
+    ("company_domain", b'"WWW.Acme.Example."'),
+    ("page_url", b'"https://a.example/pricing?x=1"'),
+)
+_LEAD = (("type", b'"lead_created"'), ("lead_id", b'"L-1"'), ("email", b'"pat@acme.example"'))
+
+
+@st.composite
+def _documents(draw: st.DrawFn, plain: bool) -> bytes:
+    base = dict(_BASE)
+    if draw(st.booleans()):
+        base.update(_LEAD)
+    swapped = _plain_value if plain else st.one_of(_plain_value, _other_value)
+    members = [
+        (key, draw(swapped) if draw(st.integers(0, 3)) == 0 else value)
+        for key, value in base.items()
+        if draw(st.integers(0, 7))
+    ]
+    members += draw(
+        st.lists(st.tuples(st.sampled_from(_KEYS), swapped), max_size=4).filter(
+            lambda extra: not plain or not {key for key, _ in extra} & set(base)
+        )
+    )
+    if plain:
+        members = list(dict(members).items())  # each key once
+    members = draw(st.permutations(members))
+    gap = (lambda: draw(_space)) if not plain else (lambda: b"")
+    raw = gap() + b"{" + gap()
+    for number, (key, value) in enumerate(members):
+        if number:
+            raw += (b"," if plain or draw(st.integers(0, 19)) else b";") + gap()
+        raw += orjson.dumps(key) + gap() + b":" + gap() + value + gap()
+    raw += b"}" + gap()
+    if not plain and draw(st.integers(0, 19)) == 0:
+        raw += draw(st.sampled_from([b"x", b"}", b"{}", b"\x00", b"\x0b"]))
+    return raw
+
+
+def _scanned(raw: bytes) -> tuple[Any, ...]:
+    try:
+        event = _scan_common(raw)
+    except InvalidInputError as exc:
+        return ("error", exc.reason, exc.detail)
+    if event is None:
+        return ("not common",)
+    return tuple(getattr(event, name) for name in EVENT_FIELDS)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_documents(plain=False))
+def test_the_byte_scanner_decodes_exactly_as_msgspec_or_leaves_the_document_to_it(
+    raw: bytes,
+) -> None:
+    """Whatever the scanner reads gives the same Event, or the same error, as
+    msgspec's route; whatever it cannot read it leaves alone."""
+    scanned = _scanned(raw)
+    if scanned != ("not common",):
+        assert scanned == _outcome(_typed_decode, raw)
+        assert _outcome(decode_event, raw) == scanned
+
+
+@settings(max_examples=500, deadline=None)
+@given(_documents(plain=True))
+def test_the_byte_scanner_reads_every_common_document(raw: bytes) -> None:
+    """An object of plain ASCII strings and nulls, each key once, is the scanner's
+    to read (the common event, as producers write it), with msgspec's result."""
+    scanned = _scanned(raw)
+    assert scanned != ("not common",)
+    assert scanned == _outcome(_typed_decode, raw)
+
+
+def test_the_byte_scanner_reads_the_bench_and_sample_events() -> None:
+    """The events every producer here writes take the scanner's route."""
+    lead = {**VISIT, "type": "lead_created", "lead_id": "L-1", "email": "pat@acme.example"}
+    for doc in (VISIT, lead, {**VISIT, "company_domain": "Acme.example", "ip": None}):
+        for raw in (
+            orjson.dumps(doc),
+            orjson.dumps(doc) + b"\n",
+            orjson.dumps(doc, option=orjson.OPT_INDENT_2),
+        ):
+            assert _scanned(raw) == _outcome(_typed_decode, raw) != ("not common",)
+
+
+_LEAD_DOC = (
+    b'{"event_id":"e-1","type":"lead_created","occurred_at":"2026-11-20T10:00:00Z",'
+    b'"company_domain":"acme.example","page_url":"https://a.example/p","lead_id":"L-1",'
+    b'"email":"pat@acme.example","title":"VP Sales"}'
+)
+
+
+@pytest.mark.parametrize(
+    "key", ["event_id", "type", "company_domain", "page_url", "lead_id", "email", "title"]
+)
+@pytest.mark.parametrize("change", ["escape", "twice"])
+def test_the_byte_scanner_leaves_escapes_and_repeated_fields_to_msgspec(
+    key: str, change: str
+) -> None:
+    """A field the rules read, escaped or given twice (msgspec keeps the last), is
+    msgspec's to decode: the scanner declines, and the event is msgspec's."""
+    value = orjson.loads(_LEAD_DOC)[key]
+    if change == "escape":  # the same text, its first letter escaped
+        spelled = b'"\\u%04x' % ord(value[0]) + value[1:].encode() + b'"'
+        raw = _LEAD_DOC.replace(orjson.dumps(value), spelled, 1)
+        expected = orjson.loads(_LEAD_DOC)
+    else:
+        raw = _LEAD_DOC[:-1] + b',"%s":"%s2"}' % (key.encode(), value.encode())
+        expected = {**orjson.loads(_LEAD_DOC), key: value + "2"}
+    assert raw != _LEAD_DOC
+    assert _scan_common(raw) is None
+    assert _outcome(decode_event, raw) == _outcome(decode_event, orjson.dumps(expected))
