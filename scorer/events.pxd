@@ -50,6 +50,12 @@ cpdef Event _scan_common(bytes raw)
 @cython.locals(stops="const unsigned char *")
 cdef Py_ssize_t _string_end(const unsigned char *data, Py_ssize_t i, Py_ssize_t n) noexcept
 
+cdef Py_ssize_t _KINDS_LIMIT
+cdef list _kind_bytes, _kind_texts
+
+@cython.locals(size=Py_ssize_t, k=Py_ssize_t, known=bytes, text=str)
+cdef str _kind(bytes raw, const unsigned char *data, Py_ssize_t start, Py_ssize_t end)
+
 @cython.locals(c=cython.int)
 cdef Py_ssize_t _skip_space(const unsigned char *data, Py_ssize_t i, Py_ssize_t n) noexcept
 

@@ -267,7 +267,12 @@ def _scan_common(raw: bytes) -> Event | None:
             if seen & (1 << field):
                 return None  # given twice: msgspec keeps the last
             seen |= 1 << field
-            value = None if value_start < 0 else raw[value_start:value_end].decode("ascii")
+            if value_start < 0:
+                value = None
+            elif field == 1:  # the event type: one of a few, kept as one string each
+                value = _kind(raw, data, value_start, value_end)
+            else:
+                value = raw[value_start:value_end].decode("ascii")
             if field == 0:
                 event_id = value
             elif field == 1:
@@ -310,6 +315,29 @@ def _string_end(data: bytes, i: int, n: int) -> int:
             return i if data[i] == _QUOTE else -1
         i += 1
     return -1
+
+
+# The event types met so far, as bytes and as the one string the scanner gives for
+# each: the points memo's key then has its hash already (a new string per event
+# cost its allocation and hash, ~300 instructions). Bounded: a producer inventing
+# types gets a new string for each past the first few.
+_KINDS_LIMIT = 16
+_kind_bytes: list[bytes] = []
+_kind_texts: list[str] = []
+
+
+def _kind(raw: bytes, data: bytes, start: int, end: int) -> str:
+    """The event type in raw[start:end] (plain ASCII), as a string."""
+    size = end - start
+    for k in range(len(_kind_bytes)):
+        known = _kind_bytes[k]
+        if len(known) == size and _same(data, start, known):
+            return _kind_texts[k]
+    text = raw[start:end].decode("ascii")
+    if len(_kind_bytes) < _KINDS_LIMIT:
+        _kind_bytes.append(raw[start:end])
+        _kind_texts.append(text)
+    return text
 
 
 def _skip_space(data: bytes, i: int, n: int) -> int:
