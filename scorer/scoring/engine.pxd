@@ -32,6 +32,7 @@ cdef class Engine:
     cdef public dict _icps
     cdef public tuple _active
     cdef public dict _points
+    cdef public Py_ssize_t _memo_size
 
     cpdef list company_fits(self, object company)
 
@@ -41,7 +42,7 @@ cdef class Engine:
         disqualified=cython.bint, hot=cython.bint, alert=cython.bint, is_lead=cython.bint,
         icp=CompiledICP, company_fit=CompanyFit, icp_state=IcpState, icp_states=dict,
         link=bytes, i=cython.Py_ssize_t, count=cython.Py_ssize_t, active=tuple, fits=list,
-        signal_points=tuple, entry=tuple, account_at=cython.double, known=cython.bint,
+        signal_points=tuple, by_path=dict, entry=tuple, account_at=cython.double, known=cython.bint,
         clock=cython.double,
         stamp_at=cython.double, timed_window=cython.double, timed_weight=cython.double,
         must_have=cython.bint, persona_points=cython.double,

@@ -16,6 +16,7 @@ from scorer.enrichment.firmographics import LazyCompany
 from scorer.events import event_from_document
 from scorer.icp import load_icp
 from scorer.scoring import SCORED, AccountState, Engine, build_document
+from scorer.scoring import engine as engine_module
 from scorer.scoring.output import HOT_ACCOUNT
 
 SAMPLES = Path(__file__).resolve().parents[2] / "scorer" / "samples"
@@ -99,3 +100,39 @@ def test_an_accounts_fit_is_computed_again_when_its_record_or_the_icps_change() 
     engine.set_icp(load_icp(ICPS[0]).model_copy(update={"version": 99}))
     engine.apply(state, events[3], records[1])  # another ICP set: computed again
     assert state.fits is not second and state.fits[1] is engine.icps
+
+
+def test_the_points_memo_is_bounded_and_never_changes_a_score(monkeypatch) -> None:
+    """The memo of signal points by event type and path is cleared when full and
+    when the ICPs change; scores are the same as with a memo that never fills."""
+    records = list(synthetic.companies(50, seed=8))
+    companies = {r["domain"]: r for r in records}
+    docs = list(synthetic.events(3000, list(companies), seed=2))
+    for n, doc in enumerate(docs):  # many paths, and a few types
+        if doc["type"] != "lead_created" and n % 3:
+            doc["page_url"] = f"https://a.example/{'pricing' if n % 2 else 'blog'}/{n % 97}"
+    roomy, tight = Engine(map(load_icp, ICPS)), Engine(map(load_icp, ICPS))
+    roomy_states: dict[str, AccountState] = {}
+    tight_states: dict[str, AccountState] = {}
+    sizes = set()
+    for n, doc in enumerate(docs):
+        event = event_from_document(doc)
+        if event.account is None:
+            continue
+        company = companies.get(event.account)
+        a = roomy.apply(roomy_states.setdefault(event.account, AccountState()), event, company)
+        monkeypatch.setattr(engine_module, "POINTS_MEMO_LIMIT", 5)
+        b = tight.apply(tight_states.setdefault(event.account, AccountState()), event, company)
+        monkeypatch.undo()
+        assert [(s.icp.id, s.points, s.total) for s in a[1]] == [
+            (s.icp.id, s.points, s.total) for s in b[1]
+        ]
+        total = sum(len(by_path) for by_path in tight._points.values())
+        assert total == tight._memo_size <= 5
+        sizes.add(total)
+        if n == 1500:
+            tight.set_icp(load_icp(ICPS[0]).model_copy(update={"version": 99}))
+            roomy.set_icp(load_icp(ICPS[0]).model_copy(update={"version": 99}))
+            assert tight._points == {} and tight._memo_size == 0
+    assert sizes == {1, 2, 3, 4, 5}  # filled and cleared again and again
+    assert sum(len(by_path) for by_path in roomy._points.values()) > 100
