@@ -50,7 +50,7 @@ cdef class CompiledICP:
 
     @cython.locals(
         c=CompiledCriterion, static_weight=cython.double, quality=cython.double,
-        disqualified=cython.bint, timed=list,
+        disqualified=cython.bint, timed=list, sources=dict,
     )
     cpdef CompanyFit company_fit(self, object record)
 
@@ -72,8 +72,10 @@ cpdef list _members(object value)
 
 cdef bint _is_mapping(object value) except -1
 
+@cython.locals(flat=dict)
 cpdef object lookup(object record, tuple path)
 
+@cython.locals(entry=dict)
 cpdef double _confidence(object origin) except? -1.0
 
 cpdef object judge(CompiledCriterion c, object value, object at)

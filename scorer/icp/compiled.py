@@ -137,6 +137,9 @@ def lookup(record: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
     if record is None:
         return None
     if len(path) == 1:
+        if type(record) is dict:  # at C level in the compiled core, not a method call
+            flat = record
+            return flat.get(path[0])
         return record.get(path[0])
     value: Any = record
     for part in path:
@@ -192,9 +195,13 @@ class CompanyFit:
 
 def _confidence(origin: Any) -> float:
     """A field's confidence from its `sources` entry: 1.0 unless given."""
-    if not _is_mapping(origin):
+    if type(origin) is dict:  # at C level in the compiled core, not a method call
+        entry = origin
+        confidence = _number(entry.get("confidence"))
+    elif _is_mapping(origin):
+        confidence = _number(origin.get("confidence"))
+    else:
         return 1.0
-    confidence = _number(origin.get("confidence"))
     return 1.0 if confidence is None else min(1.0, max(0.0, confidence))
 
 
@@ -274,9 +281,10 @@ class CompiledICP:
 
     def company_fit(self, record: Mapping[str, Any] | None) -> CompanyFit:
         """Sum up every event-independent criterion on a record (None = no record)."""
-        sources = record.get("sources") if record is not None else None
-        if not _is_mapping(sources):
-            sources = {}
+        found = record.get("sources") if record is not None else None
+        # A dict, read at C level in the compiled core (a Mapping's `get` was a
+        # method call per criterion, ~400 instructions; callgrind).
+        sources = found if type(found) is dict else dict(found) if _is_mapping(found) else {}
         static_weight = quality = 0.0
         disqualified = False
         timed = []
