@@ -36,7 +36,8 @@ the same RocksDB volume (warm) and on an empty one (cold: every task's store
 rebuilt from its changelog).
 
 Environment: BENCH_EVENTS (1,000,000), BENCH_ARM_SECONDS (120),
-BENCH_PACED_SECONDS (30), BENCH_PACED_RATE (the paced phases' 100 %, instead of the
+BENCH_PACED_SECONDS (30), BENCH_INPUT_BATCH_BYTES (the drained input's record
+batch size, 524288), BENCH_PACED_RATE (the paced phases' 100 %, instead of the
 scorer's drain rate: for tuning), BENCH_PROFILE=1 (py-spy on the scorer while it
 drains), BENCH_QUICK=1 (the scorer's drain only, no results file: for
 tuning; BENCH_QUICK=latency adds the paced phases), BENCH_SCORER_WRAP (a
@@ -116,6 +117,9 @@ BIN = Path(sys.executable).parent
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 ARM_SECONDS = float(os.environ.get("BENCH_ARM_SECONDS", "120"))
 PACED_SECONDS = float(os.environ.get("BENCH_PACED_SECONDS", "30"))
+# The drained input's record batches: the paced load's are a 5 ms tick's events
+# of a partition (50-120 records, 16-40 KB at half load).
+INPUT_BATCH_BYTES = int(os.environ.get("BENCH_INPUT_BATCH_BYTES", str(512 * 1024)))
 PROFILE = os.environ.get("BENCH_PROFILE") == "1"
 QUICK = os.environ.get("BENCH_QUICK", "")  # "1": the scorer's drain only; "latency": and paced
 PAD = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
@@ -143,7 +147,7 @@ def make_data() -> tuple[Path, list[str], Path]:
 
 async def produce_file(prefix: str, path: Path) -> int:
     producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=512 * 1024, acks="all"
+        bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=INPUT_BATCH_BYTES, acks="all"
     )
     await producer.start()
     count = 0
@@ -521,6 +525,14 @@ async def run() -> dict[str, Any]:
         log(f"duty cycle: the scoring loop flat out and at {duty:.2f} of a core")
         result["cpu_us_per_event"]["machine_bursts"] = duty_cycle(companies_path, events_path, duty)
         log(f"  {result['cpu_us_per_event']['machine_bursts']}")
+        # What the other parties of a half-load phase charge any work on these 2 cores.
+        half_rate = rate * 0.5
+        log(f"contention: the scoring loop flat out, alone and beside {half_rate:,.0f} events/s")
+        events = clock.events(int(half_rate * PACED_SECONDS), domains, 104)
+        result["cpu_us_per_event"]["machine_contention"] = await contention(
+            prefix, companies_path, events_path, events, half_rate
+        )
+        log(f"  {result['cpu_us_per_event']['machine_contention']}")
         # The floor's figures, under the key the issue asks for, beside the scorer's.
         result["latency_ms"]["50pct"]["commit_floor"] = {
             k: result["latency_ms"]["50pct_commit_floor"][k] for k in ("p50", "p99")
@@ -614,6 +626,50 @@ def duty_cycle(companies: Path, events: Path, duty: float) -> dict[str, Any]:
     )  # fmt: skip
     measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return measured
+
+
+async def contention(
+    prefix: str, companies: Path, events: Path, paced: list[bytes], rate: float
+) -> dict[str, Any]:
+    """The scoring loop flat out (bench/arms/duty_cycle.py at duty 1: no Kafka, no
+    pauses), alone, then while the load generator produces `rate` events/s to the
+    broker (a) into topics nobody reads and (b) to the commit floor with no work of
+    its own (the Kafka side of the worker's cycle, exactly-once). CPU µs per event,
+    and the ratios to alone: what sharing the 2 cores at that rate charges work that
+    does not change. (b) runs the floor's client beside the loop, where the worker
+    runs it in turn with its scoring: (a) and (b) bracket the worker's case."""
+
+    async def loop_beside(load: Any) -> float:
+        produce = asyncio.ensure_future(load)
+        loop = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "bench/arms/duty_cycle.py"), str(companies), str(events),
+            "1", *map(str, ICPS), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await loop.communicate()
+        if produce.done():
+            log("  the loop outlasted the load: its figure is partly alone")
+        await produce
+        us: float = json.loads(out.decode().strip().splitlines()[-1])["flat_us_per_event"]
+        return us
+
+    alone = duty_cycle(companies, events, 1.0)["flat_us_per_event"]
+    idle = f"{prefix}idle-"
+    await create_topics([idle + name for name in FLOOR_TOPICS[:2]])
+    try:
+        beside_producer = await loop_beside(produce_paced(prepare_paced(idle, paced), rate))
+    finally:
+        await delete_run_topics(idle)
+    busy = f"{prefix}busy-"
+    async with started_floor(busy, "overlap", 0.0):
+        beside_floor = await loop_beside(produce_paced(prepare_paced(busy, paced), rate))
+    return {
+        "events_per_s": round(rate),
+        "alone_us_per_event": alone,
+        "beside_producer_us_per_event": beside_producer,
+        "beside_floor_us_per_event": beside_floor,
+        "ratio_producer": round(beside_producer / alone, 3),
+        "ratio_floor": round(beside_floor / alone, 3),
+    }
 
 
 def arm_result(drain: Drain) -> dict[str, Any]:
@@ -713,6 +769,7 @@ def report(result: dict[str, Any]) -> str:
         f"the machine alone (bench/arms/duty_cycle.py, no Kafka): the scoring loop costs "
         f"{bursts['bursts_us_per_event']} µs per event in bursts held to {bursts['duty']} of a "
         f"core, {bursts['flat_us_per_event']} µs flat out ({bursts['ratio']:.2f}x)",
+        *_contention(cpu),
         "",
         f"scorer: first event {result['first_event_s']} s after start, peak RSS "
         f"{result['rss_mb']} MB, {result['state_accounts']:,} accounts of state,",
@@ -740,6 +797,22 @@ def _floor_bound(cpu: dict[str, Any]) -> list[str]:
         f"commit floor CPU per event: {floor['drain']} µs draining, {floor['half_load']} µs at "
         f"50 % load: {extra:+.1f} µs, so any scorer costing {cpu['drain']} µs per event while "
         f"draining is at >= {(cpu['drain'] + extra) / cpu['drain']:.2f}x on this design"
+    ]
+
+
+def _contention(cpu: dict[str, Any]) -> list[str]:
+    """The same loop alone and beside the half-load rate's other parties (a run from
+    before 2026-12-06 08:00 has no such figures)."""
+    shared = cpu.get("machine_contention")
+    if not shared:
+        return []
+    return [
+        f"the 2 cores shared (no Kafka in the loop): the scoring loop flat out costs "
+        f"{shared['alone_us_per_event']} µs per event alone, "
+        f"{shared['beside_producer_us_per_event']} µs beside {shared['events_per_s']:,} "
+        f"events/s produced ({shared['ratio_producer']:.2f}x), "
+        f"{shared['beside_floor_us_per_event']} µs beside them produced and consumed by the "
+        f"commit floor ({shared['ratio_floor']:.2f}x)"
     ]
 
 

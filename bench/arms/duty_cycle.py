@@ -11,7 +11,8 @@ half-load / drain CPU ratio that comes with the bursts themselves on this
 machine, whatever the worker does per event.
 
     python bench/arms/duty_cycle.py COMPANIES EVENTS DUTY [ICP ...]
-Prints one JSON line.
+Prints one JSON line. DUTY 1 runs the flat passes only (`make bench` times them
+alone and while the half-load rate's other parties run: its contention figure).
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def main(companies_path: str, events_path: str, duty: float, icps: list[str]) ->
     flat, bursts = [], []
     for _ in range(ROUNDS):
         flat.append(cpu_per_event(engine, companies, lines, 1.0))
-        bursts.append(cpu_per_event(engine, companies, lines, duty))
-    flat_us, bursts_us = statistics.median(flat), statistics.median(bursts)
+        if duty < 1.0:
+            bursts.append(cpu_per_event(engine, companies, lines, duty))
+    flat_us = statistics.median(flat)
+    bursts_us = statistics.median(bursts) if bursts else flat_us
     print(
         orjson.dumps(
             {
