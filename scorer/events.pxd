@@ -4,7 +4,7 @@
 cimport cython
 
 from scorer.enrichment.domains cimport lead_account, normalise_domain
-from scorer.timefmt cimport parse_event_time
+from scorer.timefmt cimport common_time_at, parse_event_time
 
 
 # Strings (or None) and a number only: Cython then leaves the type out of the cyclic
@@ -29,13 +29,14 @@ cpdef Event _typed_decode(object raw)
 @cython.locals(event=Event)
 cdef Event _from_fields(
     object raw, str event_id, str kind, str occurred_at, str company_domain, str page_url,
-    str lead_id, str email, str title,
+    str lead_id, str email, str title, double at,
 )
 
 # events.py's first line turns off bounds and wraparound checks for the module: its
 # only indexing is of the event's bytes in these functions, each index checked
 # against the length before it is read.
 cdef bint _COMPILED
+cdef double _UNPARSED
 cdef int _QUOTE, _COLON, _COMMA, _OPEN, _CLOSE, _SPACE
 cdef bytes _STOPS
 
@@ -43,7 +44,7 @@ cdef bytes _STOPS
     data="const unsigned char *", n=Py_ssize_t, i=Py_ssize_t, c=cython.int, seen=cython.int,
     key_start=Py_ssize_t, key_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t,
     field=cython.int, more=cython.bint, value=str, event_id=str, kind=str, occurred_at=str,
-    company_domain=str, page_url=str, lead_id=str, email=str, title=str,
+    company_domain=str, page_url=str, lead_id=str, email=str, title=str, at=cython.double,
 )
 cpdef Event _scan_common(bytes raw)
 

@@ -70,11 +70,11 @@ _NOT_COMMON = float("nan")
 _COMPILED = not __file__.endswith(".py")
 
 
-def _digits(text: str, start: int, count: int) -> int:
-    """The ASCII decimal number in text[start:start + count]; -1 if any is not a digit."""
+def _digits(data: bytes, start: int, count: int) -> int:
+    """The ASCII decimal number in data[start:start + count]; -1 if any is not a digit."""
     value = 0
     for i in range(start, start + count):
-        digit = ord(text[i]) - 48
+        digit = data[i] - 48
         if digit < 0 or digit > 9:
             return -1
         value = value * 10 + digit
@@ -86,17 +86,31 @@ def common_event_time(text: str) -> float:
     shape nearly every producer writes, equal to `datetime.fromisoformat(text).timestamp()`
     (a property test holds the two together); NaN for anything else, which
     `parse_event_time` then reads (or refuses) through datetime."""
-    n = len(text)
+    if not text.isascii():
+        return _NOT_COMMON
+    data = text.encode("ascii")
+    return common_time_at(data, 0, len(data))
+
+
+def common_time_at(data: bytes, start: int, n: int) -> float:
+    """`common_event_time` of the ASCII text in data[start:start + n]: the event
+    decoder reads it there, from the event's bytes, before any string is made."""
     if n < 20 or n > 32:
         return _NOT_COMMON
-    if text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" or text[16] != ":":
+    if (
+        data[start + 4] != _DASH
+        or data[start + 7] != _DASH
+        or data[start + 10] != _T
+        or data[start + 13] != _COLON
+        or data[start + 16] != _COLON
+    ):
         return _NOT_COMMON
-    year = _digits(text, 0, 4)
-    month = _digits(text, 5, 2)
-    day = _digits(text, 8, 2)
-    hour = _digits(text, 11, 2)
-    minute = _digits(text, 14, 2)
-    second = _digits(text, 17, 2)
+    year = _digits(data, start, 4)
+    month = _digits(data, start + 5, 2)
+    day = _digits(data, start + 8, 2)
+    hour = _digits(data, start + 11, 2)
+    minute = _digits(data, start + 14, 2)
+    second = _digits(data, start + 17, 2)
     if year < _FIRST_YEAR or year > _LAST_YEAR or month < 1 or month > 12 or day < 1:
         return _NOT_COMMON
     if hour < 0 or hour > 23 or minute < 0 or minute > 59 or second < 0 or second > 59:
@@ -110,28 +124,29 @@ def common_event_time(text: str) -> float:
         last = 31
     if day > last:
         return _NOT_COMMON
-    i = 19
+    end = start + n
+    i = start + 19
     micro = 0
-    if text[i] == ".":  # milliseconds or microseconds; any other precision takes datetime's route
-        i = 20
-        while i < n and "0" <= text[i] <= "9":
+    if data[i] == _DOT:  # milliseconds or microseconds; any other precision takes datetime's route
+        i += 1
+        while i < end and _ZERO <= data[i] <= _NINE:
             i += 1
-        if i == 23:
-            micro = _digits(text, 20, 3) * 1000
-        elif i == 26:
-            micro = _digits(text, 20, 6)
+        if i == start + 23:
+            micro = _digits(data, start + 20, 3) * 1000
+        elif i == start + 26:
+            micro = _digits(data, start + 20, 6)
         else:
             return _NOT_COMMON
     offset = 0
-    if i + 1 == n and text[i] == "Z":
+    if i + 1 == end and data[i] == _Z:
         pass
-    elif i + 6 == n and (text[i] == "+" or text[i] == "-") and text[i + 3] == ":":
-        zone_hours = _digits(text, i + 1, 2)
-        zone_minutes = _digits(text, i + 4, 2)
+    elif i + 6 == end and (data[i] == _PLUS or data[i] == _DASH) and data[i + 3] == _COLON:
+        zone_hours = _digits(data, i + 1, 2)
+        zone_minutes = _digits(data, i + 4, 2)
         if zone_hours < 0 or zone_hours > 23 or zone_minutes < 0 or zone_minutes > 59:
             return _NOT_COMMON
         offset = zone_hours * 3600 + zone_minutes * 60
-        if text[i] == "-":
+        if data[i] == _DASH:
             offset = -offset
     else:
         return _NOT_COMMON
@@ -145,6 +160,10 @@ def common_event_time(text: str) -> float:
     seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
     micros = seconds * 1_000_000 + micro
     return micros / 1e6
+
+
+# The bytes `common_time_at` compares.
+_DASH, _COLON, _DOT, _PLUS, _T, _Z, _ZERO, _NINE = b"-:.+TZ09"
 
 
 _RECORD_TIME_MEMO_LIMIT = 10_000

@@ -243,6 +243,9 @@ _plain_value = st.one_of(
         [
             *(b'"lead_created"', b'"page_view"', b'"2026-11-20T10:00:00Z"', b'"Acme.example"'),
             *(b'"https://a.example/pricing?x=1"', b'"pat@acme.example"', b'"2026-11-20"', b"null"),
+            # Event times the scanner reads from the bytes, and ones it leaves to datetime.
+            *(b'"2024-02-29T23:59:59.123456-07:30"', b'"2026-02-29T10:00:00.123Z"'),
+            *(b'"2026-11-20T10:00:00.12Z"', b'"2026-11-20 10:00:00Z"', b'"1969-12-31T23:59:59Z"'),
         ]
     ),
 )
