@@ -16,6 +16,7 @@ from typing import IO, Any
 import orjson
 
 from scorer.errors import InvalidInputError
+from scorer.events import MAX_EVENT_BYTES
 from scorer.scoring.engine import INVALID, SCORED, Engine
 from scorer.scoring.intake import AccountStates, CompanyMap, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
@@ -114,8 +115,10 @@ def score_lines(
             if not raw:
                 continue
             try:
+                # By position: with keywords the compiled core called take_event through
+                # its Python wrapper, not at C level (~350 instructions an event).
                 outcome, event, scores = take_event(
-                    engine, raw, accounts, table, every, placement=None, erasures=erasures
+                    engine, raw, accounts, table, every, MAX_EVENT_BYTES, None, erasures
                 )
             except InvalidInputError as exc:
                 # A blank line is skipped, not bad: asked only of lines that fail to
