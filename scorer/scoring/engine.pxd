@@ -5,7 +5,7 @@ cimport cython
 from scorer.events cimport Event
 from scorer.icp.compiled cimport CompanyFit, CompiledICP
 from scorer.scoring.decision cimport should_alert
-from scorer.scoring.state cimport AccountState, IcpState, SeenIds
+from scorer.scoring.state cimport AccountState, IcpState, SeenIds, lead_key
 
 
 cdef class Score:

@@ -1,6 +1,10 @@
 # The compiled core's view of scorer/scoring/state.py (see scorer/native.py).
 cimport cython
 
+cdef object _LEAD_HASH
+
+cpdef bytes lead_key(str lead_id)
+
 cdef class SeenIds:
     cpdef bint contains(self, str event_id, double at)
 

@@ -4,6 +4,7 @@ interleavings of events and erasures against a reference."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -424,3 +425,12 @@ def test_both_builds_write_the_same_changelog_bytes_with_erasures(tmp_path: Path
     assert compiled_out.count(b"=03") > 1000  # format-3 records
     assert compiled_out.count(b"=-") > 10  # tombstones: an erased account, rewritten chunks
     assert compiled_out == pure_out
+
+
+def test_a_lead_key_is_the_salted_blake2b_of_its_id() -> None:
+    """The key in account state, the changelog and erasure requests: its bytes must
+    never change between versions (state written by one is read by the next)."""
+    for lead_id in ("hubspot-777", "L-1", "", "lead-ü"):
+        expected = hashlib.blake2b(lead_id.encode(), digest_size=16, person=b"scorer-lead")
+        assert lead_key(lead_id) == expected.digest()
+    assert lead_key("L-1").hex() == "2654a13460b11569d899e4e29cdd15f2"  # as written since v1
