@@ -195,13 +195,12 @@ class CompanyFit:
 
 def _confidence(origin: Any) -> float:
     """A field's confidence from its `sources` entry: 1.0 unless given."""
-    if type(origin) is dict:  # at C level in the compiled core, not a method call
-        entry = origin
-        confidence = _number(entry.get("confidence"))
-    elif _is_mapping(origin):
-        confidence = _number(origin.get("confidence"))
-    else:
-        return 1.0
+    if type(origin) is not dict:
+        if not _is_mapping(origin):
+            return 1.0
+        origin = dict(origin)
+    entry = origin  # a dict: read at C level in the compiled core, not a method call
+    confidence = _number(entry.get("confidence"))
     return 1.0 if confidence is None else min(1.0, max(0.0, confidence))
 
 
