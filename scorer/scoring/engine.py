@@ -153,21 +153,22 @@ class Engine:
             return False
         self._icps[compiled.id] = compiled
         self._active = tuple(self._icps.values())
-        self._points = {}
-        self._memo_size = 0
+        self._clear_points()
         return True
 
     def remove_icp(self, icp_id: str) -> bool:
         removed = self._icps.pop(icp_id, None) is not None
         self._active = tuple(self._icps.values())
+        self._clear_points()
+        return removed
+
+    def _clear_points(self) -> None:
         self._points = {}
         self._memo_size = 0
-        return removed
 
     def _signal_points(self, kind: str, path: str | None) -> tuple[float, ...]:
         if self._memo_size >= POINTS_MEMO_LIMIT:
-            self._points = {}
-            self._memo_size = 0
+            self._clear_points()
         by_path = self._points.get(kind)
         if by_path is None:
             by_path = self._points[kind] = {}
