@@ -523,7 +523,8 @@ async def run() -> dict[str, Any]:
         # and held to the worker's share of a core at half load (bench/arms/duty_cycle.py).
         duty = min(1.0, result["latency_ms"]["50pct"]["cpu"]["worker"])
         log(f"duty cycle: the scoring loop flat out and at {duty:.2f} of a core")
-        result["cpu_us_per_event"]["machine_bursts"] = duty_cycle(companies_path, events_path, duty)
+        bursts = await duty_cycle(companies_path, events_path, duty)
+        result["cpu_us_per_event"]["machine_bursts"] = bursts
         log(f"  {result['cpu_us_per_event']['machine_bursts']}")
         # What the other parties of a half-load phase charge any work on these 2 cores.
         half_rate = rate * 0.5
@@ -616,15 +617,18 @@ def java_consumer_perf(prefix: str, total: int) -> dict[str, float]:
     }
 
 
-def duty_cycle(companies: Path, events: Path, duty: float) -> dict[str, Any]:
+async def duty_cycle(companies: Path, events: Path, duty: float) -> dict[str, Any]:
     """bench/arms/duty_cycle.py: CPU per event of the scoring loop flat out and in
-    bursts held to `duty` of a core, on this machine, now."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench/arms/duty_cycle.py"), str(companies), str(events),
-         f"{duty:.2f}", *map(str, ICPS)],
-        check=True, capture_output=True, text=True,
+    bursts held to `duty` of a core (1: flat out only), on this machine, now. A
+    subprocess awaited, so that a load can run beside it (`contention`)."""
+    loop = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench/arms/duty_cycle.py"), str(companies), str(events),
+        f"{duty:.2f}", *map(str, ICPS), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out, _ = await loop.communicate()
+    if loop.returncode:
+        raise RuntimeError(f"duty_cycle.py exited with {loop.returncode}")
+    measured: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return measured
 
 
@@ -641,18 +645,14 @@ async def contention(
 
     async def loop_beside(load: Any) -> float:
         produce = asyncio.ensure_future(load)
-        loop = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "bench/arms/duty_cycle.py"), str(companies), str(events),
-            "1", *map(str, ICPS), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, _ = await loop.communicate()
+        measured = await duty_cycle(companies, events, 1.0)
         if produce.done():
             log("  the loop outlasted the load: its figure is partly alone")
         await produce
-        us: float = json.loads(out.decode().strip().splitlines()[-1])["flat_us_per_event"]
+        us: float = measured["flat_us_per_event"]
         return us
 
-    alone = duty_cycle(companies, events, 1.0)["flat_us_per_event"]
+    alone = (await duty_cycle(companies, events, 1.0))["flat_us_per_event"]
     idle = f"{prefix}idle-"
     await create_topics([idle + name for name in FLOOR_TOPICS[:2]])
     try:
