@@ -38,6 +38,8 @@ MODULES = (
     "scorer.offline",
     "scorer.stream.account_codec",
     "scorer.kafka.partition",
+    "scorer.stream.store",
+    "scorer.stream.tables",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"
 RECORD = "_core_sources.json"  # in the package: the sources a build was made from

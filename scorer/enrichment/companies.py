@@ -24,6 +24,7 @@ class CompanyTable:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
+        # Never rebound: the worker's `Firmographics` reads this dict object per event.
         self.records: dict[bytes, bytes] = {}
 
     def __len__(self) -> int:

@@ -176,8 +176,11 @@ class Engine:
         self._memo_size += 1
         return points
 
-    def company_fits(self, company: Company | None) -> list[CompanyFit]:
-        """A company's event-independent fit under each active ICP (None: no record)."""
+    def company_fits(self, company: Company | bytes | None) -> list[CompanyFit]:
+        """A company's event-independent fit under each active ICP (None: no record;
+        bytes: the record as JSON, the stream's table)."""
+        if isinstance(company, bytes):
+            company = LazyCompany(company)
         if type(company) is LazyCompany:
             company = company.doc()  # decoded once for every ICP's criteria
         return [icp.company_fit(company) for icp in self._active]
@@ -186,7 +189,7 @@ class Engine:
         self,
         state: AccountState,
         event: Event,
-        company: Company | None,
+        company: Company | bytes | None,
         company_token: object = None,
         every: bool = True,
     ) -> tuple[str, list[Score]]:
@@ -194,7 +197,8 @@ class Engine:
 
         `company_token`: what keeps the company's fit valid while unchanged (None:
         the record object itself); the company is only read when its fit is not
-        kept or a score is built, so it may be decoded lazily.
+        kept or a score is built, so it may be decoded lazily, or given as its JSON
+        bytes (the stream's table: most events then make no object for it).
         `every`: a `Score` per active ICP; False gives only the hot ones
         (alerts and suppressed), the state changing exactly the same: callers
         that publish alerts only skip building scores nobody reads."""
@@ -306,6 +310,8 @@ class Engine:
             if alert:
                 icp_state._alert_at = clock
                 icp_state.alert_tier = tier
+            if isinstance(company, bytes):  # a score reads it as a mapping (its name, reasons)
+                company = LazyCompany(company)
             scores.append(
                 Score(
                     icp,

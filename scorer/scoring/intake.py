@@ -9,9 +9,10 @@ tables they give and in what they do with the result:
 
 - `accounts.account(domain)` gives the account's `AccountState`: a dict of
   states for a file (`AccountStates`), a task's store in the stream;
-- `companies.company(domain)` gives `(record or None, token)`; the token
-  keeps the engine's fit of the record valid while it is unchanged (None:
-  the record object itself is the token);
+- `companies.company(domain)` gives `(record or None, token)`, the record a
+  mapping or its JSON bytes (the stream's table: decoded only when read); the
+  token keeps the engine's fit of the record valid while it is unchanged
+  (None: the record object itself is the token);
 - `placement.belongs(domain)`, when given, may refuse an event before its
   state is touched: the stream re-keys an event that sits on another
   partition than its account's, the backtest's split replay skips the

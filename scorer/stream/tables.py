@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 from scorer.enrichment.companies import CompanyTable
-from scorer.enrichment.firmographics import LazyCompany
 from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.loader import loads_icp
 from scorer.kafka.follower import DeadLetter
@@ -25,23 +24,27 @@ log = logging.getLogger("scorer.worker")
 
 
 class Firmographics(CompanySource):
-    """The company table, as the engine and the metrics see it."""
+    """The company table, as the engine and the metrics see it. An account's
+    company goes to the engine as the record's bytes, which are also the token
+    of its kept fit: most events make no object for it (the engine decodes it
+    when a fit is computed or a score built)."""
 
     def __init__(self, metrics: Metrics, max_bytes: int) -> None:
         self.metrics = metrics
         self.table = CompanyTable(max_bytes)
+        self.records = self.table.records  # the table's own dict, read per event
         self.hits = self.misses = 0  # since the last flush_counts
 
-    def company(self, domain: str) -> tuple[LazyCompany | None, bytes | None]:
-        """The account's company record (None: every field unknown), not yet
-        decoded, and its bytes: the token that keeps the engine's fit of it
-        valid while the record is unchanged (`scorer.scoring.intake.CompanySource`)."""
-        raw = self.table.records.get(domain.encode())
+    def company(self, domain: str) -> tuple[bytes | None, bytes | None]:
+        """The account's company record as JSON bytes (None: every field unknown),
+        and the same bytes as the token that keeps the engine's fit of it valid
+        while the record is unchanged (`scorer.scoring.intake.CompanySource`)."""
+        raw: bytes | None = self.records.get(domain.encode())
         if raw is None:
             self.misses += 1
             return None, None
         self.hits += 1
-        return LazyCompany(raw), raw
+        return raw, raw
 
     def flush_counts(self) -> None:
         """Lookups since the last call into the Prometheus counters."""
