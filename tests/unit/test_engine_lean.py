@@ -136,3 +136,35 @@ def test_the_points_memo_is_bounded_and_never_changes_a_score(monkeypatch) -> No
             assert tight._points == {} and tight._memo_size == 0
     assert sizes == {1, 2, 3, 4, 5}  # filled and cleared again and again
     assert sum(len(by_path) for by_path in roomy._points.values()) > 100
+
+
+def test_a_company_given_as_its_bytes_scores_and_documents_as_its_record() -> None:
+    """The stream's table gives the engine a record's JSON bytes (also the fit's
+    token): the states, the scores and every document are those of the record."""
+    records = list(synthetic.companies(300, seed=7))
+    companies = {r["domain"]: r for r in records}
+    raws = {domain: orjson.dumps(record) for domain, record in companies.items()}
+    domains = [r["domain"] for r in records]
+    by_record, by_bytes = Engine(map(load_icp, ICPS)), Engine(map(load_icp, ICPS))
+    record_states: dict[str, AccountState] = {}
+    bytes_states: dict[str, AccountState] = {}
+    documents = 0
+    for doc in synthetic.events(6000, domains, seed=11):
+        event = event_from_document(doc)
+        if event.account is None:
+            continue
+        raw = raws.get(event.account)
+        a = by_record.apply(
+            record_states.setdefault(event.account, AccountState()),
+            event,
+            companies.get(event.account),
+        )
+        b = by_bytes.apply(bytes_states.setdefault(event.account, AccountState()), event, raw, raw)
+        assert a[0] == b[0] and len(a[1]) == len(b[1])
+        for x, y in zip(a[1], b[1], strict=True):
+            assert build_document(x, HOT_ACCOUNT, 0.0) == build_document(y, HOT_ACCOUNT, 0.0)
+            documents += 1
+    assert documents > 1000
+    assert {k: s.to_json() for k, s in record_states.items()} == {
+        k: s.to_json() for k, s in bytes_states.items()
+    }
