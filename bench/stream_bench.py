@@ -145,6 +145,19 @@ def make_data() -> tuple[Path, list[str], Path]:
 # -- Kafka helpers ---------------------------------------------------------------------
 
 
+def publish_tables(env: dict[str, str], companies_path: Path) -> None:
+    """The bench's ICPs and companies onto the topics `env` names (`scorer` commands)."""
+    scorer = str(BIN / "scorer")
+    for icp in ICPS:
+        subprocess.run([scorer, "icp", "publish", str(icp)], env=env, check=True)
+    subprocess.run(
+        [scorer, "firmographics", "load", str(companies_path)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 async def produce_file(prefix: str, path: Path) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=INPUT_BATCH_BYTES, acks="all"
@@ -387,14 +400,7 @@ async def run() -> dict[str, Any]:
     scorer = str(BIN / "scorer")
     try:
         log("publishing 2 ICPs and loading 100,000 companies")
-        for icp in ICPS:
-            subprocess.run([scorer, "icp", "publish", str(icp)], env=env, check=True)
-        subprocess.run(
-            [scorer, "firmographics", "load", str(companies_path)],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        publish_tables(env, companies_path)
         log(f"producing {EVENTS:,} events")
         t = time.monotonic()
         produced = await produce_file(prefix, events_path)

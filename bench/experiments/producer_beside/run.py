@@ -36,7 +36,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from bench.common import ICPS, RESULTS, TMP, log
+from bench.common import RESULTS, TMP, log
 from bench.paced import cpu_seconds, prepare_paced, produce_paced, wait_drained
 from bench.stream_bench import (
     BIN,
@@ -47,6 +47,7 @@ from bench.stream_bench import (
     free_port,
     make_data,
     produce_file,
+    publish_tables,
 )
 from bench.stream_bench import start as start_process
 from bench.stream_bench import stop as stop_process
@@ -76,10 +77,7 @@ async def run(count: int, plan: str) -> dict[str, Any]:
     env = {**os.environ, "SCORER_BROKER": BROKER, "SCORER_TOPIC_PREFIX": prefix,
            "SCORER_TOPIC_PARTITIONS": str(PARTITIONS)}  # fmt: skip
     scorer = str(BIN / "scorer")
-    for icp in ICPS:
-        subprocess.run([scorer, "icp", "publish", str(icp)], env=env, check=True)
-    subprocess.run([scorer, "firmographics", "load", str(companies_path)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    publish_tables(env, companies_path)
     await produce_file(prefix, events_path)
     inputs = [f"{prefix}visitor-events", f"{prefix}lead-events"]
     tps = [TopicPartition(name, p) for name in inputs for p in range(PARTITIONS)]
