@@ -40,6 +40,7 @@ MODULES = (
     "scorer.kafka.partition",
     "scorer.stream.store",
     "scorer.stream.tables",
+    "scorer.stream.processor",
 )
 PURE_ENV = "SCORER_PURE_PYTHON"
 RECORD = "_core_sources.json"  # in the package: the sources a build was made from

@@ -43,6 +43,7 @@ from scorer.scoring.intake import (
     PLACED_ELSEWHERE,
     AccountStates,
     CompanyMap,
+    Placement,
     apply_event,
     take_event,
 )
@@ -183,7 +184,7 @@ def replay(
     return history, runs
 
 
-class ShareOf:
+class ShareOf(Placement):
     """A split replay's placement: process k of n takes the accounts whose
     CRC-32 is k modulo n (accounts are independent)."""
 

@@ -14,6 +14,10 @@ cdef class CompanySource:
     cpdef tuple company(self, str domain)
 
 
+cdef class Placement:
+    cpdef bint belongs(self, str domain)
+
+
 cdef class AccountStates(AccountTable):
     cdef public dict states
 
@@ -31,7 +35,7 @@ cdef class CompanyMap(CompanySource):
 
 cpdef tuple take_event(
     Engine engine, object raw, AccountTable accounts, CompanySource companies, bint every=*,
-    Py_ssize_t max_bytes=*, object placement=*, object erasures=*,
+    Py_ssize_t max_bytes=*, Placement placement=*, object erasures=*,
 )
 
 cpdef tuple apply_event(

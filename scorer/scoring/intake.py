@@ -58,8 +58,15 @@ class CompanySource:
         raise NotImplementedError
 
 
-class Placement(Protocol):
-    def belongs(self, domain: str) -> bool: ...
+class Placement:
+    """Which accounts a caller takes: the base of the stream's `Processor` (an event
+    on another partition than its account's is re-keyed) and the backtest's split
+    replay (`ShareOf`). A base class, as `AccountTable`: called per event."""
+
+    __slots__ = ()
+
+    def belongs(self, domain: str) -> bool:
+        raise NotImplementedError
 
 
 class Dropping(Protocol):

@@ -27,18 +27,23 @@ from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
 from scorer.scoring.erasure import Erasures
-from scorer.scoring.intake import PLACED_ELSEWHERE, take_event
+from scorer.scoring.intake import PLACED_ELSEWHERE, Placement, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.stream.account_codec import UnknownFormat, unreadable_state
 from scorer.stream.metrics import Metrics
+from scorer.stream.store import AccountStore
 from scorer.stream.tables import Firmographics
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")
 
 
-class Processor:
-    """Turns input records of a task into state changes and outputs."""
+class Processor(Placement):
+    """Turns input records of a task into state changes and outputs.
+
+    Compiled with the core (`processor.pxd`): its per-record path calls the
+    engine, the store and the tables at C level, and `belongs` is called from
+    `take_event` so."""
 
     def __init__(
         self,
@@ -68,23 +73,37 @@ class Processor:
         # batch: a counter's inc takes a lock, a dict update does not.
         self._counts: dict[tuple[str, str], int] = {}
         self.first_event_at: float | None = None
-        # The record being handled, and its account's key and partition (`belongs`).
-        self.record: Any = None
+        # Topic names, read per record.
+        self.lead_topic = topics.lead
+        self.rekey_topic = topics.rekey
+        # The record being handled: where it is (`belongs` compares), and its
+        # account's key and partition (`belongs` sets them).
+        self.record_topic = ""
+        self.record_key: bytes | None = None
+        self.record_partition = 0
         self.key = b""
         self.partition = 0
+        # The newest event time scored in the batch at hand (`Task.scored` once a batch).
+        self.newest = float("-inf")
 
     def process(self, task: Task, records: list[Any]) -> None:
         """Records of one input partition, in offset order."""
         self.now = time.time()  # scored_at and ingest-to-score, once per batch
         self.in_force = self.erasures if self.erasures else None  # none: no check per event
-        for record in records:
-            try:
-                self.handle(task, record)
-            except UnknownFormat as exc:  # state this version cannot read: stop, say why
-                raise ConfigError(unreadable_state(task.changelog.topic, exc)) from exc
-            except Exception:  # a bug must not stop the partition: dead-letter it
-                log.exception("scoring failed; record sent to the DLQ")
-                self.dead_letter(task, record, "internal_error", "see worker log")
+        self.newest = float("-inf")
+        store = task.store
+        try:
+            for record in records:
+                try:
+                    self.handle(task, store, record)
+                except UnknownFormat as exc:  # state this version cannot read: stop, say why
+                    raise ConfigError(unreadable_state(task.changelog.topic, exc)) from exc
+                except Exception:  # a bug must not stop the partition: dead-letter it
+                    log.exception("scoring failed; record sent to the DLQ")
+                    self.dead_letter(task, record, "internal_error", "see worker log")
+        finally:
+            if self.newest > float("-inf"):
+                task.scored(self.newest)
         if self.first_event_at is None and records:
             self.first_event_at = time.monotonic()
         self.flush_counts()
@@ -108,22 +127,22 @@ class Processor:
         if partition is None:
             partition = self.partition_of(key)
         self.partition = partition
-        record = self.record
-        placed: bool = record.topic == self.topics.rekey or (
-            record.key == key and record.partition == partition
+        placed: bool = self.record_topic == self.rekey_topic or (
+            self.record_key == key and self.record_partition == partition
         )
         return placed
 
-    def handle(self, task: Task, record: Any) -> None:
-        topics = self.topics
-        stream = "lead" if record.topic == topics.lead else "visitor"
+    def handle(self, task: Task, store: AccountStore, record: Any) -> None:
+        """One record of the task's (`store` is the task's store)."""
+        topic = self.record_topic = record.topic
+        stream = "lead" if topic == self.lead_topic else "visitor"
         raw = record.value
         if raw is None:
             self.dead_letter(task, record, "schema", "null value")
             self.count(stream, INVALID)
             return
-        self.record = record
-        store = task.store
+        self.record_key = record.key
+        self.record_partition = record.partition
         try:
             outcome, event, scores = take_event(
                 self.engine,
@@ -140,14 +159,16 @@ class Processor:
             self.count(stream, INVALID)
             return
         if outcome == PLACED_ELSEWHERE:
-            task.send(topics.rekey, self.key, raw, record.headers, self.partition)
+            task.send(self.rekey_topic, self.key, raw, record.headers, self.partition)
             return
         self.count(stream, outcome)
         if outcome != SCORED:
             return
         key = self.key
         store.dirty.add(key)
-        task.scored(event.at)
+        at = event.at
+        if at > self.newest:
+            self.newest = at
         now = self.now
         produced_at = record.timestamp / 1000.0
         self.metrics.ingest_to_score.observe(now - produced_at)

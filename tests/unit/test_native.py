@@ -76,8 +76,8 @@ def test_a_module_dropped_from_the_core_leaves_no_compiled_file_behind(tmp_path:
     removes it): Python would import it instead of the module's source."""
     suffix = EXTENSION_SUFFIXES[0]
     kept = tmp_path / f"{native.module_path(native.MODULES[0])}{suffix}"
-    stray = tmp_path / "stream" / f"processor{suffix}"
-    for path in (kept, stray, tmp_path / "stream" / "processor.py"):
+    stray = tmp_path / "stream" / f"worker{suffix}"
+    for path in (kept, stray, tmp_path / "stream" / "worker.py"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
     assert native.stray_extensions(tmp_path) == [stray]
