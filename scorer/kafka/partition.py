@@ -13,17 +13,21 @@ from __future__ import annotations
 
 def default_partition(key: bytes, count: int) -> int:
     data = key
-    length = len(data)
+    length = len(key)  # not len(data): compiled, `data` is a pointer
+    # The constants in typed locals: compiled, a literal above 2**31 is a Python int,
+    # and every operation with one would be too.
     m = 0x5BD1E995
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    mask = 0xFFFFFFFF
+    seed = 0x9747B28C
+    h = (seed ^ length) & mask
     end = length - length % 4
     i = 0
     while i < end:
         k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-        k = (k * m) & 0xFFFFFFFF
+        k = (k * m) & mask
         k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
         i += 4
     rest = length - end
     if rest >= 3:
@@ -32,8 +36,8 @@ def default_partition(key: bytes, count: int) -> int:
         h ^= data[end + 1] << 8
     if rest >= 1:
         h ^= data[end]
-        h = (h * m) & 0xFFFFFFFF
+        h = (h * m) & mask
     h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
+    h = (h * m) & mask
     h ^= h >> 15
     return int((h & 0x7FFFFFFF) % count)

@@ -5,6 +5,7 @@
 cimport cython
 
 from scorer.events cimport Event
+from scorer.kafka.partition cimport default_partition
 from scorer.scoring.engine cimport Engine
 from scorer.scoring.intake cimport Placement, take_event
 from scorer.stream.store cimport AccountStore
@@ -22,6 +23,7 @@ cdef class Processor(Placement):
     cdef public Py_ssize_t partitions
     cdef public Py_ssize_t max_bytes
     cdef public bint emit_scores
+    cdef public bint hash_each
     cdef public object partition_of
     cdef public dict _partition_of
     cdef public double now
@@ -38,7 +40,7 @@ cdef class Processor(Placement):
 
     cpdef void count(self, str stream, str outcome)
 
-    @cython.locals(partition=object, placed=cython.bint)
+    @cython.locals(partition=Py_ssize_t, found=object, placed=cython.bint)
     cpdef bint belongs(self, str domain)
 
     @cython.locals(

@@ -22,8 +22,10 @@ import orjson
 
 from scorer.config import Settings
 from scorer.errors import ConfigError, InvalidInputError
+from scorer.kafka import partition as partition_module
 from scorer.kafka.client import KeyPartitions
 from scorer.kafka.dlq import dlq_headers
+from scorer.kafka.partition import default_partition
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
 from scorer.scoring.erasure import Erasures
@@ -66,6 +68,9 @@ class Processor(Placement):
         self.partitions = partitions
         self.max_bytes = settings.max_message_bytes
         self.emit_scores = settings.emit_scores
+        # An account's partition: murmur2 of its key, each time when compiled (cheaper
+        # than a look-up in a memo of every account); memoised in pure Python.
+        self.hash_each = not (partition_module.__file__ or "").endswith(".py")
         self.partition_of = KeyPartitions(partitions)
         self._partition_of = self.partition_of.memo  # looked up inline in `belongs`
         self.now = time.time()
@@ -123,10 +128,12 @@ class Processor(Placement):
         """The record in hand is on its account's key and partition (else it is
         re-keyed): `scorer.scoring.intake.Placement`."""
         key = self.key = domain.encode()
-        partition = self._partition_of.get(key)
-        if partition is None:
-            partition = self.partition_of(key)
-        self.partition = partition
+        if self.hash_each:
+            self.partition = default_partition(key, self.partitions)
+        else:
+            found = self._partition_of.get(key)
+            self.partition = self.partition_of(key) if found is None else found
+        partition = self.partition
         placed: bool = self.record_topic == self.rekey_topic or (
             self.record_key == key and self.record_partition == partition
         )
