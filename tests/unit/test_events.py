@@ -71,6 +71,29 @@ def test_the_domain_memo_keeps_the_domains_in_play_and_never_changes_a_result() 
             assert normalise_domain("WWW.Hot.Example") is hot
 
 
+def _reference(domain: str) -> str:
+    result = domain.strip().lower().rstrip(".")
+    return result[4:] if result.startswith("www.") else result
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("aZw.W -_\t\x1f\x85\u0130\xc9kK0é")), max_size=12)
+    | st.text(max_size=12)
+)
+def test_every_spelling_normalises_as_the_rule_says(domain: str) -> None:
+    """The scan that lets the usual spelling skip the memo never changes a result: odd
+    characters (Unicode case and whitespace, control characters) included."""
+    assert normalise_domain(domain) == _reference(domain)
+    assert normalise_domain(domain) == _reference(domain)  # memoised the second time
+
+
+@pytest.mark.parametrize(
+    "domain", ["acme.example", "www.acme.example", "wwwx.example", "acme.example.", "Acme.example"]
+)
+def test_plain_and_other_spellings_normalise_alike(domain: str) -> None:
+    assert normalise_domain(domain) == _reference(domain)
+
+
 def test_null_domain_is_unresolved_and_ip_is_dropped() -> None:
     """An unidentified visitor has no account; the IP is not kept anywhere on the event."""
     event = decode_event(orjson.dumps({**VISIT, "company_domain": None, "ip": "198.51.100.7"}))
