@@ -13,6 +13,10 @@ cdef class AccountTable:
 cdef class CompanySource:
     cpdef tuple company(self, str domain)
 
+    cpdef Py_ssize_t changes(self)
+
+    cpdef bint unchanged(self, str domain, Py_ssize_t since, object record)
+
 
 cdef class Placement:
     cpdef bint belongs(self, str domain)
@@ -32,12 +36,15 @@ cdef class CompanyMap(CompanySource):
 
     cpdef tuple company(self, str domain)
 
+    cpdef bint unchanged(self, str domain, Py_ssize_t since, object record)
+
 
 cpdef tuple take_event(
     Engine engine, object raw, AccountTable accounts, CompanySource companies, bint every=*,
     Py_ssize_t max_bytes=*, Placement placement=*, object erasures=*,
 )
 
+@cython.locals(state=AccountState, kept=tuple, seen=Py_ssize_t)
 cpdef tuple apply_event(
     Engine engine, Event event, str domain, AccountTable accounts, CompanySource companies,
     bint every=*,

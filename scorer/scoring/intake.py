@@ -50,12 +50,27 @@ class AccountTable:
 
 class CompanySource:
     """Where an account's company record comes from: the base of `CompanyMap` (a
-    firmographics file) and `scorer.stream.tables.Firmographics` (the table)."""
+    firmographics file) and `scorer.stream.tables.Firmographics` (the table).
+
+    `changes` and `unchanged` let an account whose company fit is kept skip the
+    record's look-up (a large table, a cache miss an event) while the record has
+    not changed. A source that says so must give as token None or the record
+    itself: the kept fit's token is then given to the engine as the record."""
 
     __slots__ = ()
 
     def company(self, domain: str) -> tuple[Any, object]:
         raise NotImplementedError
+
+    def changes(self) -> int:
+        """How many changes the source has applied: a count `unchanged` takes back."""
+        return 0
+
+    def unchanged(self, domain: str, since: int, record: Any) -> bool:
+        """True: `record`, read when `changes()` gave `since`, is still the domain's
+        record (the source counts it as read). False: read it again (the base
+        always says so)."""
+        return False
 
 
 class Placement:
@@ -115,6 +130,9 @@ class CompanyMap(CompanySource):
     def company(self, domain: str) -> tuple[Any, object]:
         return self.records.get(domain), None
 
+    def unchanged(self, domain: str, since: int, record: Any) -> bool:
+        return since == 0  # read once (the records do not change while in use)
+
 
 def take_event(
     engine: Engine,
@@ -152,6 +170,15 @@ def apply_event(
     every: bool = True,
 ) -> tuple[str, list[Any]]:
     """A decoded, resolved event applied to its account: (outcome, scores)."""
+    state = accounts.account(domain)
+    kept = state.fits
+    if kept is not None and companies.unchanged(domain, state.company_seen, kept[0]):
+        # The record the kept fit was computed from (see CompanySource): no look-up.
+        return engine.apply(state, event, kept[0], None, every)
+    seen = companies.changes()
     company, token = companies.company(domain)
-    outcome, scores = engine.apply(accounts.account(domain), event, company, token, every)
+    outcome, scores = engine.apply(state, event, company, token, every)
+    kept = state.fits
+    if kept is not None and kept[0] is (company if token is None else token):
+        state.company_seen = seen  # the fit is of the record as of `seen`
     return outcome, scores

@@ -35,3 +35,4 @@ cdef class AccountState:
     cdef public SeenIds seen
     cdef public object leads
     cdef public tuple fits
+    cdef public Py_ssize_t company_seen

@@ -193,7 +193,7 @@ class AccountState:
     `Engine.apply` checks expiry and replays against it and records applied
     events (the rules of this module's docstring)."""
 
-    __slots__ = ("_clock", "fits", "icps", "last_event_id", "leads", "seen")
+    __slots__ = ("_clock", "company_seen", "fits", "icps", "last_event_id", "leads", "seen")
 
     def __init__(
         self,
@@ -213,6 +213,9 @@ class AccountState:
         # The engine's fit of the account's company: (record or its token, the ICPs,
         # one `CompanyFit` each). Derived, never stored: computed again after a restore.
         self.fits: tuple[Any, Any, Any] | None = None
+        # The company table's change count when `fits` was last checked against its
+        # record (`scorer.scoring.intake.apply_event`); -1: never. Derived too.
+        self.company_seen = -1
 
     @property
     def clock(self) -> float | None:

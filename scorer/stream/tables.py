@@ -21,6 +21,9 @@ from scorer.scoring.intake import CompanySource
 from scorer.stream.metrics import Metrics
 
 log = logging.getLogger("scorer.worker")
+# Company changes remembered by domain (`Firmographics.unchanged`): past this many,
+# accounts last read before the oldest look their record up again.
+CHANGE_LOG = 8192
 
 
 class Firmographics(CompanySource):
@@ -34,6 +37,13 @@ class Firmographics(CompanySource):
         self.table = CompanyTable(max_bytes)
         self.records = self.table.records  # the table's own dict, read per event
         self.hits = self.misses = 0  # since the last flush_counts
+        # Which records changed lately, so that an account whose fit is kept need
+        # not look its record up (`unchanged`): `applied` counts the changes, and
+        # `changed` holds each domain changed since change number `logged_from`,
+        # with the number of its last change (cleared when CHANGE_LOG long).
+        self.applied = 0
+        self.changed: dict[str, int] = {}
+        self.logged_from = 0
 
     def company(self, domain: str) -> tuple[bytes | None, bytes | None]:
         """The account's company record as JSON bytes (None: every field unknown),
@@ -46,6 +56,24 @@ class Firmographics(CompanySource):
         self.hits += 1
         return raw, raw
 
+    def changes(self) -> int:
+        return self.applied
+
+    def unchanged(self, domain: str, since: int, record: bytes | None) -> bool:
+        """`record`, read at change count `since`, is still the domain's record
+        (`scorer.scoring.intake.CompanySource`); counted as a look-up if so."""
+        if since != self.applied:  # the table has changed since: has this record?
+            if since < self.logged_from:
+                return False  # not known: changes since then have left the log
+            last = self.changed.get(domain)
+            if last is not None and last > since:
+                return False
+        if record is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return True
+
     def flush_counts(self) -> None:
         """Lookups since the last call into the Prometheus counters."""
         if self.hits:
@@ -57,9 +85,15 @@ class Firmographics(CompanySource):
     def apply(self, record: Any, dead_letter: DeadLetter) -> None:
         """One firmographics record: a checked upsert, or a delete."""
         try:
-            self.table.apply(record.key, record.value)
+            domain = self.table.apply(record.key, record.value)
         except InvalidInputError as exc:
             dead_letter(record, exc.reason, exc.detail)
+            return
+        if len(self.changed) >= CHANGE_LOG:
+            self.changed = {}
+            self.logged_from = self.applied  # every change after this one is logged
+        self.applied += 1
+        self.changed[domain] = self.applied
 
 
 class Icps:

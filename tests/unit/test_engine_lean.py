@@ -7,7 +7,10 @@ state, the hot scores and their documents must not change.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 
@@ -17,7 +20,11 @@ from scorer.events import event_from_document
 from scorer.icp import load_icp
 from scorer.scoring import SCORED, AccountState, Engine, build_document
 from scorer.scoring import engine as engine_module
+from scorer.scoring.intake import AccountStates, CompanySource, apply_event
 from scorer.scoring.output import HOT_ACCOUNT
+from scorer.stream import tables
+from scorer.stream.metrics import Metrics
+from scorer.stream.tables import Firmographics
 
 SAMPLES = Path(__file__).resolve().parents[2] / "scorer" / "samples"
 ICPS = [SAMPLES / "midmarket-saas.yaml", SAMPLES / "enterprise-fintech.yaml"]
@@ -168,3 +175,74 @@ def test_a_company_given_as_its_bytes_scores_and_documents_as_its_record() -> No
     assert {k: s.to_json() for k, s in record_states.items()} == {
         k: s.to_json() for k, s in bytes_states.items()
     }
+
+
+class _ReadEachTime(CompanySource):
+    """The stream's company table without the change log: every event reads its record."""
+
+    def __init__(self, records: dict[bytes, bytes]) -> None:
+        self.records = records
+
+    def company(self, domain: str) -> tuple[Any, object]:
+        raw = self.records.get(domain.encode())
+        return raw, raw
+
+
+class _CountedReads(Firmographics):
+    reads = 0
+
+    def company(self, domain: str) -> tuple[bytes | None, bytes | None]:
+        self.reads += 1
+        return super().company(domain)
+
+
+def test_a_kept_company_is_read_again_exactly_when_its_record_changed(monkeypatch) -> None:
+    """An account whose fit is kept skips its record's look-up while the record has not
+    changed (`Firmographics.unchanged`): with upserts, deletes and bad records among
+    the events, and a change log short enough to be cleared many times, every
+    outcome, score document and state is that of reading the record each time, and
+    so is the hit/miss count."""
+    monkeypatch.setattr(tables, "CHANGE_LOG", 5)
+    records = list(synthetic.companies(40, seed=3))
+    domains = [r["domain"] for r in records]
+    firmographics = _CountedReads(Metrics(), 1_000_000)
+    rejected: list[str] = []
+
+    def change(key: bytes, value: bytes | None) -> None:
+        record = SimpleNamespace(key=key, value=value)
+        firmographics.apply(record, lambda _record, reason, _detail: rejected.append(reason))
+
+    for record in records[:30]:
+        change(record["domain"].encode(), orjson.dumps(record))
+    engines = Engine(map(load_icp, ICPS)), Engine(map(load_icp, ICPS))
+    states = AccountStates(), AccountStates()
+    reading = _ReadEachTime(firmographics.records)
+    rng = random.Random(8)
+    documents = events = 0
+    for n, doc in enumerate(synthetic.events(4000, domains, seed=12)):
+        if n % 9 == 0:
+            record = rng.choice(records)
+            draw = rng.random()
+            if draw < 0.6:
+                value = orjson.dumps({**record, "employees": rng.randint(1, 100_000)})
+            elif draw < 0.9:
+                value = None  # a tombstone
+            else:
+                value = b"{not json"  # dead-lettered: the table does not change
+            change(record["domain"].encode(), value)
+        event = event_from_document(doc)
+        if event.account is None:
+            continue
+        events += 1
+        a = apply_event(engines[0], event, event.account, states[0], firmographics)
+        b = apply_event(engines[1], event, event.account, states[1], reading)
+        assert a[0] == b[0] and len(a[1]) == len(b[1])
+        for x, y in zip(a[1], b[1], strict=True):
+            assert build_document(x, HOT_ACCOUNT, 0.0) == build_document(y, HOT_ACCOUNT, 0.0)
+            documents += 1
+    assert rejected and documents > 500
+    assert firmographics.reads < events / 2  # most events read no record
+    assert {k: s.to_json() for k, s in states[0].states.items()} == {
+        k: s.to_json() for k, s in states[1].states.items()
+    }
+    assert firmographics.hits + firmographics.misses == events  # one look-up an event, as before
