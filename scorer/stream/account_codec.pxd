@@ -28,5 +28,10 @@ cdef class ChunkedIds(SeenIds):
     cpdef void remember(self, str event_id, double at)
 
 
+@cython.locals(encoded=object)
+cdef bytes _short_text(object value)
+
 @cython.locals(icps=dict, icp=IcpState, chunks=dict, parts=list, head=bytes)
 cpdef bytes encode_record(AccountState state, ChunkedIds ids)
+
+cpdef void store_account(object table, bytes account, AccountState state, ChunkedIds ids)

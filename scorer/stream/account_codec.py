@@ -90,6 +90,13 @@ _CHUNK_REFS: dict[int, struct.Struct] = {}  # a record's chunk list, by its leng
 _SHORT_TEXTS: dict[str, bytes] = {}  # ICP ids and tiers, encoded (`_short_text`)
 _SHORT_TEXTS_LIMIT = 1024
 _U32 = struct.Struct("<I")
+# The pack methods `encode_record` calls for every changed account at every commit,
+# bound once (an attribute look-up on a Struct each call cost more than the call).
+_pack_head = _HEAD.pack
+_pack_icp_numbers = _ICP_NUMBERS.pack
+_pack_u32 = _U32.pack
+_pack_u32_pair = _U32_PAIR.pack
+_pack_u32_triple = _U32_TRIPLE.pack
 _NONE32 = 0xFFFFFFFF
 _NONE8 = 0xFF
 
@@ -312,19 +319,19 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
     if len(icps) > 255:
         raise ValueError(f"too many ICP states for the changelog format: {len(icps)}")
     # The times as the state holds them: NaN while unset, the record's "none".
-    head = _HEAD.pack(FORMAT, state._clock, _NONE32 if last is None else len(last_data))
+    head = _pack_head(FORMAT, state._clock, _NONE32 if last is None else len(last_data))
     parts: list[bytes | bytearray] = [head, last_data, _BYTE[len(icps)]]
     for icp_id, icp in icps.items():
         parts.append(_short_text(icp_id))
-        parts.append(_ICP_NUMBERS.pack(icp.raw, icp._clock, icp._alert_at))
+        parts.append(_pack_icp_numbers(icp.raw, icp._clock, icp._alert_at))
         parts.append(_short_text(icp.alert_tier))  # _ICP's last byte, then the tier
     chunks = ids.chunks
     if chunks:
-        parts.append(_U32_PAIR.pack(ids.next_chunk, len(chunks)))
+        parts.append(_pack_u32_pair(ids.next_chunk, len(chunks)))
         parts.append(_chunk_refs(len(chunks)).pack(*[v for ref in chunks.items() for v in ref]))
-        parts.append(_U32.pack(ids.recent_count))
+        parts.append(_pack_u32(ids.recent_count))
     else:
-        parts.append(_U32_TRIPLE.pack(ids.next_chunk, 0, ids.recent_count))
+        parts.append(_pack_u32_triple(ids.next_chunk, 0, ids.recent_count))
     parts.append(ids.recent)
     return b"".join(parts)
 

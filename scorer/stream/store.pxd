@@ -5,6 +5,7 @@ cimport cython
 
 from scorer.scoring.intake cimport AccountTable
 from scorer.scoring.state cimport AccountState
+from scorer.stream.account_codec cimport store_account
 
 
 cdef class AccountStore(AccountTable):
