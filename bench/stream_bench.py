@@ -2,8 +2,10 @@
 
 Arms, run one after the other over the same input topics (each its own group):
   ceiling  the strongest raw aiokafka passthrough we could write: batched
-           getmany, hand-built record batches per partition, lz4, a linger
-           (bench/arms/ceiling.py);
+           getmany, hand-built record batches per partition, the worker's codec, a linger
+           (bench/arms/ceiling.py); the median of three drains, each in a
+           group of its own (one drain takes 4-5 s and spread 195k-228k
+           events/s across a day's runs);
   java     Kafka's own Java consumer perf tool on the same topics (a consume-
            only physical reference: no produce, no commit per batch);
   floor    a naive faust agent: faust.Record, `await send` per event, default
@@ -116,6 +118,7 @@ from scorer.stream.store import MARKER_KEY
 BIN = Path(sys.executable).parent
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 ARM_SECONDS = float(os.environ.get("BENCH_ARM_SECONDS", "120"))
+CEILING_PASSES = 3  # the ceiling arm's drains; its figure is their median
 PACED_SECONDS = float(os.environ.get("BENCH_PACED_SECONDS", "30"))
 # The drained input's record batches: the paced load's are a 5 ms tick's events
 # of a partition (50-120 records, 16-40 KB at half load).
@@ -426,13 +429,25 @@ async def run() -> dict[str, Any]:
                 ),
             }  # fmt: skip
             for name, (command, arm_env, group) in arms.items():
-                log(f"arm: {name}")
-                process = start(command, arm_env, TMP / f"{name}.log")
-                drain = await measure_drain(process, group, tps, total)
-                stop(process)
+                # The ceiling drains in 4-5 s, and one pass ranged 195k-228k events/s
+                # across a day's runs: it takes the median of CEILING_PASSES (each in
+                # a group of its own, the command's fourth word).
+                count = CEILING_PASSES if name == "ceiling" else 1
+                passes = []
+                for number in range(count):
+                    pass_group = f"{group}-{number}" if count > 1 else group
+                    if count > 1:
+                        command = [*command[:3], pass_group, *command[4:]]
+                    log(f"arm: {name}" + (f" (pass {number + 1} of {count})" if count > 1 else ""))
+                    process = start(command, arm_env, TMP / f"{name}.log")
+                    passes.append(await measure_drain(process, pass_group, tps, total))
+                    stop(process)
+                    log(f"  {name}: {passes[-1].events_per_s:,.0f} events/s")
+                drain = sorted(passes, key=lambda d: d.events_per_s)[count // 2]
                 result["arms"][name] = arm_result(drain)
-                log(f"  {name}: {drain.events_per_s:,.0f} events/s")
                 if name == "ceiling":
+                    result["arms"][name]["passes"] = [round(d.events_per_s) for d in passes]
+                    log(f"  ceiling, the median pass: {drain.events_per_s:,.0f} events/s")
                     log("arm: java (Kafka's ConsumerPerformance, consume only)")
                     result["java_consumer_perf"] = java_consumer_perf(prefix, total)
                     log(f"  java: {result['java_consumer_perf']}")
