@@ -10,3 +10,4 @@ cdef bint _plain(str domain)
 cpdef object lead_account(object company_domain, object email)
 
 cdef dict _normalised, _normalised_old
+cdef bint _COMPILED
