@@ -50,7 +50,7 @@ FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
 # spellings, and 9 % of events normalised afresh: callgrind.) At most 2 x 65,536
 # entries, about 28 MB.
 MEMO_GENERATION = 65_536
-_COMPILED = not __file__.endswith(".py")  # this module, built by Cython (scorer/native.py)
+_COMPILED = not __file__.endswith((".py", ".pyc"))  # built by Cython (scorer/native.py)
 _normalised: dict[str, str] = {}
 _normalised_old: dict[str, str] = {}
 

@@ -33,8 +33,11 @@ cdef class AccountStates(AccountTable):
 
 cdef class CompanyMap(CompanySource):
     cdef public dict records
+    cdef public Py_ssize_t base
 
     cpdef tuple company(self, str domain)
+
+    cpdef Py_ssize_t changes(self)
 
     cpdef bint unchanged(self, str domain, Py_ssize_t since, object record)
 

@@ -24,6 +24,7 @@ tables they give and in what they do with the result:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -55,7 +56,10 @@ class CompanySource:
     `changes` and `unchanged` let an account whose company fit is kept skip the
     record's look-up (a large table, a cache miss an event) while the record has
     not changed. A source that says so must give as token None or the record
-    itself: the kept fit's token is then given to the engine as the record."""
+    itself: the kept fit's token is then given to the engine as the record.
+    Its counts start at its own `epoch()`, so that a count another source gave
+    (an account state carried from one file's replay to the next) is never
+    taken for one of its own."""
 
     __slots__ = ()
 
@@ -118,20 +122,33 @@ class AccountStates(AccountTable):
         return len(gone)
 
 
+def epoch() -> int:
+    """Where a new company source starts counting its changes: apart from every
+    other source's counts in this process (2**40 changes each)."""
+    return next(_EPOCHS) << 40
+
+
+_EPOCHS = itertools.count(1)
+
+
 class CompanyMap(CompanySource):
     """Company records from a mapping of domain to record (a firmographics file)."""
 
-    __slots__ = ("records",)
+    __slots__ = ("base", "records")
 
     def __init__(self, records: Mapping[str, Mapping[str, Any]]) -> None:
         # A dict, read at C level per event (another mapping is copied once).
         self.records = records if type(records) is dict else dict(records)
+        self.base = epoch()  # its one count: the records do not change while in use
 
     def company(self, domain: str) -> tuple[Any, object]:
         return self.records.get(domain), None
 
+    def changes(self) -> int:
+        return self.base
+
     def unchanged(self, domain: str, since: int, record: Any) -> bool:
-        return since == 0  # read once (the records do not change while in use)
+        return since == self.base  # read from this map, which does not change
 
 
 def take_event(
@@ -147,6 +164,8 @@ def take_event(
     """(outcome, event, scores) of one raw event; a bad one raises
     `InvalidInputError` naming why. Scores: one per active ICP when the
     outcome is scored (with `every` False, only the hot ones), else none."""
+    if placement is not None and not isinstance(placement, Placement):
+        raise TypeError("a placement is a scorer.scoring.intake.Placement")  # as compiled
     event = decode_event(raw, max_bytes)
     domain = event.account
     if domain is None:
@@ -171,6 +190,8 @@ def apply_event(
 ) -> tuple[str, list[Any]]:
     """A decoded, resolved event applied to its account: (outcome, scores)."""
     state = accounts.account(domain)
+    if state is None:  # compiled, reading its fields would not fail by itself
+        raise TypeError("an account table gave no state")
     kept = state.fits
     if kept is not None and companies.unchanged(domain, state.company_seen, kept[0]):
         # The record the kept fit was computed from (see CompanySource): no look-up.

@@ -70,7 +70,7 @@ class Processor(Placement):
         self.emit_scores = settings.emit_scores
         # An account's partition: murmur2 of its key, each time when compiled (cheaper
         # than a look-up in a memo of every account); memoised in pure Python.
-        self.hash_each = not (partition_module.__file__ or "").endswith(".py")
+        self.hash_each = not (partition_module.__file__ or ".py").endswith((".py", ".pyc"))
         self.partition_of = KeyPartitions(partitions)
         self._partition_of = self.partition_of.memo  # looked up inline in `belongs`
         self.now = time.time()

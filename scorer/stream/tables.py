@@ -17,7 +17,7 @@ from scorer.errors import InvalidICPError, InvalidInputError
 from scorer.icp.loader import loads_icp
 from scorer.kafka.follower import DeadLetter
 from scorer.scoring.engine import Engine
-from scorer.scoring.intake import CompanySource
+from scorer.scoring.intake import CompanySource, epoch
 from scorer.stream.metrics import Metrics
 
 log = logging.getLogger("scorer.worker")
@@ -41,9 +41,8 @@ class Firmographics(CompanySource):
         # not look its record up (`unchanged`): `applied` counts the changes, and
         # `changed` holds each domain changed since change number `logged_from`,
         # with the number of its last change (cleared when CHANGE_LOG long).
-        self.applied = 0
+        self.applied = self.logged_from = epoch()  # counts apart from other sources'
         self.changed: dict[str, int] = {}
-        self.logged_from = 0
 
     def company(self, domain: str) -> tuple[bytes | None, bytes | None]:
         """The account's company record as JSON bytes (None: every field unknown),
@@ -63,8 +62,8 @@ class Firmographics(CompanySource):
         """`record`, read at change count `since`, is still the domain's record
         (`scorer.scoring.intake.CompanySource`); counted as a look-up if so."""
         if since != self.applied:  # the table has changed since: has this record?
-            if since < self.logged_from:
-                return False  # not known: changes since then have left the log
+            if since < self.logged_from or since > self.applied:
+                return False  # not known: left the log, or another source's count
             last = self.changed.get(domain)
             if last is not None and last > since:
                 return False

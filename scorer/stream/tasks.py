@@ -81,7 +81,8 @@ class Task:
         self.outbox.append((topic, key, value, headers, partition))
 
     def scored(self, at: float) -> None:
-        """An event of `at` (epoch seconds) was applied: the task's event time moves."""
+        """Events up to `at` (epoch seconds) were applied: the task's event time moves
+        (the processor calls it once a batch, with the batch's newest)."""
         if at > self.event_time:
             self.event_time = at
 

@@ -20,7 +20,7 @@ from scorer.events import event_from_document
 from scorer.icp import load_icp
 from scorer.scoring import SCORED, AccountState, Engine, build_document
 from scorer.scoring import engine as engine_module
-from scorer.scoring.intake import AccountStates, CompanySource, apply_event
+from scorer.scoring.intake import AccountStates, CompanyMap, CompanySource, apply_event
 from scorer.scoring.output import HOT_ACCOUNT
 from scorer.stream import tables
 from scorer.stream.metrics import Metrics
@@ -246,3 +246,22 @@ def test_a_kept_company_is_read_again_exactly_when_its_record_changed(monkeypatc
         k: s.to_json() for k, s in states[1].states.items()
     }
     assert firmographics.hits + firmographics.misses == events  # one look-up an event, as before
+
+
+def test_a_state_carried_to_another_file_reads_that_files_record() -> None:
+    """Account states carried from one file's replay to the next (`score_lines`'
+    `accounts`): the second file's company record is read, never the first's kept."""
+    record = next(iter(synthetic.companies(1, seed=21)))
+    domain = record["domain"]
+    big, tiny = {**record, "employees": 400}, {**record, "employees": 3}
+    events = [
+        event_from_document({**doc, "company_domain": domain, "event_id": f"e{n}"})
+        for n, doc in enumerate(synthetic.events(2, [domain], seed=22))
+    ]
+    engine, carried = Engine(map(load_icp, ICPS)), AccountStates()
+    apply_event(engine, events[0], domain, carried, CompanyMap({domain: big}))
+    _, scores = apply_event(engine, events[1], domain, carried, CompanyMap({domain: tiny}))
+    fresh = Engine(map(load_icp, ICPS))
+    _, expected = apply_event(fresh, events[1], domain, AccountStates(), CompanyMap({domain: tiny}))
+    assert [s.fit for s in scores] == [s.fit for s in expected]
+    assert all(score.company["employees"] == 3 for score in scores)
