@@ -96,14 +96,16 @@ def compiler_available() -> bool:
     return bool(configured) and shutil.which(configured[0]) is not None
 
 
+def is_compiled(path: str | None) -> bool:
+    """A module's `__file__` is a compiled extension, not Python source or bytecode.
+    Also what a core module asks of itself where its two builds take different
+    routes (`enrichment.domains`, `stream.processor`)."""
+    return not (path or ".py").endswith((".py", ".pyc"))
+
+
 def compiled_modules() -> list[str]:
     """Which of the core's modules run compiled in this process."""
-    compiled = []
-    for name in MODULES:
-        path = importlib.import_module(name).__file__ or ""
-        if not path.endswith(".py"):
-            compiled.append(name)
-    return compiled
+    return [name for name in MODULES if is_compiled(importlib.import_module(name).__file__)]
 
 
 def stale_modules() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scorer.native import is_compiled
+
 # Free-mail providers: a lead from one of these cannot be tied to a company
 # by its email alone. Kept short and explicit; extend by pull request.
 FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
@@ -50,7 +52,7 @@ FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
 # spellings, and 9 % of events normalised afresh: callgrind.) At most 2 x 65,536
 # entries, about 28 MB.
 MEMO_GENERATION = 65_536
-_COMPILED = not __file__.endswith((".py", ".pyc"))  # built by Cython (scorer/native.py)
+_COMPILED = is_compiled(__file__)
 _normalised: dict[str, str] = {}
 _normalised_old: dict[str, str] = {}
 

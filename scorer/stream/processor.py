@@ -27,6 +27,7 @@ from scorer.kafka.client import KeyPartitions
 from scorer.kafka.dlq import dlq_headers
 from scorer.kafka.partition import default_partition
 from scorer.kafka.topics import Topics
+from scorer.native import is_compiled
 from scorer.scoring.engine import INVALID, SCORED, Engine, Score
 from scorer.scoring.erasure import Erasures
 from scorer.scoring.intake import PLACED_ELSEWHERE, Placement, take_event
@@ -70,7 +71,7 @@ class Processor(Placement):
         self.emit_scores = settings.emit_scores
         # An account's partition: murmur2 of its key, each time when compiled (cheaper
         # than a look-up in a memo of every account); memoised in pure Python.
-        self.hash_each = not (partition_module.__file__ or ".py").endswith((".py", ".pyc"))
+        self.hash_each = is_compiled(partition_module.__file__)
         self.partition_of = KeyPartitions(partitions)
         self._partition_of = self.partition_of.memo  # looked up inline in `belongs`
         self.now = time.time()
