@@ -176,11 +176,8 @@ class Engine:
         self._memo_size += 1
         return points
 
-    def company_fits(self, company: Company | bytes | None) -> list[CompanyFit]:
-        """A company's event-independent fit under each active ICP (None: no record;
-        bytes: the record as JSON, the stream's table)."""
-        if isinstance(company, bytes):
-            company = LazyCompany(company)
+    def company_fits(self, company: Company | None) -> list[CompanyFit]:
+        """A company's event-independent fit under each active ICP (None: no record)."""
         if type(company) is LazyCompany:
             company = company.doc()  # decoded once for every ICP's criteria
         return [icp.company_fit(company) for icp in self._active]
@@ -245,6 +242,8 @@ class Engine:
         mark = company if company_token is None else company_token
         entry = state.fits
         if entry is None or entry[0] is not mark or entry[1] is not active:
+            if isinstance(company, bytes):  # decoded once, for the fit and this event's scores
+                company = LazyCompany(company)
             entry = state.fits = (mark, active, self.company_fits(company))
         fits = entry[2]
         by_path = self._points.get(event.type)
