@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -414,40 +415,41 @@ async def run() -> dict[str, Any]:
         result: dict[str, Any] = {"arms": {}}
 
         if not QUICK:
+            ceiling = [sys.executable, str(ROOT / "bench/arms/ceiling.py"), BOOTSTRAP]
+            naive = [sys.executable, str(ROOT / "bench/arms/naive_faust.py"), "worker"]
+            # Each arm: its groups (a drain each), its command for a group, its environment.
+            # The ceiling drains in 4-5 s, and one drain ranged 195k-228k events/s across
+            # a day's runs: its figure is the median of CEILING_PASSES drains.
             arms = {
                 "ceiling": (
-                    [sys.executable, str(ROOT / "bench/arms/ceiling.py"), BOOTSTRAP,
-                     f"{prefix}ceiling", f"{prefix}ceiling-out", *inputs],
-                    env, f"{prefix}ceiling",
+                    [f"{prefix}ceiling-{number}" for number in range(CEILING_PASSES)],
+                    lambda group: [*ceiling, group, f"{prefix}ceiling-out", *inputs],
+                    env,
                 ),
-                "floor": (
-                    [sys.executable, str(ROOT / "bench/arms/naive_faust.py"), "worker",
-                     "--web-port", str(free_port()), "--loglevel", "warn"],
+                "floor": (  # the group is in its environment
+                    [f"{prefix}naive"],
+                    lambda group: [*naive, "--web-port", str(free_port()), "--loglevel", "warn"],
                     {**env, "BENCH_BROKER": BROKER, "BENCH_PREFIX": prefix,
                      "BENCH_GROUP": f"{prefix}naive", "BENCH_DATA": str(TMP / "naive-data")},
-                    f"{prefix}naive",
                 ),
             }  # fmt: skip
-            for name, (command, arm_env, group) in arms.items():
-                # The ceiling drains in 4-5 s, and one pass ranged 195k-228k events/s
-                # across a day's runs: it takes the median of CEILING_PASSES (each in
-                # a group of its own, the command's fourth word).
-                count = CEILING_PASSES if name == "ceiling" else 1
+            for name, (groups, command, arm_env) in arms.items():
                 passes = []
-                for number in range(count):
-                    pass_group = f"{group}-{number}" if count > 1 else group
-                    if count > 1:
-                        command = [*command[:3], pass_group, *command[4:]]
-                    log(f"arm: {name}" + (f" (pass {number + 1} of {count})" if count > 1 else ""))
-                    process = start(command, arm_env, TMP / f"{name}.log")
-                    passes.append(await measure_drain(process, pass_group, tps, total))
+                for number, group in enumerate(groups, 1):
+                    of = f" (pass {number} of {len(groups)})" if len(groups) > 1 else ""
+                    log(f"arm: {name}{of}")
+                    process = start(command(group), arm_env, TMP / f"{name}.log")
+                    passes.append(await measure_drain(process, group, tps, total))
                     stop(process)
                     log(f"  {name}: {passes[-1].events_per_s:,.0f} events/s")
-                drain = sorted(passes, key=lambda d: d.events_per_s)[count // 2]
+                # A drain too short to measure (a small BENCH_EVENTS) has no rate: left out.
+                measured = [d for d in passes if not math.isnan(d.events_per_s)] or passes
+                drain = sorted(measured, key=lambda d: d.events_per_s)[len(measured) // 2]
                 result["arms"][name] = arm_result(drain)
+                if len(passes) > 1:
+                    result["arms"][name]["passes"] = [round(d.events_per_s) for d in measured]
+                    log(f"  {name}, the median pass: {drain.events_per_s:,.0f} events/s")
                 if name == "ceiling":
-                    result["arms"][name]["passes"] = [round(d.events_per_s) for d in passes]
-                    log(f"  ceiling, the median pass: {drain.events_per_s:,.0f} events/s")
                     log("arm: java (Kafka's ConsumerPerformance, consume only)")
                     result["java_consumer_perf"] = java_consumer_perf(prefix, total)
                     log(f"  java: {result['java_consumer_perf']}")
