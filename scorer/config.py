@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         "one commit to the next (0: a worker that keeps up commits after every batch); "
         "a larger gap spends less CPU, in the worker and the broker, at light load",
     )
+    max_task_idle: float = Field(
+        1.0,
+        ge=0,
+        description="SCORER_MAX_TASK_IDLE: how long in seconds a task waits for an input "
+        "with records to come but none fetched, before it applies the other inputs' "
+        "records without them (it applies its inputs in timestamp order)",
+    )
     # zstd, not lz4: aiokafka compresses lz4 at level 9 (LZ4-HC), several
     # times slower than its zstd at level 3, which also compresses better
     # (README, "Compression" gives the figures).
@@ -226,7 +233,9 @@ class Settings(BaseSettings):
         "never changed after (a new salt matches none of the old hashes)",
     )
 
-    @field_validator("commit_interval", "commit_min_gap", "collect_ack_timeout", mode="before")
+    @field_validator(
+        "commit_interval", "commit_min_gap", "max_task_idle", "collect_ack_timeout", mode="before"
+    )
     @classmethod
     def _seconds(cls, value: Any) -> float:
         if isinstance(value, str) and value and value[-1].isalpha():

@@ -273,15 +273,23 @@ async def produce(
     bootstrap: str,
     records: Iterable[tuple[str, bytes | None, bytes | None]],
     headers: list[tuple[str, bytes]] | None = None,
+    timestamps: Iterable[int] | None = None,
 ) -> list[tuple[int, int]]:
-    """(topic, key, value) records, all acknowledged; their (partition, offset)."""
+    """(topic, key, value) records, all acknowledged; their (partition, offset).
+    `timestamps`: each record's, in ms (else the time of its send)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     count = 0
+    stamps = iter(timestamps) if timestamps is not None else None
     try:
         await producer.start()
         futures = []
         for topic, key, value in records:
-            futures.append(await producer.send(topic, key=key, value=value, headers=headers))
+            stamp = next(stamps) if stamps is not None else None
+            futures.append(
+                await producer.send(
+                    topic, key=key, value=value, headers=headers, timestamp_ms=stamp
+                )
+            )
             count += 1
         await producer.flush()
         metadata = await asyncio.gather(*futures)

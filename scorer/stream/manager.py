@@ -39,6 +39,7 @@ from scorer.scoring.state import SWEEPS_PER_IDLE
 from scorer.stream.committer import Committer, Status
 from scorer.stream.erasing import ErasureLog
 from scorer.stream.metrics import Metrics
+from scorer.stream.ordering import slices
 from scorer.stream.processor import Processor
 from scorer.stream.task_factory import TaskFactory
 from scorer.stream.tasks import Snapshot, Task, TaskState
@@ -53,6 +54,9 @@ SLICE = 100
 # when a task's event time has moved on by 1/SWEEPS_PER_IDLE of the TTL plus the dedup
 # window (a replay or a backlog runs days of event time in 30 s).
 SWEEP_SECONDS = 30.0
+# An input with this many records in its task's queue is paused (scorer.stream.ordering):
+# the others are behind it in time. Kafka Streams pauses at 1,000 (buffered.records.per.partition).
+BUFFERED = 2_000
 # How long a batch waits for the erasures follower to catch up with a task.
 ERASURE_WAIT = 0.1
 
@@ -90,6 +94,9 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         self.inflight: asyncio.Future[Any] | None = None
         self.last_commit = time.monotonic()
         self.due_at: float | None = None  # when the next commit may begin, if not yet
+        # Since when (monotonic) an input with records to come has had none in its
+        # task's queue (-inf: waited SCORER_MAX_TASK_IDLE already, counted).
+        self.idle_since: dict[TopicPartition, float] = {}
         # An assignment that could not be taken on (aiokafka logs a listener's
         # error and goes on): raised by the next `process`, so the worker
         # exits rather than scoring on a half-restored store.
@@ -146,7 +153,9 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             for task in created:
                 self.tasks[task.partition] = task
             mine = set(consumer.assignment())
+            self.idle_since.clear()
             for task in self.tasks.values():
+                task.queue.clear()  # read again from the committed offsets
                 for tp in task.inputs:
                     if tp not in mine:  # a topic with fewer partitions
                         continue
@@ -184,25 +193,83 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.sleep(ERASURE_WAIT)
             self._seek_to_positions()
             return False
-        processor = self.processor
         for tp, records in batch.items():
             task = tasks.get(tp.partition)
             if task is None or task.state is not TaskState.RUNNING:
                 continue  # rewound (and the consumer sent back) at the next settle
             position = task.positions.get(tp)
-            if position is None:
+            if position is not None:
+                task.queue.add(tp, records, position)
+        # Each task's inputs in timestamp order (scorer.stream.ordering): what cannot
+        # go yet waits in its queue for the next batch.
+        processor = self.processor
+        for task in list(tasks.values()):
+            if task.state is not TaskState.RUNNING:
                 continue
-            if records[0].offset < position:  # already processed
-                records = [r for r in records if r.offset >= position]
-                if not records:
-                    continue
-            for start in range(0, len(records), SLICE):
-                part = records[start : start + SLICE]
+            runs = task.queue.take(await self._waiting(task))
+            for part, ends in slices(runs, SLICE):
                 processor.process(task, part)
-                task.advance(tp, part[-1].offset + 1)
+                for tp, end in ends.items():
+                    task.advance(tp, end)
                 if self.busy:
                     await asyncio.sleep(0)  # let the commit's next round trip go
+        self._hold_back()
         return True
+
+    async def _waiting(self, task: Task) -> set[TopicPartition]:
+        """The task's inputs with more records to come than its queue holds (in the
+        client's buffer or on the broker): the merge stops when one of them has
+        none queued, since its next record may be the oldest. An input with none
+        queued is waited for SCORER_MAX_TASK_IDLE at most; then the task goes on
+        without it (counted in scorer_enforced_processing_total)."""
+        consumer = self.consumer
+        assert consumer is not None
+        assignment = consumer.assignment()
+        waiting: set[TopicPartition] = set()
+        idle_since = self.idle_since
+        for tp in task.inputs:
+            if tp not in assignment:
+                continue
+            end = consumer.last_stable_offset(tp)  # as of its last fetch; None: none yet
+            if end is not None and await consumer.position(tp) >= end:
+                idle_since.pop(tp, None)  # nothing more to come
+                continue
+            if task.queue.buffered(tp):
+                idle_since.pop(tp, None)
+                waiting.add(tp)
+                continue
+            now = time.monotonic()
+            since = idle_since.setdefault(tp, now)
+            if now - since < self.settings.max_task_idle:
+                waiting.add(tp)
+            elif since > float("-inf"):
+                idle_since[tp] = float("-inf")  # counted once until it has records again
+                self.metrics.enforced_total.inc()
+                log.info("input %s has records to come but none fetched for %.1f s; "
+                         "its task goes on without them", tp, now - since)  # fmt: skip
+        return waiting
+
+    def _hold_back(self) -> None:
+        """An input whose queue holds BUFFERED records or more is paused (it is ahead
+        in time of the task's other inputs: they must catch up before its records
+        go), and resumed once below."""
+        consumer = self.consumer
+        assert consumer is not None
+        assignment, paused = consumer.assignment(), consumer.paused()
+        full, drained = [], []
+        for task in self.tasks.values():
+            for tp in task.inputs:
+                if tp not in assignment:
+                    continue
+                if task.queue.buffered(tp) >= BUFFERED:
+                    if tp not in paused:
+                        full.append(tp)
+                elif tp in paused:
+                    drained.append(tp)
+        if full:
+            consumer.pause(*full)
+        if drained:
+            consumer.resume(*drained)
 
     def _erase(self) -> bool:
         """Erasure requests read since the last batch, applied to every task (they go
@@ -360,11 +427,16 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
                 delay = min(10.0, delay * 2)
 
     def _seek_to_positions(self) -> None:
-        """Seek every owned input back to its task's position (a dropped batch)."""
+        """Seek every owned input back to its task's position (a dropped batch);
+        what the tasks' queues held is fetched again."""
         consumer = self.consumer
         assert consumer is not None
         assignment = consumer.assignment()
+        paused = [tp for tp in consumer.paused() if tp in assignment]
+        if paused:
+            consumer.resume(*paused)
         for task in self.tasks.values():
+            task.queue.clear()
             for tp, position in task.positions.items():
                 if tp in assignment:
                     consumer.seek(tp, position)

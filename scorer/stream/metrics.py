@@ -177,6 +177,12 @@ class Metrics:
             "Account changelog records restored into local stores",
             registry=r,
         )
+        self.enforced_total = Counter(
+            "scorer_enforced_processing_total",
+            "Times a task applied its other inputs' records without an input it had waited "
+            "SCORER_MAX_TASK_IDLE for (records then apply out of timestamp order)",
+            registry=r,
+        )
         self.accounts_expired_total = Counter(
             "scorer_accounts_expired_total",
             "Accounts idle past SCORER_ACCOUNT_TTL whose state left the store",

@@ -93,7 +93,8 @@ class Processor(Placement):
         self.newest = float("-inf")
 
     def process(self, task: Task, records: list[Any]) -> None:
-        """Records of one input partition, in offset order."""
+        """Records of a task's inputs, in the order they are to be applied (each
+        partition's in offset order: scorer.stream.ordering)."""
         self.now = time.time()  # scored_at and ingest-to-score, once per batch
         self.in_force = self.erasures if self.erasures else None  # none: no check per event
         self.newest = float("-inf")
@@ -167,7 +168,11 @@ class Processor(Placement):
             self.count(stream, INVALID)
             return
         if outcome == PLACED_ELSEWHERE:
-            task.send(self.rekey_topic, self.key, raw, record.headers, self.partition)
+            # With its own timestamp: the task it goes to merges its inputs in timestamp
+            # order (scorer.stream.ordering), as Kafka Streams' repartition topics do.
+            task.send(
+                self.rekey_topic, self.key, raw, record.headers, self.partition, record.timestamp
+            )
             return
         self.count(stream, outcome)
         if outcome != SCORED:

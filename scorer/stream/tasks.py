@@ -22,10 +22,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from scorer.stream.ordering import InputQueue
 from scorer.stream.store import AccountStore
 
-# (topic, key, value, headers, partition): a record for the task's next commit.
-Output = tuple[str, bytes | None, bytes | None, Any, int | None]
+# (topic, key, value, headers, partition, timestamp in ms or None for the send's
+# time): a record for the task's next commit.
+Output = tuple[str, bytes | None, bytes | None, Any, int | None, int | None]
 
 
 class TaskState(enum.Enum):
@@ -66,6 +68,11 @@ class Task:
     marker: bytes | None = None  # a changelog marker to write in the next commit
     event_time: float = float("-inf")  # the newest occurred_at it has scored
     swept_at: float = 0.0  # when (monotonic) idle accounts last left its store
+    # Fetched records not yet processed, handed out in timestamp order (scorer.stream.ordering).
+    queue: InputQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = InputQueue(self.inputs)
 
     # -- processing ------------------------------------------------------------
 
@@ -76,9 +83,10 @@ class Task:
         value: bytes | None,
         headers: Any = None,
         partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> None:
         """Queue an output record for the next commit."""
-        self.outbox.append((topic, key, value, headers, partition))
+        self.outbox.append((topic, key, value, headers, partition, timestamp_ms))
 
     def scored(self, at: float) -> None:
         """Events up to `at` (epoch seconds) were applied: the task's event time moves
@@ -159,6 +167,7 @@ class Task:
         self.outbox.clear()
         self.alert_times.clear()
         self.positions = dict(self.committed)
+        self.queue.clear()
 
     def fail(self) -> None:
         """A commit failed; the producer must be replaced before the next."""

@@ -66,14 +66,19 @@ def resolved_ids(events: list[dict]) -> set[str]:
 
 
 def batch_alerts(
-    tmp: Path, companies: Path, events: list[dict], icps: Sequence[Path] = ICPS
+    tmp: Path,
+    companies: Path,
+    events: list[dict],
+    icps: Sequence[Path] = ICPS,
+    options: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """`scorer score --emit alerts` over events in the given order."""
+    """`scorer score --emit alerts` over events in the given order (`options`: more
+    of its options)."""
     path = tmp / "replay.jsonl"
     path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in events))
-    options = [a for p in icps for a in ("--icp", str(p))]
+    given = [a for p in icps for a in ("--icp", str(p))] + list(options)
     out = subprocess.run(
-        [SCORER, "score", "--quiet", *options, "--firmographics", str(companies), str(path)],
+        [SCORER, "score", "--quiet", *given, "--firmographics", str(companies), str(path)],
         check=True,
         capture_output=True,
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scorer.events import decode_event
+import orjson
+
+from scorer import synthetic
+from scorer.events import decode_event, event_from_document
 from tests.integration.streaming import (
     batch_alerts,
     comparable,
@@ -12,8 +15,10 @@ from tests.integration.streaming import (
     processing_order,
     resolved_ids,
     sample,
+    samples,
     scored_stream,
     setup_deployment,
+    total,
 )
 from tests.kafka_harness import Deployment
 
@@ -36,10 +41,60 @@ async def test_stream_alerts_equal_batch_alerts(deployment: Deployment, tmp_path
     print(f"first event processed {seconds} s after start")
 
 
+async def test_a_backlog_is_applied_in_time_order_across_the_topics(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A month of events waiting before the worker starts, the lead topic a tenth of
+    the visitor topic: a fetch brings each whole, so leads used to be applied days
+    ahead of the visits beside them, and a visit more than the dedup window (2 days
+    here) behind its account's newest lead was dropped as `expired`. Merged by
+    record timestamp (here the file's order), none is, and the alerts are exactly
+    `scorer score`'s over the file in its order."""
+    records = list(synthetic.companies(200))
+    companies = tmp_path / "companies.jsonl"
+    companies.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    domains = [r["domain"] for r in records[:100]]
+    events = list(synthetic.events(3000, domains, seed=5, mean_gap_s=900))  # 31 days
+    setup_deployment(deployment, companies)
+    start = 1_790_000_000_000
+    await deployment.produce(
+        event_records(deployment, events), timestamps=range(start, start + len(events))
+    )
+    worker = deployment.start_worker(
+        SCORER_EMIT_SCORES="true", SCORER_DEDUP_WINDOW="2d", SCORER_COLLECT_KEEP_MAX_AGE="1d"
+    )
+    worker.wait_ready()
+    resolved = resolved_ids(events)
+    scores = await deployment.documents(
+        "account-scores", until=lambda r: len(r) >= 2 * len(resolved), idle=10, timeout=120
+    )
+    metrics = samples(worker.get("/metrics").decode())
+    assert total(metrics, "scorer_events_total", outcome="expired") == 0
+    assert total(metrics, "scorer_events_total", outcome="scored") == len(resolved)
+    assert {d["trigger"]["event_id"] for d in scores} == resolved
+    applied: dict[str, list[str]] = {}  # each account's events, in the order scored
+    for doc in scores:
+        ids = applied.setdefault(doc["account"]["domain"], [])
+        if not ids or ids[-1] != doc["trigger"]["event_id"]:  # a record per ICP
+            ids.append(doc["trigger"]["event_id"])
+    in_file: dict[str, list[str]] = {}
+    for event in events:
+        if event["event_id"] in resolved:
+            account = event_from_document(event).account
+            in_file.setdefault(str(account), []).append(event["event_id"])
+    assert applied == in_file
+    alerts = await deployment.documents("hot-accounts", idle=3, timeout=60)
+    batch = batch_alerts(tmp_path, companies, events, options=("--dedup-window", "2d"))
+    assert batch, "the sample should produce alerts"
+    assert sorted(map(comparable, alerts)) == sorted(map(comparable, batch))
+
+
 async def test_events_not_keyed_by_domain_are_rekeyed(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """Events with no key (or another key) are re-keyed by account and all scored."""
+    """Events with no key (or another key) are re-keyed by account, keeping their
+    input timestamps (the task they go to merges its inputs by timestamp), and
+    all scored."""
     companies, events = sample(tmp_path, 100, 400)
     setup_deployment(deployment, companies)
     worker = deployment.start_worker(SCORER_EMIT_SCORES="true")
@@ -57,3 +112,11 @@ async def test_events_not_keyed_by_domain_are_rekeyed(
         f"{deployment.name}-events-by-account", until=lambda r: len(r) >= wanted, timeout=30
     )
     assert rekeyed and all(r.key == decode_event(r.value).account.encode() for r in rekeyed)
+    inputs = [
+        r
+        for topic in ("visitor-events", "lead-events")
+        for r in await deployment.consume(topic, idle=2, timeout=30)
+    ]
+    stamps = {r.value: r.timestamp for r in inputs}
+    assert len(stamps) == len(inputs) == len(events)
+    assert all(r.timestamp == stamps[r.value] for r in rekeyed)

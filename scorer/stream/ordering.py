@@ -1,0 +1,123 @@
+"""A task's input records in timestamp order across its topics.
+
+A task reads partition p of the visitor topic, the lead topic and the re-key
+topic. Each is in offset order, but nothing orders one topic against
+another: a fetch brings up to a few megabytes of each, so while a worker
+catches up on a backlog the small lead topic runs days ahead of the visitor
+topic in event time. Applied in that order, every visitor event more than
+the dedup window behind its account's newest (a lead's) is dropped as
+`expired` (docs/icp.md, rule 10): 39 % of `make bench`'s drain was, before
+this module.
+
+`InputQueue` holds what was fetched for a task and hands it out as Kafka
+Streams' `PartitionGroup` does: always the buffered record with the smallest
+timestamp next, each partition's records staying in offset order, and none
+at all while a partition that has more waiting (on the broker or in the
+client) has nothing buffered, since its next record may be the oldest. Ties
+go to the partition listed first (visitor, lead, re-key). Pure: the task
+manager says which partitions have more waiting and does the fetching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from aiokafka import TopicPartition
+
+Run = tuple[TopicPartition, list[Any]]  # consecutive records of one partition
+COMPACT = 4096  # taken records a buffer keeps before they are cut off its front
+
+
+class InputQueue:
+    """Fetched, unprocessed records of one task, per input partition."""
+
+    __slots__ = ("buffers", "heads", "inputs")
+
+    def __init__(self, inputs: Sequence[TopicPartition]) -> None:
+        self.inputs = list(inputs)
+        self.buffers: dict[TopicPartition, list[Any]] = {tp: [] for tp in self.inputs}
+        self.heads: dict[TopicPartition, int] = dict.fromkeys(self.inputs, 0)
+
+    def add(self, tp: TopicPartition, records: list[Any], position: int) -> None:
+        """Records fetched for `tp`, in offset order. Those before `position` (the
+        task's next to process) or already buffered are left out: a batch fetched
+        again after a seek overlaps what is here."""
+        buffer = self.buffers[tp]
+        head = self.heads[tp]
+        after = buffer[-1].offset + 1 if len(buffer) > head else position
+        if records and records[0].offset < after:
+            records = [r for r in records if r.offset >= after]
+        if not records:
+            return
+        if head and (head == len(buffer) or head >= COMPACT):  # drop what was taken
+            del buffer[:head]
+            self.heads[tp] = 0
+        buffer.extend(records)
+
+    def buffered(self, tp: TopicPartition) -> int:
+        return len(self.buffers[tp]) - self.heads[tp]
+
+    def clear(self) -> None:
+        """Everything dropped (a rewind or a seek: it is fetched again)."""
+        for tp in self.inputs:
+            self.buffers[tp] = []
+            self.heads[tp] = 0
+
+    def take(self, waiting: Collection[TopicPartition]) -> list[Run]:
+        """The records that can be processed now, in timestamp order, as runs of
+        one partition each. `waiting`: partitions with more records to come than
+        are buffered here; the merge stops as soon as one of them has none
+        buffered. What is not taken stays for the next call."""
+        buffers, heads = self.buffers, self.heads
+        live = [tp for tp in self.inputs if len(buffers[tp]) > heads[tp]]
+        if any(tp in waiting for tp in self.inputs if tp not in live):
+            return []
+        runs: list[Run] = []
+        while live:
+            if len(live) == 1:
+                tp = live[0]
+                buffer, head = buffers[tp], heads[tp]
+                runs.append((tp, buffer[head:]))
+                heads[tp] = len(buffer)
+                break
+            # The partition whose next record is the oldest (the first listed on a
+            # tie); its run ends before the oldest next record of the others (at
+            # it, when that one is listed earlier).
+            stamps = [buffers[tp][heads[tp]].timestamp for tp in live]
+            index = stamps.index(min(stamps))
+            first = live[index]
+            bound = min(stamps[:index] + stamps[index + 1 :])
+            strict = bound in stamps[:index]
+            buffer, head = buffers[first], heads[first]
+            end, size = head + 1, len(buffer)
+            while end < size and (
+                buffer[end].timestamp < bound or (buffer[end].timestamp == bound and not strict)
+            ):
+                end += 1
+            runs.append((first, buffer[head:end]))
+            heads[first] = end
+            if end == size:
+                live.remove(first)
+                if first in waiting:
+                    break
+        return runs
+
+
+def slices(runs: Iterable[Run], size: int) -> Iterable[tuple[list[Any], dict[TopicPartition, int]]]:
+    """Runs cut and joined into lists of at most `size` records, each with the next
+    offset of every partition it holds records of (the positions it moves)."""
+    part: list[Any] = []
+    ends: dict[TopicPartition, int] = {}
+    for tp, run in runs:
+        start = 0
+        while start < len(run):
+            stop = min(len(run), start + size - len(part))
+            part += run[start:stop]
+            ends[tp] = run[stop - 1].offset + 1
+            start = stop
+            if len(part) == size:
+                yield part, ends
+                part, ends = [], {}
+    if part:
+        yield part, ends
