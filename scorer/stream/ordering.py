@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 Run = tuple[TopicPartition, list[Any]]  # consecutive records of one partition
-COMPACT = 4096  # taken records a buffer keeps before they are cut off its front
+COMPACT = 1024  # taken records a partly taken buffer keeps before they are cut off its front
 
 
 class InputQueue:
@@ -50,9 +50,6 @@ class InputQueue:
             records = [r for r in records if r.offset >= after]
         if not records:
             return
-        if head and (head == len(buffer) or head >= COMPACT):  # drop what was taken
-            del buffer[:head]
-            self.heads[tp] = 0
         buffer.extend(records)
 
     def buffered(self, tp: TopicPartition) -> int:
@@ -77,9 +74,10 @@ class InputQueue:
         while live:
             if len(live) == 1:
                 tp = live[0]
-                buffer, head = buffers[tp], heads[tp]
-                runs.append((tp, buffer[head:]))
-                heads[tp] = len(buffer)
+                buffer = buffers[tp]
+                runs.append((tp, buffer[heads[tp] :]))
+                buffer.clear()  # the records live on in the run only, freed once processed
+                heads[tp] = 0
                 break
             # The partition whose next record is the oldest (the first listed on a
             # tie); its run ends before the oldest next record of the others (at
@@ -98,9 +96,15 @@ class InputQueue:
             runs.append((first, buffer[head:end]))
             heads[first] = end
             if end == size:
+                buffer.clear()
+                heads[first] = 0
                 live.remove(first)
                 if first in waiting:
                     break
+        for tp in self.inputs:  # what was taken is not kept (beyond COMPACT records)
+            if heads[tp] >= COMPACT:
+                del buffers[tp][: heads[tp]]
+                heads[tp] = 0
         return runs
 
 

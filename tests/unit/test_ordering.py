@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import namedtuple
 
 from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.stream.ordering import InputQueue, slices
+from scorer.stream.ordering import COMPACT, InputQueue, slices
 
 Record = namedtuple("Record", "topic partition offset timestamp")
 VISITS, LEADS, REKEYED = (TopicPartition(t, 0) for t in ("visitor", "lead", "rekey"))
@@ -117,3 +119,34 @@ def test_every_record_once_each_partition_in_order_and_sorted_when_they_are(
         assert [r.offset for r in out if r.topic == tp.topic] == list(range(len(values)))
     if all(values == sorted(values) for values in inputs):
         assert [r.timestamp for r in out] == sorted(r.timestamp for r in out)
+
+
+class Held:
+    """A record that can be watched for being freed."""
+
+    __slots__ = ("__weakref__", "offset", "partition", "timestamp", "topic")
+
+    def __init__(self, tp: TopicPartition, offset: int, timestamp: int) -> None:
+        self.topic, self.partition, self.offset, self.timestamp = tp.topic, 0, offset, timestamp
+
+
+def test_taken_records_are_not_kept_once_processed() -> None:
+    """The queue lets go of what it hands out: a fetch's records live on only in the
+    runs (the worker's memory once held every input partition's last fetch)."""
+    queue = InputQueue(INPUTS)
+    visits = [Held(VISITS, i, i * 2) for i in range(3000)]
+    leads = [Held(LEADS, i, i * 2 + 1) for i in range(2000)]
+    queue.add(VISITS, visits, 0)
+    queue.add(LEADS, leads, 0)
+    watched = [weakref.ref(r) for r in visits + leads]
+    del visits, leads
+    runs = queue.take({LEADS})  # leads run out first: 1,000 visits stay queued
+    assert queue.buffered(VISITS) == 1000 and queue.buffered(LEADS) == 0
+    del runs
+    gc.collect()
+    alive = sum(ref() is not None for ref in watched)
+    assert alive <= 1000 + COMPACT  # the queued visits, and at most COMPACT taken ones
+    runs = queue.take(set())
+    del runs
+    gc.collect()
+    assert sum(ref() is not None for ref in watched) == 0
