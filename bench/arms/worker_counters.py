@@ -10,11 +10,17 @@ serialised) and the rest (the Kafka clients, commits, the event loop); the
 garbage collector's share of those (it runs inside whatever allocated); the
 calls to `Processor.process` (slices of at most manager.SLICE records), the
 polls of the loop (each hands one fetched batch, perhaps empty, to the task
-manager) and the commit rounds per second. CPU times are the main thread's
-(`time.thread_time`) around synchronous calls, so they are exact for those
-calls whatever else runs.
+manager) and the commit rounds per second; `Task.post_commit` (a landed
+commit into the store, and its flush into RocksDB every 5 s) and the account
+expiry sweeps, in µs per record of the window too; and the event loop's
+largest lateness in the window (a 5 ms sleep's wake-up past its due time) and
+how many wake-ups were over 50 ms late: stalls, which every alert waiting on
+the loop pays; and the most records the tasks' input queues held after a batch
+(`scorer.stream.ordering`). CPU times are the main thread's (`time.thread_time`) around
+synchronous calls, so they are exact for those calls whatever else runs.
 """
 
+import asyncio
 import gc
 import sys
 import threading
@@ -25,9 +31,17 @@ from scorer.cli import main
 from scorer.stream import manager, processor, tasks, worker
 
 stats: dict[str, float] = dict.fromkeys(
-    ("slices", "records", "process_cpu", "prepare_cpu", "batches", "commit_rounds", "gc_cpu"), 0.0
-)
+    ("slices", "records", "process_cpu", "prepare_cpu", "batches", "commit_rounds", "gc_cpu",
+     "post_cpu", "sweep_cpu"),
+    0.0,
+)  # fmt: skip
+# The event loop's lateness: how long past its due time a 5 ms sleep woke, the
+# largest in each report's window and how many were over 50 ms (a stall: a
+# synchronous step that held the loop, which delays every alert waiting on it).
+lateness: list[float] = []
 _gc_started = [0.0]
+_watching: list[Any] = []
+most_queued = [0]  # records in the tasks' input queues after a batch, the most in a window
 
 
 def on_gc(phase: str, info: dict[str, Any]) -> None:
@@ -40,6 +54,8 @@ def on_gc(phase: str, info: dict[str, Any]) -> None:
 
 _process = processor.Processor.process
 _prepare = tasks.Task.prepare_commit
+_post = tasks.Task.post_commit
+_expire = tasks.Task.expire_idle
 _handle_batch = manager.TaskManager.process
 _start = manager.TaskManager._start
 
@@ -63,12 +79,44 @@ def prepare_commit(self: Any) -> Any:
     return snapshot
 
 
+def post_commit(self: Any, *args: Any) -> Any:
+    """Records a landed commit: its writes into the store, and every 5 s the store's
+    flush into RocksDB (`AccountStore.committed`)."""
+    started = time.thread_time()
+    try:
+        return _post(self, *args)
+    finally:
+        stats["post_cpu"] += time.thread_time() - started
+
+
+def expire_idle(self: Any, *args: Any) -> Any:
+    started = time.thread_time()
+    try:
+        return _expire(self, *args)
+    finally:
+        stats["sweep_cpu"] += time.thread_time() - started
+
+
+async def watch_loop() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + 0.005
+        await asyncio.sleep(0.005)
+        lateness.append(loop.time() - due)
+
+
 async def handle_batch(self: Any, batch: Any, generation: int) -> bool:
     stats["batches"] += 1
-    return await _handle_batch(self, batch, generation)
+    try:
+        return await _handle_batch(self, batch, generation)
+    finally:
+        queued = sum(t.queue.buffered(tp) for t in self.tasks.values() for tp in t.inputs)
+        most_queued[0] = max(most_queued[0], queued)
 
 
 def start(self: Any, task_list: list[Any]) -> bool:
+    if not _watching:
+        _watching.append(asyncio.ensure_future(watch_loop()))
     started = _start(self, task_list)
     stats["commit_rounds"] += started
     return started
@@ -83,6 +131,9 @@ def report(every: float = 5.0) -> None:
         now, cpu, at = dict(stats), time.process_time(), time.monotonic()
         main_cpu = time.clock_gettime(main_clock)
         d = {k: now[k] - last[k] for k in now}
+        most_queued[0] = 0
+        late = lateness[:]
+        del lateness[: len(late)]
         seconds, used, n = at - last_at, cpu - last_cpu, d["records"]
         if n:
             rest = used - d["process_cpu"] - d["prepare_cpu"]
@@ -96,7 +147,12 @@ def report(every: float = 5.0) -> None:
                 f"{d['batches'] / seconds:.0f} polls/s "
                 f"({n / max(d['batches'], 1):.0f} records each), "
                 f"{d['slices'] / seconds:.0f} slices/s, "
-                f"{d['commit_rounds'] / seconds:.1f} commit rounds/s",
+                f"{d['commit_rounds'] / seconds:.1f} commit rounds/s; "
+                f"post_commit {d['post_cpu'] / n * 1e6:.2f}, "
+                f"sweeps {d['sweep_cpu'] / n * 1e6:.2f}; "
+                f"loop late at most {max(late, default=0) * 1000:.0f} ms, "
+                f"{sum(x > 0.05 for x in late)} times over 50 ms; "
+                f"at most {most_queued[0]:,} records queued",
                 file=sys.stderr,
                 flush=True,
             )
@@ -105,6 +161,8 @@ def report(every: float = 5.0) -> None:
 
 worker.Processor = CountingProcessor  # type: ignore[misc]
 tasks.Task.prepare_commit = prepare_commit  # type: ignore[method-assign]
+tasks.Task.post_commit = post_commit  # type: ignore[method-assign]
+tasks.Task.expire_idle = expire_idle  # type: ignore[method-assign]
 manager.TaskManager.process = handle_batch  # type: ignore[method-assign]
 manager.TaskManager._start = start  # type: ignore[method-assign]
 gc.callbacks.append(on_gc)
