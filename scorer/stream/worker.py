@@ -2,8 +2,9 @@
 
 The cycle, on one asyncio loop, reads as Kafka Streams' StreamThread:
   poll: getmany, a batch from every assigned input partition;
-  process: the task manager hands each partition's records, in offset
-    order, to its task through the `Processor` (decode, enrich, score,
+  process: the task manager queues each partition's records on its task
+    and hands them, in timestamp order across the task's inputs
+    (`scorer.stream.ordering`), to the `Processor` (decode, enrich, score,
     queue the outputs on the task);
   maybe commit: the task manager commits every task with work once
     `SCORER_COMMIT_INTERVAL` has passed, or at once when the batch was the
