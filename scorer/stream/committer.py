@@ -129,12 +129,8 @@ class Committer:
         None), its record count, and the future of the marker's write; every
         send's future is added to `sends`."""
         append = sends.append
-        for topic, key, value, headers, partition, stamp in snap.outbox:  # 3
-            append(
-                await producer.send(
-                    topic, value, key=key, headers=headers, partition=partition, timestamp_ms=stamp
-                )
-            )
+        for topic, key, value, headers, partition in snap.outbox:  # 3
+            append(await producer.send(topic, value, key=key, headers=headers, partition=partition))
         marker_future = None
         changelog = snap.changelog
         if snap.marker is not None:  # 4

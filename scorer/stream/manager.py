@@ -187,7 +187,8 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             return False
         tasks = self.tasks
         if any(task.state is not TaskState.RUNNING for task in tasks.values()):
-            await self.settle()
+            if await self.settle():  # only fenced tasks dropped: the batch is still dropped
+                self._seek_to_positions()
             return False
         if not self._erase():
             await asyncio.sleep(ERASURE_WAIT)
@@ -230,7 +231,10 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in task.inputs:
             if tp not in assignment:
                 continue
-            end = consumer.last_stable_offset(tp)  # as of its last fetch; None: none yet
+            # As of its last fetch (None: none yet, or a broker too old to say).
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
             if end is not None and await consumer.position(tp) >= end:
                 idle_since.pop(tp, None)  # nothing more to come
                 continue
@@ -454,11 +458,13 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _advance_positions(self) -> None:
         """Input positions move past control records (transaction markers), so a
-        caught-up partition shows no lag."""
+        caught-up partition shows no lag. Only for an input with nothing in its
+        task's queue: the consumer's position is past the queued records too, and
+        an offset committed past them would skip them after a restart."""
         consumer = self.consumer
         assert consumer is not None
         assignment = consumer.assignment()
         for task in self.tasks.values():
             for tp in task.inputs:
-                if tp in assignment and tp in task.positions:
+                if tp in assignment and tp in task.positions and not task.queue.buffered(tp):
                     task.advance(tp, await consumer.position(tp))

@@ -26,17 +26,27 @@ from typing import Any
 from aiokafka import TopicPartition
 
 Run = tuple[TopicPartition, list[Any]]  # consecutive records of one partition
+# A re-keyed event's timestamp in its input topic (ms, ASCII digits), carried in a
+# header: the re-key topic's own timestamps are append times, which its time
+# retention goes by. The queue orders a re-keyed record by this header.
+INPUT_TIMESTAMP = "scorer.input-timestamp"
 COMPACT = 1024  # taken records a partly taken buffer keeps before they are cut off its front
 
 
 class InputQueue:
     """Fetched, unprocessed records of one task, per input partition."""
 
-    __slots__ = ("buffers", "heads", "inputs")
+    __slots__ = ("buffers", "heads", "inputs", "stamped", "stamps")
 
-    def __init__(self, inputs: Sequence[TopicPartition]) -> None:
+    def __init__(
+        self, inputs: Sequence[TopicPartition], stamped: Collection[TopicPartition] = ()
+    ) -> None:
+        """`stamped`: inputs whose records carry their order in an INPUT_TIMESTAMP
+        header (the re-key topic's); the others go by their record timestamp."""
         self.inputs = list(inputs)
+        self.stamped = set(stamped)
         self.buffers: dict[TopicPartition, list[Any]] = {tp: [] for tp in self.inputs}
+        self.stamps: dict[TopicPartition, list[int]] = {tp: [] for tp in self.inputs}
         self.heads: dict[TopicPartition, int] = dict.fromkeys(self.inputs, 0)
 
     def add(self, tp: TopicPartition, records: list[Any], position: int) -> None:
@@ -51,6 +61,10 @@ class InputQueue:
         if not records:
             return
         buffer.extend(records)
+        if tp in self.stamped:
+            self.stamps[tp].extend(map(input_timestamp, records))
+        else:
+            self.stamps[tp].extend([r.timestamp for r in records])
 
     def buffered(self, tp: TopicPartition) -> int:
         return len(self.buffers[tp]) - self.heads[tp]
@@ -59,6 +73,7 @@ class InputQueue:
         """Everything dropped (a rewind or a seek: it is fetched again)."""
         for tp in self.inputs:
             self.buffers[tp] = []
+            self.stamps[tp] = []
             self.heads[tp] = 0
 
     def take(self, waiting: Collection[TopicPartition]) -> list[Run]:
@@ -66,7 +81,7 @@ class InputQueue:
         one partition each. `waiting`: partitions with more records to come than
         are buffered here; the merge stops as soon as one of them has none
         buffered. What is not taken stays for the next call."""
-        buffers, heads = self.buffers, self.heads
+        buffers, heads, stamps_of = self.buffers, self.heads, self.stamps
         live = [tp for tp in self.inputs if len(buffers[tp]) > heads[tp]]
         if any(tp in waiting for tp in self.inputs if tp not in live):
             return []
@@ -77,26 +92,26 @@ class InputQueue:
                 buffer = buffers[tp]
                 runs.append((tp, buffer[heads[tp] :]))
                 buffer.clear()  # the records live on in the run only, freed once processed
+                stamps_of[tp].clear()
                 heads[tp] = 0
                 break
             # The partition whose next record is the oldest (the first listed on a
             # tie); its run ends before the oldest next record of the others (at
             # it, when that one is listed earlier).
-            stamps = [buffers[tp][heads[tp]].timestamp for tp in live]
+            stamps = [stamps_of[tp][heads[tp]] for tp in live]
             index = stamps.index(min(stamps))
             first = live[index]
             bound = min(stamps[:index] + stamps[index + 1 :])
             strict = bound in stamps[:index]
-            buffer, head = buffers[first], heads[first]
+            buffer, head, times = buffers[first], heads[first], stamps_of[first]
             end, size = head + 1, len(buffer)
-            while end < size and (
-                buffer[end].timestamp < bound or (buffer[end].timestamp == bound and not strict)
-            ):
+            while end < size and (times[end] < bound or (times[end] == bound and not strict)):
                 end += 1
             runs.append((first, buffer[head:end]))
             heads[first] = end
             if end == size:
                 buffer.clear()
+                times.clear()
                 heads[first] = 0
                 live.remove(first)
                 if first in waiting:
@@ -104,8 +119,22 @@ class InputQueue:
         for tp in self.inputs:  # what was taken is not kept (beyond COMPACT records)
             if heads[tp] >= COMPACT:
                 del buffers[tp][: heads[tp]]
+                del stamps_of[tp][: heads[tp]]
                 heads[tp] = 0
         return runs
+
+
+def input_timestamp(record: Any) -> int:
+    """A re-keyed record's input timestamp (its own when the header is missing or
+    unreadable: one written by another client, or before the header existed)."""
+    for name, value in record.headers or ():
+        if name == INPUT_TIMESTAMP:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                break
+    stamp: int = record.timestamp
+    return stamp
 
 
 def slices(runs: Iterable[Run], size: int) -> Iterable[tuple[list[Any], dict[TopicPartition, int]]]:

@@ -34,6 +34,7 @@ from scorer.scoring.intake import PLACED_ELSEWHERE, Placement, take_event
 from scorer.scoring.output import ACCOUNT_SCORE, HOT_ACCOUNT, build_document
 from scorer.stream.account_codec import UnknownFormat, unreadable_state
 from scorer.stream.metrics import Metrics
+from scorer.stream.ordering import INPUT_TIMESTAMP
 from scorer.stream.store import AccountStore
 from scorer.stream.tables import Firmographics
 from scorer.stream.tasks import Task
@@ -168,10 +169,16 @@ class Processor(Placement):
             self.count(stream, INVALID)
             return
         if outcome == PLACED_ELSEWHERE:
-            # With its own timestamp: the task it goes to merges its inputs in timestamp
-            # order (scorer.stream.ordering), as Kafka Streams' repartition topics do.
+            # Its input timestamp in a header: the task it goes to merges its inputs in
+            # timestamp order (scorer.stream.ordering). Not as the record's own
+            # timestamp: the re-key topic's time retention would then delete a
+            # backlog's re-keyed events, weeks old, before they are read.
             task.send(
-                self.rekey_topic, self.key, raw, record.headers, self.partition, record.timestamp
+                self.rekey_topic,
+                self.key,
+                raw,
+                [*(record.headers or ()), (INPUT_TIMESTAMP, b"%d" % record.timestamp)],
+                self.partition,
             )
             return
         self.count(stream, outcome)

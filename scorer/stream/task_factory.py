@@ -103,7 +103,8 @@ class TaskFactory:
         )
         inputs = [TopicPartition(topic, partition) for topic in self.topics.inputs()]
         changelog = TopicPartition(self.topics.changelog, partition)
-        return Task(partition, inputs, changelog, store, producer)
+        rekeyed = TopicPartition(self.topics.rekey, partition)
+        return Task(partition, inputs, changelog, store, producer, rekeyed=rekeyed)
 
     async def close(self, task: Task) -> None:
         if task.producer is not None:

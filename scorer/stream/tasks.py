@@ -25,9 +25,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from scorer.stream.ordering import InputQueue
 from scorer.stream.store import AccountStore
 
-# (topic, key, value, headers, partition, timestamp in ms or None for the send's
-# time): a record for the task's next commit.
-Output = tuple[str, bytes | None, bytes | None, Any, int | None, int | None]
+# (topic, key, value, headers, partition): a record for the task's next commit.
+Output = tuple[str, bytes | None, bytes | None, Any, int | None]
 
 
 class TaskState(enum.Enum):
@@ -68,11 +67,13 @@ class Task:
     marker: bytes | None = None  # a changelog marker to write in the next commit
     event_time: float = float("-inf")  # the newest occurred_at it has scored
     swept_at: float = 0.0  # when (monotonic) idle accounts last left its store
+    # The input whose records carry their input timestamp in a header (the re-key topic's).
+    rekeyed: TopicPartition | None = None
     # Fetched records not yet processed, handed out in timestamp order (scorer.stream.ordering).
     queue: InputQueue = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queue = InputQueue(self.inputs)
+        self.queue = InputQueue(self.inputs, [self.rekeyed] if self.rekeyed else [])
 
     # -- processing ------------------------------------------------------------
 
@@ -83,10 +84,9 @@ class Task:
         value: bytes | None,
         headers: Any = None,
         partition: int | None = None,
-        timestamp_ms: int | None = None,
     ) -> None:
         """Queue an output record for the next commit."""
-        self.outbox.append((topic, key, value, headers, partition, timestamp_ms))
+        self.outbox.append((topic, key, value, headers, partition))
 
     def scored(self, at: float) -> None:
         """Events up to `at` (epoch seconds) were applied: the task's event time moves

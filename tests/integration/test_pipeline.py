@@ -8,6 +8,7 @@ import orjson
 
 from scorer import synthetic
 from scorer.events import decode_event, event_from_document
+from scorer.stream.ordering import INPUT_TIMESTAMP
 from tests.integration.streaming import (
     batch_alerts,
     comparable,
@@ -92,9 +93,9 @@ async def test_a_backlog_is_applied_in_time_order_across_the_topics(
 async def test_events_not_keyed_by_domain_are_rekeyed(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """Events with no key (or another key) are re-keyed by account, keeping their
-    input timestamps (the task they go to merges its inputs by timestamp), and
-    all scored."""
+    """Events with no key (or another key) are re-keyed by account, their input
+    timestamps in a header (the task they go to merges its inputs by timestamp),
+    and all scored."""
     companies, events = sample(tmp_path, 100, 400)
     setup_deployment(deployment, companies)
     worker = deployment.start_worker(SCORER_EMIT_SCORES="true")
@@ -119,4 +120,5 @@ async def test_events_not_keyed_by_domain_are_rekeyed(
     ]
     stamps = {r.value: r.timestamp for r in inputs}
     assert len(stamps) == len(inputs) == len(events)
-    assert all(r.timestamp == stamps[r.value] for r in rekeyed)
+    carried = [dict(r.headers)[INPUT_TIMESTAMP] for r in rekeyed]
+    assert carried == [b"%d" % stamps[r.value] for r in rekeyed]

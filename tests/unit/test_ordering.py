@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.stream.ordering import COMPACT, InputQueue, slices
+from scorer.stream.ordering import COMPACT, INPUT_TIMESTAMP, InputQueue, slices
 
 Record = namedtuple("Record", "topic partition offset timestamp")
 VISITS, LEADS, REKEYED = (TopicPartition(t, 0) for t in ("visitor", "lead", "rekey"))
@@ -150,3 +150,19 @@ def test_taken_records_are_not_kept_once_processed() -> None:
     del runs
     gc.collect()
     assert sum(ref() is not None for ref in watched) == 0
+
+
+def test_rekeyed_records_go_by_the_input_timestamp_they_carry() -> None:
+    """The re-key topic's records are stamped when re-keyed (retention goes by that);
+    their order is the input timestamp in their header, else their own."""
+    Stamped = namedtuple("Stamped", "topic partition offset timestamp headers")
+    queue = InputQueue(INPUTS, [REKEYED])
+    queue.add(VISITS, records(VISITS, [10, 30]), 0)
+    queue.add(REKEYED, [
+        Stamped("rekey", 0, 0, 999, [("other", b"x"), (INPUT_TIMESTAMP, b"20")]),
+        Stamped("rekey", 0, 1, 999, [(INPUT_TIMESTAMP, b"not a number")]),
+        Stamped("rekey", 0, 2, 25, None),
+    ], 0)  # fmt: skip
+    assert flat(queue.take(set())) == [
+        ("visitor", 0), ("rekey", 0), ("visitor", 1), ("rekey", 1), ("rekey", 2),
+    ]  # fmt: skip

@@ -1,0 +1,84 @@
+"""The task manager with records held in a task's input queue (scorer.stream.ordering)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import namedtuple
+
+from aiokafka import TopicPartition
+
+from scorer.config import Settings
+from scorer.kafka.topics import Topics
+from scorer.stream.manager import TaskManager
+from scorer.stream.metrics import Metrics
+from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.tasks import Task, TaskState
+
+Record = namedtuple("Record", "topic partition offset timestamp")
+
+
+class Consumer:
+    """What the manager asks of aiokafka's consumer, answered from dicts: the
+    consumed position of each input and the end its last fetch reported."""
+
+    def __init__(self, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]):
+        self.positions, self.ends = positions, ends
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        return None  # as a broker too old to report it
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.ends.get(tp)
+
+    def paused(self) -> set[TopicPartition]:
+        return set()
+
+
+def manager_with_task() -> tuple[TaskManager, Task, list[TopicPartition]]:
+    settings = Settings(topic_prefix="q-", topic_partitions=1)
+    topics = Topics.from_settings(settings)
+    inputs = [TopicPartition(t, 0) for t in topics.inputs()]
+    manager = TaskManager(
+        settings,
+        topics,
+        None,
+        None,
+        None,
+        Metrics(),
+        None,
+        asyncio.Event(),  # type: ignore[arg-type]
+    )
+    store = AccountStore(MemoryBacking(), settings.dedup_window, 86_400.0, 1_000)
+    task = Task(0, inputs, TopicPartition(topics.changelog, 0), store, None)
+    task.state = TaskState.RUNNING
+    for tp in inputs:
+        task.start_at(tp, 0)
+    manager.tasks[0] = task
+    return manager, task, inputs
+
+
+async def test_positions_do_not_move_past_queued_records() -> None:
+    """The consumer's position covers records the queue still holds back: an offset
+    committed there would skip them after a restart. Only an input with nothing
+    queued moves to it (past transaction markers)."""
+    manager, task, (visits, leads, rekeyed) = manager_with_task()
+    task.queue.add(leads, [Record(leads.topic, 0, i, 100 + i) for i in range(10)], 0)
+    manager.bind(Consumer({visits: 7, leads: 10, rekeyed: 3}, {}))  # type: ignore[arg-type]
+    await manager._advance_positions()
+    assert task.positions[leads] == 0  # ten lead records queued, none applied
+    assert task.positions[visits] == 7 and task.positions[rekeyed] == 3
+
+
+async def test_an_input_is_waited_for_by_its_high_watermark_without_a_stable_offset() -> None:
+    manager, task, (visits, leads, rekeyed) = manager_with_task()
+    consumer = Consumer({visits: 5, leads: 2, rekeyed: 0}, {visits: 5, leads: 4, rekeyed: 0})
+    manager.bind(consumer)  # type: ignore[arg-type]
+    assert await manager._waiting(task) == {leads}  # two leads on the broker, none queued
+    consumer.positions[leads] = 4
+    assert await manager._waiting(task) == set()
