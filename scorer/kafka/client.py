@@ -151,6 +151,14 @@ class KeyPartitions:
         return partition
 
 
+def header(headers: Any, name: str) -> bytes | None:
+    """The value of a record's header `name` (the first, if repeated), or None."""
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return bytes(value)
+    return None
+
+
 async def send_batches(
     producer: AIOKafkaProducer,
     topic: str,

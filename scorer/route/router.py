@@ -26,6 +26,7 @@ from scorer.enrichment.companies import CompanyTable
 from scorer.errors import AccessDenied, InvalidInputError
 from scorer.kafka.client import (
     client_options,
+    header,
     partitions_of,
     producer_options,
     reader,
@@ -91,10 +92,8 @@ def _alert_document(value: bytes | None) -> dict[str, Any] | None:
 
 
 def _header(headers: Any, name: str) -> str | None:
-    for key, value in headers or ():
-        if key == name and value is not None:
-            return bytes(value).decode(errors="replace")
-    return None
+    value = header(headers, name)
+    return None if value is None else value.decode(errors="replace")
 
 
 class Router(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -25,6 +25,8 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from scorer.kafka.client import header
+
 Run = tuple[TopicPartition, list[Any]]  # consecutive records of one partition
 # A re-keyed event's timestamp in its input topic (ms, ASCII digits), carried in a
 # header: the re-key topic's own timestamps are append times, which its time
@@ -127,12 +129,9 @@ class InputQueue:
 def input_timestamp(record: Any) -> int:
     """A re-keyed record's input timestamp (its own when the header is missing or
     unreadable: one written by another client, or before the header existed)."""
-    for name, value in record.headers or ():
-        if name == INPUT_TIMESTAMP:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                break
+    value = header(record.headers, INPUT_TIMESTAMP)
+    if value is not None and value.isdigit():
+        return int(value)
     stamp: int = record.timestamp
     return stamp
 
