@@ -177,19 +177,22 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
     # -- processing ------------------------------------------------------------------
 
     async def process(self, batch: dict[TopicPartition, list[Any]], generation: int) -> bool:
-        """A fetched batch, each partition's records in offset order, to its task.
-        False when the batch was dropped: fetched across a rebalance, or while a
-        task waits to be rewound (its partitions are read again)."""
+        """A fetched batch, each partition's records in offset order, queued on its
+        task and applied in timestamp order. False when the batch was dropped:
+        fetched across a rebalance, or while a task waits to be rewound (its
+        partitions are read again)."""
         if self.failure is not None:
             raise self.failure
         if generation != self.generation:
             self._seek_to_positions()
             return False
         tasks = self.tasks
-        if any(task.state is not TaskState.RUNNING for task in tasks.values()):
-            if await self.settle():  # only fenced tasks dropped: the batch is still dropped
-                self._seek_to_positions()
-            return False
+        if (
+            any(task.state is not TaskState.RUNNING for task in tasks.values())
+            and not await self.settle()
+        ):
+            return False  # a task rewound: every input is read again from its position
+        # (settled: fenced tasks are gone, the rest run; the batch goes on to them)
         if not self._erase():
             await asyncio.sleep(ERASURE_WAIT)
             self._seek_to_positions()
