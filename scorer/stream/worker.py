@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from scorer import gcpolicy, native
+from scorer import gcpolicy, mallocpolicy, native
 from scorer.config import Settings
 from scorer.errors import AccessDenied
 from scorer.kafka.client import client_options, partitions_of, producer_options, stop_consumer
@@ -58,6 +58,7 @@ MAX_BATCH = 1_000
 FETCH_MIN_BYTES = 64 * 1024
 FETCH_MAX_WAIT_MS = 10
 FETCH_RETRY_SECONDS = 1.0
+TRIM_SECONDS = 5.0
 
 
 class Worker:
@@ -227,6 +228,7 @@ class Worker:
         self.manager.bind(consumer)
         consumer.subscribe(list(topics.inputs()), listener=self.manager)
         self.background.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
+        self.background.append(asyncio.create_task(self._trim_memory(), name="malloc-trim"))
 
     async def run(self) -> None:
         """Poll → process → maybe commit, until `stop()`; then the last commit."""
@@ -296,6 +298,14 @@ class Worker:
                 await asyncio.wait_for(consumer.topics(), timeout=2.0)
                 self.outage.healthy()
 
+    async def _trim_memory(self) -> None:
+        """Every TRIM_SECONDS, the heap's free pages back to the system
+        (scorer.mallocpolicy), on a thread: the loop goes on meanwhile."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TRIM_SECONDS)
+            await loop.run_in_executor(None, mallocpolicy.trim)
+
     def stop(self) -> None:
         self.stopping.set()
 
@@ -327,6 +337,7 @@ async def serve(settings: Settings) -> int:
     """`scorer worker`: the exit statuses of `scorer.service.runner`."""
     outage = configure_logging(settings.log_level, settings.log_format)
     log.info("scoring core: %s", native.describe())
+    mallocpolicy.fix_mmap_threshold()
     return await serve_service(Worker(settings, outage=outage), "worker", log, SHUTDOWN_SECONDS)
 
 

@@ -1,0 +1,77 @@
+"""One malloc policy for the worker: what large buffers leave free goes back to the system.
+
+The worker's large allocations are short-lived: fetch responses (up to 2 MB a
+partition), record batches, compression buffers. glibc serves a request above
+its mmap threshold (128 KiB at first) with a mapping of its own, returned to
+the system on free, but it raises that threshold to the size of each such
+block freed (up to 32 MiB): after the first large fetch response every later
+one comes from the heap, and the heap keeps the pages they leave free. In the
+80 % phase of a quick `make bench` run that free-but-kept memory reached 91 MB
+of the worker's 494 MB RSS (glibc's mallinfo2, printed by
+bench/arms/worker_counters.py).
+
+Measured one configuration at a time in quick runs at the same paced rates
+(peak RSS; alert p99 at 2,000 events/s): glibc's default 494 MB, 120 ms; the
+threshold fixed at 256 KiB 454 MB but 262 ms (and 472 MB, 296 ms in a full
+`make bench` at 20:44: over the 250 ms goal; each zstd call allocating a
+compression context of about a megabyte may be why, not measured); fixed at
+2 MiB 477 MB, 120 ms; a trim every 5 s alone 481 MB, 126 ms; **fixed at 1 MiB
+and a trim every 5 s, 457 MB, 147 ms** (this module). Two full runs with it,
+2026-12-06 21:03 and 21:14: peak RSS 474 and 461 MB, against 598-625 MB
+before; the p99 at 2,000 events/s 149 and 108 ms (README, "Performance").
+
+- `fix_mmap_threshold`: the threshold fixed at 1 MiB, which also turns its
+  adjustment off (mallopt(3));
+- `trim`: malloc_trim(3), the free pages inside the heaps handed back; the
+  worker calls it every few seconds, on a thread.
+
+Nothing is changed where the C library is not glibc, and the threshold is left
+alone where the operator has set it (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+
+log = logging.getLogger("scorer.memory")
+M_MMAP_THRESHOLD = -3  # mallopt(3)
+MMAP_THRESHOLD = 1024 * 1024
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Fix glibc's mmap threshold at `threshold` bytes; True if it was set here."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    if "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    libc = _glibc()
+    if libc is None:
+        return False
+    if libc.mallopt(M_MMAP_THRESHOLD, threshold) != 1:  # 1 on success
+        log.warning("mallopt(M_MMAP_THRESHOLD, %d) was refused", threshold)
+        return False
+    return True
+
+
+def trim() -> bool:
+    """Hand the free pages of malloc's heaps back to the system (malloc_trim(3));
+    True if any were."""
+    libc = _glibc()
+    return libc is not None and libc.malloc_trim(0) == 1
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version  # noqa: B018 (only glibc has it)
+    except (OSError, AttributeError):
+        return None
+    return libc

@@ -1,0 +1,94 @@
+"""The worker's malloc policy (scorer.mallocpolicy), in a child process each: a
+threshold set here would stay set for the rest of the test run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+# A child that frees a 4 MiB block (glibc raises its dynamic threshold past it),
+# then allocates 1.5 MB and prints how much of it glibc's mallinfo2 counts as mapped,
+# then frees it and prints whether malloc_trim handed pages back.
+CHILD = textwrap.dedent(
+    """
+    import ctypes, sys
+    from scorer import mallocpolicy
+
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    fixed = mallocpolicy.fix_mmap_threshold() if sys.argv[1] == "fix" else False
+    big = bytearray(4 * 1024 * 1024)
+    del big
+    before = libc.mallinfo2().hblkhd
+    block = bytearray(1_500_000)
+    mapped = libc.mallinfo2().hblkhd - before
+    del block
+    print(fixed, mapped)
+    """
+)
+
+
+def child(mode: str, **env: str) -> tuple[str, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, mode],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    fixed, mapped = done.stdout.split()
+    return fixed, int(mapped)
+
+
+def test_a_large_block_is_mapped_after_a_larger_one_was_freed() -> None:
+    fixed, mapped = child("fix")
+    assert fixed == "True"
+    assert mapped >= 1_500_000  # its own mapping: unmapped when freed
+
+
+def test_glibcs_default_serves_it_from_the_heap_instead() -> None:
+    """What the policy is for: without it, the freed 4 MiB block raised the
+    threshold, and the 1.5 MB block comes from the heap (kept when freed)."""
+    fixed, mapped = child("default")
+    assert fixed == "False"
+    assert mapped == 0
+
+
+def test_an_operators_own_threshold_is_left_alone() -> None:
+    fixed, _ = child("fix", GLIBC_TUNABLES="glibc.malloc.mmap_threshold=1048576")
+    assert fixed == "False"
+    fixed, _ = child("fix", MALLOC_MMAP_THRESHOLD_="1048576")
+    assert fixed == "False"
+
+
+def test_trim_hands_a_freed_heap_block_back() -> None:
+    """malloc_trim returns the pages of free heap chunks to the system: RSS falls."""
+    code = textwrap.dedent(
+        """
+        from scorer import mallocpolicy
+
+        def rss():
+            with open("/proc/self/status") as status:
+                return next(int(l.split()[1]) for l in status if l.startswith("VmRSS"))
+
+        big = bytearray(4 * 1024 * 1024)
+        del big  # the threshold rises past 4 MiB: what follows comes from the heap
+        # written to, so resident (a fresh heap block from calloc may never be touched)
+        blocks = [bytes(range(256)) * 7813 for _ in range(20)]  # 2 MB each
+        keep = bytes(range(256)) * 800  # 200 KB above them: the heap's top cannot shrink
+        del blocks
+        before = rss()
+        print(mallocpolicy.trim(), before - rss())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    trimmed, released_kb = done.stdout.split()
+    assert trimmed == "True"
+    assert int(released_kb) > 30_000  # most of the 40 MB freed
