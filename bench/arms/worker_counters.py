@@ -16,23 +16,33 @@ expiry sweeps, in µs per record of the window too; and the event loop's
 largest lateness in the window (a 5 ms sleep's wake-up past its due time) and
 how many wake-ups were over 50 ms late: stalls, which every alert waiting on
 the loop pays; and the most records the tasks' input queues held after a batch
-(`scorer.stream.ordering`). CPU times are the main thread's (`time.thread_time`) around
-synchronous calls, so they are exact for those calls whatever else runs.
+(`scorer.stream.ordering`); the task commits per second (a round commits only the
+tasks with work), the changelog bytes and records written per record; the
+requests sent to the broker per second, by type; the p50 and p99 (as histogram
+bucket bounds) of the worker's own latency histograms in the window: input to
+scored, input to alert committed, one task's commit; and, every 5 s, the
+process's RSS beside what glibc's malloc holds (in use, free but kept, mapped:
+mallinfo2) and CPython's allocated blocks. CPU times are the main thread's
+(`time.thread_time`) around synchronous calls, so they are exact for those
+calls whatever else runs.
 """
 
 import asyncio
+import ctypes
 import gc
 import sys
 import threading
 import time
 from typing import Any
 
+from aiokafka import conn
+
 from scorer.cli import main
-from scorer.stream import manager, processor, tasks, worker
+from scorer.stream import manager, metrics, processor, tasks, worker
 
 stats: dict[str, float] = dict.fromkeys(
     ("slices", "records", "process_cpu", "prepare_cpu", "batches", "commit_rounds", "gc_cpu",
-     "post_cpu", "sweep_cpu"),
+     "post_cpu", "sweep_cpu", "changelog_bytes", "changelog_writes", "task_commits"),
     0.0,
 )  # fmt: skip
 # The event loop's lateness: how long past its due time a 5 ms sleep woke, the
@@ -50,6 +60,94 @@ def on_gc(phase: str, info: dict[str, Any]) -> None:
         _gc_started[0] = time.thread_time()
     else:
         stats["gc_cpu"] += time.thread_time() - _gc_started[0]
+
+
+requests: dict[str, int] = {}  # requests sent to the broker, by type (cumulative)
+_send = conn.AIOKafkaConnection.send
+
+
+def send(self: Any, request: Any, expect_response: bool = True) -> Any:
+    name = type(request).__name__.removesuffix("Request")
+    requests[name] = requests.get(name, 0) + 1
+    return _send(self, request, expect_response)
+
+
+_metrics: list[Any] = []  # the worker's Metrics
+_metrics_init = metrics.Metrics.__init__
+
+
+def metrics_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _metrics_init(self, *args, **kwargs)
+    _metrics.append(self)
+
+
+def counts(name: str) -> tuple[list[float], list[float]]:
+    """A latency histogram's upper bounds and cumulative counts, as now."""
+    if not _metrics:
+        return [], []
+    found = _metrics[0]
+    histogram = getattr(found, name)
+    if isinstance(histogram, metrics.EventHistogram):
+        cumulative, total = [], 0
+        for count in histogram.counts:
+            total += count
+            cumulative.append(float(total))
+        return [*histogram.bounds, float("inf")], cumulative
+    bounds, cumulative = [], []
+    for family in histogram.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bounds.append(float(sample.labels["le"]))
+                cumulative.append(sample.value)
+    return bounds, cumulative
+
+
+def quantiles(now: tuple[list[float], list[float]], before: tuple[list[float], list[float]]) -> str:
+    """p50 and p99 (the bucket's upper bound, ms) of what was observed between two reads."""
+    bounds, after = now
+    if not bounds:
+        return "-"
+    earlier = before[1] or [0.0] * len(after)
+    window = [a - b for a, b in zip(after, earlier, strict=True)]
+    if not window or window[-1] <= 0:
+        return "-"
+    picks = []
+    for q in (0.5, 0.99):
+        index = next(i for i, c in enumerate(window) if c >= q * window[-1])
+        picks.append(f"{bounds[index] * 1000:.0f}")
+    return f"<={picks[0]}/<={picks[1]} ms (n {window[-1]:.0f})"
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (2.33 and later)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+_libc = ctypes.CDLL("libc.so.6")
+_libc.mallinfo2.restype = MallInfo2
+
+
+def memory() -> str:
+    """RSS, and what glibc's malloc holds: in use, free but kept, and mmapped."""
+    info = _libc.mallinfo2()
+    with open("/proc/self/status") as status:
+        rss = next(line.split()[1] for line in status if line.startswith("VmRSS"))
+    mb = 1024 * 1024
+    return (
+        f"RSS {int(rss) // 1024} MB: malloc in use {info.uordblks // mb} MB, "
+        f"free but kept {info.fordblks // mb} MB, mmapped {info.hblkhd // mb} MB, "
+        f"pymalloc blocks {sys.getallocatedblocks():,}"
+    )
+
+
+HISTOGRAMS = ("ingest_to_score", "end_to_end", "commit_seconds")
 
 
 _process = processor.Processor.process
@@ -76,6 +174,9 @@ def prepare_commit(self: Any) -> Any:
     started = time.thread_time()
     snapshot = _prepare(self)
     stats["prepare_cpu"] += time.thread_time() - started
+    stats["task_commits"] += 1
+    stats["changelog_writes"] += len(snapshot.writes)
+    stats["changelog_bytes"] += sum(len(v) for v in snapshot.writes.values() if v is not None)
     return snapshot
 
 
@@ -125,16 +226,32 @@ def start(self: Any, task_list: list[Any]) -> bool:
 def report(every: float = 5.0) -> None:
     main_clock = time.pthread_getcpuclockid(threading.main_thread().ident or 0)
     last, last_cpu, last_at = dict(stats), time.process_time(), time.monotonic()
+    last_requests = dict(requests)
+    last_histograms = {name: counts(name) for name in HISTOGRAMS}
     last_main = time.clock_gettime(main_clock)
     while True:
         time.sleep(every)
         now, cpu, at = dict(stats), time.process_time(), time.monotonic()
         main_cpu = time.clock_gettime(main_clock)
         d = {k: now[k] - last[k] for k in now}
+        sent = dict(requests)
+        rates = ", ".join(
+            f"{name} {(count - last_requests.get(name, 0)) / (at - last_at):.0f}"
+            for name, count in sorted(sent.items())
+            if count > last_requests.get(name, 0)
+        )
+        last_requests = sent
+        histograms = {name: counts(name) for name in HISTOGRAMS}
+        split = "; ".join(
+            f"{name} p50/p99 {quantiles(histograms[name], last_histograms[name])}"
+            for name in HISTOGRAMS
+        )
+        last_histograms = histograms
         most_queued[0] = 0
         late = lateness[:]
         del lateness[: len(late)]
         seconds, used, n = at - last_at, cpu - last_cpu, d["records"]
+        print(f"[counters] {memory()}", file=sys.stderr, flush=True)
         if n:
             rest = used - d["process_cpu"] - d["prepare_cpu"]
             print(
@@ -147,12 +264,15 @@ def report(every: float = 5.0) -> None:
                 f"{d['batches'] / seconds:.0f} polls/s "
                 f"({n / max(d['batches'], 1):.0f} records each), "
                 f"{d['slices'] / seconds:.0f} slices/s, "
-                f"{d['commit_rounds'] / seconds:.1f} commit rounds/s; "
+                f"{d['commit_rounds'] / seconds:.1f} commit rounds/s "
+                f"({d['task_commits'] / seconds:.0f} task commits/s); "
                 f"post_commit {d['post_cpu'] / n * 1e6:.2f}, "
                 f"sweeps {d['sweep_cpu'] / n * 1e6:.2f}; "
+                f"changelog {d['changelog_bytes'] / n:.0f} B and "
+                f"{d['changelog_writes'] / n:.2f} writes per record; "
                 f"loop late at most {max(late, default=0) * 1000:.0f} ms, "
                 f"{sum(x > 0.05 for x in late)} times over 50 ms; "
-                f"at most {most_queued[0]:,} records queued",
+                f"at most {most_queued[0]:,} records queued; requests/s: {rates}; {split}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -165,6 +285,8 @@ tasks.Task.post_commit = post_commit  # type: ignore[method-assign]
 tasks.Task.expire_idle = expire_idle  # type: ignore[method-assign]
 manager.TaskManager.process = handle_batch  # type: ignore[method-assign]
 manager.TaskManager._start = start  # type: ignore[method-assign]
+conn.AIOKafkaConnection.send = send  # type: ignore[method-assign]
+metrics.Metrics.__init__ = metrics_init  # type: ignore[method-assign]
 gc.callbacks.append(on_gc)
 threading.Thread(target=report, daemon=True).start()
 sys.argv = sys.argv[1:]  # [scorer, worker, ...]
