@@ -25,8 +25,9 @@ before; the p99 at 2,000 events/s 149 and 108 ms (README, "Performance").
 - `trim`: malloc_trim(3), the free pages inside the heaps handed back; the
   worker calls it every few seconds, on a thread.
 
-Nothing is changed where the C library is not glibc, and the threshold is left
-alone where the operator has set it (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES).
+Nothing is changed where the C library is not glibc, or with
+SCORER_MALLOC_POLICY=0 (to compare, or to rule the policy out); the threshold is
+left alone where the operator has set it (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES).
 """
 
 from __future__ import annotations
@@ -40,11 +41,16 @@ import os
 log = logging.getLogger("scorer.memory")
 M_MMAP_THRESHOLD = -3  # mallopt(3)
 MMAP_THRESHOLD = 1024 * 1024
+SWITCH = "SCORER_MALLOC_POLICY"  # "0": glibc's defaults, no trim
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "1") != "0"
 
 
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold at `threshold` bytes; True if it was set here."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if not enabled() or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     if "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
         return False

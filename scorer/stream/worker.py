@@ -228,7 +228,8 @@ class Worker:
         self.manager.bind(consumer)
         consumer.subscribe(list(topics.inputs()), listener=self.manager)
         self.background.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
-        self.background.append(asyncio.create_task(self._trim_memory(), name="malloc-trim"))
+        if mallocpolicy.enabled():
+            self.background.append(asyncio.create_task(self._trim_memory(), name="malloc-trim"))
 
     async def run(self) -> None:
         """Poll → process → maybe commit, until `stop()`; then the last commit."""

@@ -68,6 +68,12 @@ def test_an_operators_own_threshold_is_left_alone() -> None:
     assert fixed == "False"
 
 
+def test_the_switch_turns_the_policy_off() -> None:
+    fixed, mapped = child("fix", SCORER_MALLOC_POLICY="0")
+    assert fixed == "False"
+    assert mapped == 0  # glibc's default: from the heap
+
+
 def test_trim_hands_a_freed_heap_block_back() -> None:
     """malloc_trim returns the pages of free heap chunks to the system: RSS falls."""
     code = textwrap.dedent(

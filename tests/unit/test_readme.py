@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from scorer import native
+from scorer import mallocpolicy, native
 from scorer.config import Settings
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
@@ -13,11 +13,13 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 
 def test_configuration_table_lists_exactly_the_settings() -> None:
     """Every SCORER_* variable in the README is a setting, and every setting is in the
-    README; besides them only the test suite's broker and the import-time switch
-    to the pure-Python core (read before any setting, by scorer/native.py)."""
+    README; besides them only the test suite's broker and two process-level
+    switches read outside the settings: the pure-Python core (read at import, by
+    scorer/native.py) and the worker's malloc policy (scorer/mallocpolicy.py)."""
     documented = set(re.findall(r"`(SCORER_[A-Z_]+)`", README.split("## Configuration")[1]))
     assert native.PURE_ENV in documented
-    documented -= {"SCORER_TEST_BROKER", native.PURE_ENV}
+    assert mallocpolicy.SWITCH in documented
+    documented -= {"SCORER_TEST_BROKER", native.PURE_ENV, mallocpolicy.SWITCH}
     settings = {f"SCORER_{name.upper()}" for name in Settings.model_fields}
     assert documented == settings
 
