@@ -10,20 +10,16 @@ one comes from the heap, and the heap keeps the pages they leave free. In the
 of the worker's 494 MB RSS (glibc's mallinfo2, printed by
 bench/arms/worker_counters.py).
 
-Measured one configuration at a time in quick runs at the same paced rates
-(peak RSS; alert p99 at 2,000 events/s): glibc's default 494 MB, 120 ms; the
-threshold fixed at 256 KiB 454 MB but 262 ms (and 472 MB, 296 ms in a full
-`make bench` at 20:44: over the 250 ms goal; each zstd call allocating a
-compression context of about a megabyte may be why, not measured); fixed at
-2 MiB 477 MB, 120 ms; a trim every 5 s alone 481 MB, 126 ms; **fixed at 1 MiB
-and a trim every 5 s, 457 MB, 147 ms** (this module). Two full runs with it,
-2026-12-06 21:03 and 21:14: peak RSS 474 and 461 MB, against 598-625 MB
-before; the p99 at 2,000 events/s 149 and 108 ms (README, "Performance").
+The figures that chose a 1 MiB threshold and a trim every 5 s, against glibc's
+defaults and the other settings tried, are in the README ("Performance",
+2026-12-06 21:03 and 21:25).
 
 - `fix_mmap_threshold`: the threshold fixed at 1 MiB, which also turns its
   adjustment off (mallopt(3));
 - `trim`: malloc_trim(3), the free pages inside the heaps handed back; the
-  worker calls it every few seconds, on a thread.
+  worker calls it every few seconds, on a thread;
+- `usage`: glibc's mallinfo2(3), what the policy is judged by (the benchmark's
+  counters and the tests read it).
 
 Nothing is changed where the C library is not glibc, or with
 SCORER_MALLOC_POLICY=0 (to compare, or to rule the policy out); the threshold is
@@ -61,6 +57,29 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
         log.warning("mallopt(M_MMAP_THRESHOLD, %d) was refused", threshold)
         return False
     return True
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (2.33 and later): bytes in use (uordblks), free but
+    kept by the heaps (fordblks) and in blocks mapped of their own (hblkhd)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def usage() -> MallInfo2 | None:
+    """What glibc's malloc holds now (None on another C library)."""
+    libc = _glibc()
+    if libc is None:
+        return None
+    libc.mallinfo2.restype = MallInfo2
+    info: MallInfo2 = libc.mallinfo2()
+    return info
 
 
 def trim() -> bool:

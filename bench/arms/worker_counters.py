@@ -28,7 +28,6 @@ calls whatever else runs.
 """
 
 import asyncio
-import ctypes
 import gc
 import sys
 import threading
@@ -37,6 +36,7 @@ from typing import Any
 
 from aiokafka import conn
 
+from scorer import mallocpolicy
 from scorer.cli import main
 from scorer.stream import manager, metrics, processor, tasks, worker
 
@@ -118,25 +118,10 @@ def quantiles(now: tuple[list[float], list[float]], before: tuple[list[float], l
     return f"<={picks[0]}/<={picks[1]} ms (n {window[-1]:.0f})"
 
 
-class MallInfo2(ctypes.Structure):
-    """glibc's struct mallinfo2 (2.33 and later)."""
-
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost",
-        )
-    ]  # fmt: skip
-
-
-_libc = ctypes.CDLL("libc.so.6")
-_libc.mallinfo2.restype = MallInfo2
-
-
 def memory() -> str:
     """RSS, and what glibc's malloc holds: in use, free but kept, and mmapped."""
-    info = _libc.mallinfo2()
+    info = mallocpolicy.usage()
+    assert info is not None, "glibc's malloc only"
     with open("/proc/self/status") as status:
         rss = next(line.split()[1] for line in status if line.startswith("VmRSS"))
     mb = 1024 * 1024

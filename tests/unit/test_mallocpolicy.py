@@ -13,22 +13,15 @@ import textwrap
 # then frees it and prints whether malloc_trim handed pages back.
 CHILD = textwrap.dedent(
     """
-    import ctypes, sys
+    import sys
     from scorer import mallocpolicy
 
-    class Info(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
-
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = Info
     fixed = mallocpolicy.fix_mmap_threshold() if sys.argv[1] == "fix" else False
     big = bytearray(4 * 1024 * 1024)
     del big
-    before = libc.mallinfo2().hblkhd
+    before = mallocpolicy.usage().hblkhd
     block = bytearray(1_500_000)
-    mapped = libc.mallinfo2().hblkhd - before
+    mapped = mallocpolicy.usage().hblkhd - before
     del block
     print(fixed, mapped)
     """
