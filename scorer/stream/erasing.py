@@ -29,6 +29,7 @@ that far, so the table that drops events is never behind the state.
 from __future__ import annotations
 
 import bisect
+import weakref
 from typing import Any
 
 import orjson
@@ -65,6 +66,13 @@ class ErasureLog:
         self.requests: list[ErasureRequest] = []
         self.read_to = 0  # the next offset the follower will read
         self.released_to = 0  # `read_to` when the requests were last released
+        # Each task's applied offset as last read or written here, with its rewind
+        # count then. The offset changes only through `erase` and a rewind (which
+        # takes it back to the last commit's), so the store is read once per task
+        # and after each of its rewinds, not twice a task at every batch.
+        self.known: weakref.WeakKeyDictionary[Task, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def apply(self, record: Any, dead_letter: DeadLetter) -> None:
         """One record of the erasures topic (the `Follower`'s callback)."""
@@ -92,14 +100,23 @@ class ErasureLog:
         self.unreleased = []
         self.released_to = self.read_to
 
+    def applied(self, task: Task) -> int:
+        """`applied_offset(task)`, read from the store only when not known here."""
+        known = self.known.get(task)
+        if known is not None and known[0] == task.rewinds:
+            return known[1]
+        applied = applied_offset(task)
+        self.known[task] = (task.rewinds, applied)
+        return applied
+
     def behind(self, task: Task) -> bool:
         """The task has applied requests this worker has not read yet."""
-        return applied_offset(task) > self.released_to
+        return self.applied(task) > self.released_to
 
     def erase(self, task: Task) -> int:
         """The released requests the task has not applied, applied to its store, with
         its new offset and progress record queued for its next commit; how many."""
-        applied = applied_offset(task)
+        applied = self.applied(task)
         if applied >= self.released_to:
             return 0
         due = self.requests[bisect.bisect_left(self.offsets, applied) :]
@@ -109,6 +126,7 @@ class ErasureLog:
             if changed:
                 self.metrics.erased_accounts_total.inc(changed)
         task.store[ERASURES_KEY] = orjson.dumps({"applied": self.released_to})
+        self.known[task] = (task.rewinds, self.released_to)
         task.send(
             self.progress_topic,
             progress_key(self.app_id, task.partition),

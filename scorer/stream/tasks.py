@@ -67,6 +67,9 @@ class Task:
     marker: bytes | None = None  # a changelog marker to write in the next commit
     event_time: float = float("-inf")  # the newest occurred_at it has scored
     swept_at: float = 0.0  # when (monotonic) idle accounts last left its store
+    # How many times it went back to its last commit: a reader that keeps what it
+    # read of the store compares this before using it again.
+    rewinds: int = 0
     # The input whose records carry their input timestamp in a header (the re-key topic's).
     rekeyed: TopicPartition | None = None
     # Fetched records not yet processed, handed out in timestamp order (scorer.stream.ordering).
@@ -168,6 +171,7 @@ class Task:
         self.alert_times.clear()
         self.positions = dict(self.committed)
         self.queue.clear()
+        self.rewinds += 1
 
     def fail(self) -> None:
         """A commit failed; the producer must be replaced before the next."""

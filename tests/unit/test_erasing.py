@@ -112,3 +112,43 @@ def test_a_task_ahead_of_the_log_waits_and_a_suppression_needs_the_salt() -> Non
     dead: list[str] = []
     log.apply(record(2, b"{}"), lambda rec, reason, detail: dead.append(reason))
     assert dead == ["schema"]
+
+
+class CountingBacking(MemoryBacking):
+    """A backing store that counts reads of the applied offset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset_reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        if key == ERASURES_KEY:
+            self.offset_reads += 1
+        return super().get(key)
+
+
+def test_the_applied_offset_is_read_once_per_task_and_again_after_a_rewind() -> None:
+    """The log keeps what it read and wrote of a task's applied offset: the store is
+    not read at every batch, and is read again once the task has rewound (which
+    takes the offset back to the last commit's)."""
+    backing = CountingBacking()
+    store = AccountStore(backing, 7 * 86400.0, 3600.0, cache_limit=100)
+    task = Task(0, [], TopicPartition("changelog", 0), store, None)
+    log = ErasureLog(Settings(app_id="t"), PROGRESS, Metrics())
+    for _ in range(5):  # batches with no request: one read in all
+        assert not log.behind(task) and log.erase(task) == 0
+    assert backing.offset_reads == 1
+    log.apply(record(0, new_request("r0", ACCOUNT, "acme.example", 2e9).to_json()), print)
+    log.release()
+    assert log.erase(task) == 1
+    for _ in range(5):  # applied here: known without a read
+        assert not log.behind(task) and log.erase(task) == 0
+    assert backing.offset_reads == 1
+    task.prepare_commit()
+    task.rewind()  # the commit with the new offset failed
+    assert log.applied(task) == 0 and backing.offset_reads == 2
+    assert log.erase(task) == 1  # so the request is applied again
+    commit(task)
+    store.flush()
+    other = ErasureLog(Settings(app_id="t"), PROGRESS, Metrics())
+    assert other.applied(task) == 1  # another log reads what the commit wrote
