@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -73,6 +74,34 @@ async def create_topics(names: list[str]) -> None:
         missing = [n for n in names if n not in set(await admin.list_topics())]
         if missing:
             await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in missing])
+
+
+# A run's topics are named `bench<its start, epoch seconds>-...` (stream_bench.run).
+RUN_TOPIC = re.compile(r"bench(\d+)-")
+LEFTOVER_AGE = 3600.0  # no run takes an hour: one older was stopped before its clean-up
+
+
+def leftovers(names: list[str], now: float) -> list[str]:
+    """The topics of runs started over LEFTOVER_AGE before `now`: stopped (Ctrl-C,
+    a kill) before they deleted their topics. Those of a run still going are
+    younger; no other topic has the form."""
+    out = []
+    for name in names:
+        match = RUN_TOPIC.match(name)
+        if match and now - int(match.group(1)) > LEFTOVER_AGE:
+            out.append(name)
+    return out
+
+
+async def delete_leftovers() -> int:
+    """Earlier runs' leftover topics deleted (their partitions, thousands after a few
+    stopped runs, slowed the local broker: README, "The local broker's
+    leftovers"); how many."""
+    async with started(AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)) as admin:
+        names = leftovers(await admin.list_topics(), time.time())
+        if names:
+            await admin.delete_topics(names)
+    return len(names)
 
 
 async def delete_run_topics(prefix: str) -> None:

@@ -96,6 +96,7 @@ from bench.paced import (
     context_switches,
     cpu_seconds,
     create_topics,
+    delete_leftovers,
     delete_run_topics,
     end_total,
     floor_inputs,
@@ -390,6 +391,9 @@ class Phase:
 
 async def run() -> dict[str, Any]:
     companies_path, domains, events_path = make_data()
+    stale = await delete_leftovers()
+    if stale:
+        log(f"deleted {stale:,} topics of earlier runs stopped before their clean-up")
     prefix = f"bench{int(time.time())}-"
     settings = Settings(broker=BROKER, topic_prefix=prefix, topic_partitions=PARTITIONS)
     topics = Topics.from_settings(settings)
