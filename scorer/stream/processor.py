@@ -172,12 +172,14 @@ class Processor(Placement):
             # Its input timestamp in a header: the task it goes to merges its inputs in
             # timestamp order (scorer.stream.ordering). Not as the record's own
             # timestamp: the re-key topic's time retention would then delete a
-            # backlog's re-keyed events, weeks old, before they are read.
+            # backlog's re-keyed events, weeks old, before they are read. First, before
+            # the record's own headers: the queue reads the first of that name, so one
+            # an input producer set cannot stand in for it.
             task.send(
                 self.rekey_topic,
                 self.key,
                 raw,
-                [*(record.headers or ()), (INPUT_TIMESTAMP, b"%d" % record.timestamp)],
+                [(INPUT_TIMESTAMP, b"%d" % record.timestamp), *(record.headers or ())],
                 self.partition,
             )
             return

@@ -8,6 +8,7 @@ import orjson
 
 from scorer import synthetic
 from scorer.events import decode_event, event_from_document
+from scorer.kafka.client import header
 from scorer.stream.ordering import INPUT_TIMESTAMP
 from tests.integration.streaming import (
     batch_alerts,
@@ -102,7 +103,9 @@ async def test_events_not_keyed_by_domain_are_rekeyed(
     worker.wait_ready()
     records = event_records(deployment, events, keyed=False)
     records = [(t, (b"visitor-1" if i % 2 else None), v) for i, (t, _, v) in enumerate(records)]
-    await deployment.produce(records)
+    # A header of the worker's name set by the input's producer does not stand in
+    # for the worker's own (it is kept, after it).
+    await deployment.produce(records, headers=[(INPUT_TIMESTAMP, b"1"), ("trace", b"t")])
     expected = 2 * len(resolved_ids(events))
     scores = await deployment.documents(
         "account-scores", until=lambda r: len(r) >= expected, timeout=90
@@ -120,5 +123,6 @@ async def test_events_not_keyed_by_domain_are_rekeyed(
     ]
     stamps = {r.value: r.timestamp for r in inputs}
     assert len(stamps) == len(inputs) == len(events)
-    carried = [dict(r.headers)[INPUT_TIMESTAMP] for r in rekeyed]
+    carried = [header(r.headers, INPUT_TIMESTAMP) for r in rekeyed]
     assert carried == [b"%d" % stamps[r.value] for r in rekeyed]
+    assert all([k for k, _ in r.headers][1:] == [INPUT_TIMESTAMP, "trace"] for r in rekeyed)
