@@ -10,20 +10,25 @@ one comes from the heap, and the heap keeps the pages they leave free. In the
 of the worker's 494 MB RSS (glibc's mallinfo2, printed by
 bench/arms/worker_counters.py).
 
-The figures that chose a 1 MiB threshold and a trim every 5 s, against glibc's
-defaults and the other settings tried, are in the README ("Performance",
-2026-12-06 21:03 and 21:25).
+Fixing the mmap threshold with mallopt also fixes the trim threshold, at its
+128 KiB default: freed, the heap's top then shrank and grew again dozens of
+times a second (390 `brk` calls in 6 s of a drain against 5 with glibc's
+defaults) and the drain cost 7-8 % more CPU an event. The trim threshold is
+raised with it (TRIM_THRESHOLD): the heap's top is handed back by the trim
+every TRIM_SECONDS instead of at every free. The figures that chose these
+settings are in the README ("Performance", 2026-12-06 21:03, 21:25 and 23:07).
 
-- `fix_mmap_threshold`: the threshold fixed at 1 MiB, which also turns its
-  adjustment off (mallopt(3));
+- `fix_mmap_threshold`: the mmap threshold fixed at 1 MiB, the trim threshold
+  at 64 MiB, which also turns their adjustment off (mallopt(3));
 - `trim`: malloc_trim(3), the free pages inside the heaps handed back; the
-  worker calls it every few seconds, on a thread;
+  worker calls it every TRIM_SECONDS, on a thread;
 - `usage`: glibc's mallinfo2(3), what the policy is judged by (the benchmark's
   counters and the tests read it).
 
 Nothing is changed where the C library is not glibc, or with
-SCORER_MALLOC_POLICY=0 (to compare, or to rule the policy out); the threshold is
-left alone where the operator has set it (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES).
+SCORER_MALLOC_POLICY=0 (to compare, or to rule the policy out); the thresholds
+are left alone where the operator has set either (MALLOC_MMAP_THRESHOLD_,
+MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES).
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ import logging
 import os
 
 log = logging.getLogger("scorer.memory")
-M_MMAP_THRESHOLD = -3  # mallopt(3)
+M_TRIM_THRESHOLD = -1  # mallopt(3)
+M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1024 * 1024
+TRIM_THRESHOLD = 64 * 1024 * 1024
 SWITCH = "SCORER_MALLOC_POLICY"  # "0": glibc's defaults, no trim
+TRIM_SECONDS = 5.0
+OPERATORS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # set: left alone
 
 
 def enabled() -> bool:
@@ -45,17 +54,20 @@ def enabled() -> bool:
 
 
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at `threshold` bytes; True if it was set here."""
-    if not enabled() or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    """Fix glibc's mmap threshold at `threshold` bytes and its trim threshold at
+    TRIM_THRESHOLD; True if they were set here."""
+    if not enabled() or any(name in os.environ for name in OPERATORS):
         return False
-    if "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.mmap_threshold" in tunables or "glibc.malloc.trim_threshold" in tunables:
         return False
     libc = _glibc()
     if libc is None:
         return False
-    if libc.mallopt(M_MMAP_THRESHOLD, threshold) != 1:  # 1 on success
-        log.warning("mallopt(M_MMAP_THRESHOLD, %d) was refused", threshold)
-        return False
+    for option, value in ((M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_MMAP_THRESHOLD, threshold)):
+        if libc.mallopt(option, value) != 1:  # 1 on success
+            log.warning("mallopt(%d, %d) was refused", option, value)
+            return False
     return True
 
 

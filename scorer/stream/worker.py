@@ -58,7 +58,6 @@ MAX_BATCH = 1_000
 FETCH_MIN_BYTES = 64 * 1024
 FETCH_MAX_WAIT_MS = 10
 FETCH_RETRY_SECONDS = 1.0
-TRIM_SECONDS = 5.0
 
 
 class Worker:
@@ -300,11 +299,11 @@ class Worker:
                 self.outage.healthy()
 
     async def _trim_memory(self) -> None:
-        """Every TRIM_SECONDS, the heap's free pages back to the system
+        """Every mallocpolicy.TRIM_SECONDS, the heap's free pages back to the system
         (scorer.mallocpolicy), on a thread: the loop goes on meanwhile."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(TRIM_SECONDS)
+            await asyncio.sleep(mallocpolicy.TRIM_SECONDS)
             await loop.run_in_executor(None, mallocpolicy.trim)
 
     def stop(self) -> None:

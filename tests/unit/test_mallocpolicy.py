@@ -54,17 +54,52 @@ def test_glibcs_default_serves_it_from_the_heap_instead() -> None:
     assert mapped == 0
 
 
-def test_an_operators_own_threshold_is_left_alone() -> None:
-    fixed, _ = child("fix", GLIBC_TUNABLES="glibc.malloc.mmap_threshold=1048576")
-    assert fixed == "False"
-    fixed, _ = child("fix", MALLOC_MMAP_THRESHOLD_="1048576")
-    assert fixed == "False"
+def test_an_operators_own_thresholds_are_left_alone() -> None:
+    for env in (
+        {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576"},
+        {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"},
+        {"MALLOC_MMAP_THRESHOLD_": "1048576"},
+        {"MALLOC_TRIM_THRESHOLD_": "1048576"},
+    ):
+        fixed, _ = child("fix", **env)
+        assert fixed == "False", env
 
 
 def test_the_switch_turns_the_policy_off() -> None:
     fixed, mapped = child("fix", SCORER_MALLOC_POLICY="0")
     assert fixed == "False"
     assert mapped == 0  # glibc's default: from the heap
+
+
+def test_the_heaps_top_is_not_handed_back_at_every_free() -> None:
+    """With the mmap threshold fixed, glibc's trim threshold stays at 128 KiB unless
+    it is set too: a 600 KB block freed at the heap's top shrinks the heap, and the
+    next one grows it again (dozens of times a second in a drain). The policy sets
+    it to 64 MiB: the heap keeps its top until the next trim."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from scorer import mallocpolicy
+
+        if sys.argv[1] == "fix":
+            mallocpolicy.fix_mmap_threshold()
+        elif sys.argv[1] == "mmap-only":
+            mallocpolicy._glibc().mallopt(mallocpolicy.M_MMAP_THRESHOLD, 1024 * 1024)
+        block = bytearray(600_000)
+        held = mallocpolicy.usage().arena
+        del block
+        print(held - mallocpolicy.usage().arena)
+        """
+    )
+
+    def shrunk(mode: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
+        )
+        return int(done.stdout)
+
+    assert shrunk("mmap-only") >= 500_000  # handed back at the free
+    assert shrunk("fix") == 0  # kept for the next block
 
 
 def test_trim_hands_a_freed_heap_block_back() -> None:
