@@ -70,9 +70,7 @@ class ErasureLog:
         # count then. The offset changes only through `erase` and a rewind (which
         # takes it back to the last commit's), so the store is read once per task
         # and after each of its rewinds, not twice a task at every batch.
-        self.known: weakref.WeakKeyDictionary[Task, tuple[int, int]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.known: weakref.WeakKeyDictionary[Task, tuple[int, int]] = weakref.WeakKeyDictionary()
 
     def apply(self, record: Any, dead_letter: DeadLetter) -> None:
         """One record of the erasures topic (the `Follower`'s callback)."""
