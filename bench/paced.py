@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,18 +97,20 @@ async def delete_leftovers() -> int:
     """Earlier runs' leftover topics deleted (their partitions, thousands after a few
     stopped runs, slowed the local broker: README, "The local broker's
     leftovers"); how many."""
-    async with started(AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)) as admin:
-        names = leftovers(await admin.list_topics(), time.time())
-        if names:
-            await admin.delete_topics(names)
-    return len(names)
+    return await delete_topics(lambda names: leftovers(names, time.time()))
 
 
 async def delete_run_topics(prefix: str) -> None:
+    await delete_topics(lambda names: [t for t in names if t.startswith(prefix)])
+
+
+async def delete_topics(pick: Callable[[list[str]], list[str]]) -> int:
+    """The topics `pick` chooses of those on the broker, deleted; how many."""
     async with started(AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)) as admin:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        names = pick(await admin.list_topics())
         if names:
             await admin.delete_topics(names)
+    return len(names)
 
 
 # -- paced load ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ raised with it (TRIM_THRESHOLD): the heap's top is handed back by the trim
 every TRIM_SECONDS instead of at every free. The figures that chose these
 settings are in the README ("Performance", 2026-12-06 21:03, 21:25 and 23:07).
 
-- `fix_mmap_threshold`: the mmap threshold fixed at 1 MiB, the trim threshold
+- `fix_thresholds`: the mmap threshold fixed at 1 MiB, the trim threshold
   at 64 MiB, which also turns their adjustment off (mallopt(3));
 - `trim`: malloc_trim(3), the free pages inside the heaps handed back; the
   worker calls it every TRIM_SECONDS, on a thread;
@@ -53,8 +53,8 @@ def enabled() -> bool:
     return os.environ.get(SWITCH, "1") != "0"
 
 
-def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at `threshold` bytes and its trim threshold at
+def fix_thresholds() -> bool:
+    """Fix glibc's mmap threshold at MMAP_THRESHOLD and its trim threshold at
     TRIM_THRESHOLD; True if they were set here."""
     if not enabled() or any(name in os.environ for name in OPERATORS):
         return False
@@ -64,7 +64,7 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    for option, value in ((M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_MMAP_THRESHOLD, threshold)):
+    for option, value in ((M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_MMAP_THRESHOLD, MMAP_THRESHOLD)):
         if libc.mallopt(option, value) != 1:  # 1 on success
             log.warning("mallopt(%d, %d) was refused", option, value)
             return False

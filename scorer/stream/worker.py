@@ -337,7 +337,7 @@ async def serve(settings: Settings) -> int:
     """`scorer worker`: the exit statuses of `scorer.service.runner`."""
     outage = configure_logging(settings.log_level, settings.log_format)
     log.info("scoring core: %s", native.describe())
-    mallocpolicy.fix_mmap_threshold()
+    mallocpolicy.fix_thresholds()
     return await serve_service(Worker(settings, outage=outage), "worker", log, SHUTDOWN_SECONDS)
 
 

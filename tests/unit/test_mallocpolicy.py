@@ -16,7 +16,7 @@ CHILD = textwrap.dedent(
     import sys
     from scorer import mallocpolicy
 
-    fixed = mallocpolicy.fix_mmap_threshold() if sys.argv[1] == "fix" else False
+    fixed = mallocpolicy.fix_thresholds() if sys.argv[1] == "fix" else False
     big = bytearray(4 * 1024 * 1024)
     del big
     before = mallocpolicy.usage().hblkhd
@@ -28,15 +28,20 @@ CHILD = textwrap.dedent(
 )
 
 
-def child(mode: str, **env: str) -> tuple[str, int]:
+def run(code: str, *args: str, **env: str) -> list[str]:
+    """What a child running `code` printed, split."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode],
+        [sys.executable, "-c", code, *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=True,
     )
-    fixed, mapped = done.stdout.split()
+    return done.stdout.split()
+
+
+def child(mode: str, **env: str) -> tuple[str, int]:
+    fixed, mapped = run(CHILD, mode, **env)
     return fixed, int(mapped)
 
 
@@ -82,7 +87,7 @@ def test_the_heaps_top_is_not_handed_back_at_every_free() -> None:
         from scorer import mallocpolicy
 
         if sys.argv[1] == "fix":
-            mallocpolicy.fix_mmap_threshold()
+            mallocpolicy.fix_thresholds()
         elif sys.argv[1] == "mmap-only":
             mallocpolicy._glibc().mallopt(mallocpolicy.M_MMAP_THRESHOLD, 1024 * 1024)
         block = bytearray(600_000)
@@ -92,14 +97,8 @@ def test_the_heaps_top_is_not_handed_back_at_every_free() -> None:
         """
     )
 
-    def shrunk(mode: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
-        )
-        return int(done.stdout)
-
-    assert shrunk("mmap-only") >= 500_000  # handed back at the free
-    assert shrunk("fix") == 0  # kept for the next block
+    assert int(*run(code, "mmap-only")) >= 500_000  # handed back at the free
+    assert int(*run(code, "fix")) == 0  # kept for the next block
 
 
 def test_trim_hands_a_freed_heap_block_back() -> None:
@@ -122,7 +121,6 @@ def test_trim_hands_a_freed_heap_block_back() -> None:
         print(mallocpolicy.trim(), before - rss())
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    trimmed, released_kb = done.stdout.split()
+    trimmed, released_kb = run(code)
     assert trimmed == "True"
     assert int(released_kb) > 30_000  # most of the 40 MB freed
