@@ -62,41 +62,38 @@ def events_topic(prefix: str) -> str:
     return f"{prefix}-events"
 
 
-def records(shape: tuple[str, int, int], p: int) -> tuple[list[bytes], list[tuple[bytes, bytes]]]:
+Records = dict[int, tuple[list[bytes], list[tuple[bytes, bytes]]]]
+
+
+def records(shape: tuple[str, int, int]) -> Records:
+    """Each task's outputs and changelog records of one commit, built once, before
+    any clock starts (both clients send the same objects at every commit)."""
     _, outputs, writes = shape
-    keys = [b"account-%d-%d.example" % (p, i) for i in range(writes)]
-    return [OUTPUT] * outputs, [(key, CHANGELOG) for key in keys]
+    return {
+        p: (
+            [OUTPUT] * outputs,
+            [(b"account-%d-%d.example" % (p, i), CHANGELOG) for i in range(writes)],
+        )
+        for p in range(TASKS)
+    }
 
 
 # -- aiokafka, as the worker calls it ---------------------------------------------
 
 
 async def aiokafka_commit(
-    producer: AIOKafkaProducer, prefix: str, p: int, shape: Any, offset: int
+    producer: AIOKafkaProducer, prefix: str, parts: Records, offset: int
 ) -> None:
-    source, out, changelog = topics(prefix)
-    outputs, writes = records(shape, p)
-    await producer.begin_transaction()
-    for value in outputs:
-        await producer.send(out, value, key=b"k", partition=p)
-    await send_batches(producer, changelog, p, writes)
-    offsets = {TopicPartition(source, p): OffsetAndMetadata(offset, "")}
-    await producer.send_offsets_to_transaction(offsets, prefix)
-    await producer.commit_transaction()
-
-
-async def aiokafka_one(producer: AIOKafkaProducer, prefix: str, shape: Any, offset: int) -> None:
-    """Every task's records and offsets in one transaction (not safe without
-    KIP-447, which aiokafka lacks: measured for its cost only)."""
+    """One transaction with the records and input offsets of the tasks in `parts`
+    (more than one: KIP-447's shape, not safe without it, which aiokafka lacks;
+    measured for its cost only)."""
     source, out, changelog = topics(prefix)
     await producer.begin_transaction()
-    offsets = {}
-    for p in range(TASKS):
-        outputs, writes = records(shape, p)
+    for p, (outputs, writes) in parts.items():
         for value in outputs:
             await producer.send(out, value, key=b"k", partition=p)
         await send_batches(producer, changelog, p, writes)
-        offsets[TopicPartition(source, p)] = OffsetAndMetadata(offset, "")
+    offsets = {TopicPartition(source, p): OffsetAndMetadata(offset, "") for p in parts}
     await producer.send_offsets_to_transaction(offsets, prefix)
     await producer.commit_transaction()
 
@@ -106,21 +103,24 @@ async def aiokafka_arm(
 ) -> float:
     """CPU ms per task commit (`one`: a round's share of one transaction per round)."""
     options = producer_options(Settings(broker=f"kafka://{bootstrap}"))
+    made = records(shape)
+    # (producer, the tasks it commits): one for all tasks, or one per task
+    groups = [made] if one else [{p: made[p]} for p in range(TASKS)]
     producers = [
-        AIOKafkaProducer(**options, transactional_id=f"{prefix}-aiokafka-{p}")
-        for p in range(1 if one else TASKS)
+        AIOKafkaProducer(**options, transactional_id=f"{prefix}-aiokafka-{n}")
+        for n in range(len(groups))
     ]
     for producer in producers:
         await producer.start()
     try:
 
         async def round_(n: int) -> None:
-            if one:
-                await aiokafka_one(producers[0], prefix, shape, n)
-            else:
-                await asyncio.gather(
-                    *(aiokafka_commit(pr, prefix, p, shape, n) for p, pr in enumerate(producers))
+            await asyncio.gather(
+                *(
+                    aiokafka_commit(pr, prefix, parts, n)
+                    for pr, parts in zip(producers, groups, strict=True)
                 )
+            )
 
         for warm in range(3):
             await round_(warm)
@@ -146,13 +146,14 @@ def confluent_arm(bootstrap: str, prefix: str, shape: Any, rounds: int, one: boo
     source, out, changelog = topics(prefix)
     consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": prefix})
     group = consumer.consumer_group_metadata()
+    made = records(shape)
     threads_n = 1 if one else TASKS
     start = threading.Barrier(threads_n + 1)
     done = threading.Barrier(threads_n + 1)
     errors: list[BaseException] = []
 
     def task(p: int) -> None:
-        parts = range(TASKS) if one else [p]
+        parts = made if one else {p: made[p]}
         producer = ck.Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -168,8 +169,7 @@ def confluent_arm(bootstrap: str, prefix: str, shape: Any, rounds: int, one: boo
 
         def commit(offset: int) -> None:
             producer.begin_transaction()
-            for q in parts:
-                outputs, writes = records(shape, q)
+            for q, (outputs, writes) in parts.items():
                 for value in outputs:
                     producer.produce(out, value, b"k", partition=q)
                 for key, value in writes:
