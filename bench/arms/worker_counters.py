@@ -24,11 +24,23 @@ scored, input to alert committed, one task's commit; and, every 5 s, the
 process's RSS beside what glibc's malloc holds (in use, free but kept, mapped:
 mallinfo2) and CPython's allocated blocks. CPU times are the main thread's
 (`time.thread_time`) around synchronous calls, so they are exact for those
-calls whatever else runs.
+calls whatever else runs. A second line splits the main thread's CPU by
+event-loop callback (`Handle._run`, timed the same way): each task's outermost
+coroutine (`Worker.run`'s `_run`: processing, polling and commit preparation;
+aiokafka's sender and fetcher routines; the committer) and each plain callback
+(a socket read), in µs per record, and what ran outside any callback (the
+selector).
+
+`BENCH_CHANGELOG=nosend` serialises changed accounts as usual but sends no
+changelog records; `BENCH_CHANGELOG=none` does not serialise them either. Both
+break the worker's state on purpose: they measure what the changelog costs.
 """
 
 import asyncio
+import asyncio.events
+import dataclasses
 import gc
+import os
 import sys
 import threading
 import time
@@ -60,6 +72,29 @@ def on_gc(phase: str, info: dict[str, Any]) -> None:
         _gc_started[0] = time.thread_time()
     else:
         stats["gc_cpu"] += time.thread_time() - _gc_started[0]
+
+
+# The main thread's CPU in each event-loop callback, by what ran: a task's coroutine
+# (its outermost), or the callback's own name (a transport's read, a timer).
+callbacks: dict[str, float] = {}
+_handle_run = asyncio.events.Handle._run
+
+
+def callback_name(callback: Any) -> str:
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        return getattr(coro, "__qualname__", type(coro).__name__)
+    return getattr(callback, "__qualname__", type(callback).__name__)
+
+
+def timed_run(self: Any) -> None:
+    started = time.thread_time()
+    try:
+        _handle_run(self)
+    finally:
+        name = callback_name(self._callback)
+        callbacks[name] = callbacks.get(name, 0.0) + time.thread_time() - started
 
 
 requests: dict[str, int] = {}  # requests sent to the broker, by type (cumulative)
@@ -155,9 +190,19 @@ class CountingProcessor(processor.Processor):
         stats["records"] += len(records)
 
 
+# An experiment's switch, never the product's: what the changelog costs.
+# "nosend": the changed accounts serialised as usual, but not sent; "none": not
+# serialised either (nothing reaches the changelog or the local store).
+CHANGELOG = os.environ.get("BENCH_CHANGELOG", "full")
+
+
 def prepare_commit(self: Any) -> Any:
     started = time.thread_time()
+    if CHANGELOG == "none":
+        self.store.dirty.clear()
     snapshot = _prepare(self)
+    if CHANGELOG != "full":
+        snapshot = dataclasses.replace(snapshot, writes={})
     stats["prepare_cpu"] += time.thread_time() - started
     stats["task_commits"] += 1
     stats["changelog_writes"] += len(snapshot.writes)
@@ -214,6 +259,7 @@ def report(every: float = 5.0) -> None:
     last_requests = dict(requests)
     last_histograms = {name: counts(name) for name in HISTOGRAMS}
     last_main = time.clock_gettime(main_clock)
+    last_callbacks = dict(callbacks)
     while True:
         time.sleep(every)
         now, cpu, at = dict(stats), time.process_time(), time.monotonic()
@@ -261,6 +307,17 @@ def report(every: float = 5.0) -> None:
                 file=sys.stderr,
                 flush=True,
             )
+            spent = {k: v - last_callbacks.get(k, 0.0) for k, v in callbacks.items()}
+            outside = (main_cpu - last_main) - sum(spent.values())
+            top = sorted(spent.items(), key=lambda kv: -kv[1])[:9]
+            print(
+                "[counters] loop callbacks, us/record: "
+                + ", ".join(f"{k} {v / n * 1e6:.2f}" for k, v in top)
+                + f"; outside callbacks {outside / n * 1e6:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+        last_callbacks = dict(callbacks)
         last, last_cpu, last_at, last_main = now, cpu, at, main_cpu
 
 
@@ -270,6 +327,7 @@ tasks.Task.post_commit = post_commit  # type: ignore[method-assign]
 tasks.Task.expire_idle = expire_idle  # type: ignore[method-assign]
 manager.TaskManager.process = handle_batch  # type: ignore[method-assign]
 manager.TaskManager._start = start  # type: ignore[method-assign]
+asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
 conn.AIOKafkaConnection.send = send  # type: ignore[method-assign]
 metrics.Metrics.__init__ = metrics_init  # type: ignore[method-assign]
 gc.callbacks.append(on_gc)
