@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         "one commit to the next (0: a worker that keeps up commits after every batch); "
         "a larger gap spends less CPU, in the worker and the broker, at light load",
     )
+    rekey_purge_interval: float = Field(
+        30.0,
+        ge=0,
+        description="SCORER_REKEY_PURGE_INTERVAL: seconds between deletions of the re-key "
+        "topic's records every task has committed past (DeleteRecords; 0: never, the "
+        "topic's retention alone bounds it)",
+    )
     max_task_idle: float = Field(
         1.0,
         ge=0,
@@ -234,7 +241,12 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "commit_interval", "commit_min_gap", "max_task_idle", "collect_ack_timeout", mode="before"
+        "commit_interval",
+        "commit_min_gap",
+        "rekey_purge_interval",
+        "max_task_idle",
+        "collect_ack_timeout",
+        mode="before",
     )
     @classmethod
     def _seconds(cls, value: Any) -> float:

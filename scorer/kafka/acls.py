@@ -12,7 +12,9 @@ service):
   it reads whole (firmographics, ICPs) and its changelog (restores); writes
   alerts, scores, dead letters, re-keyed events and the changelog; reads its
   consumer group; writes the transactional ids `<app id>-<partition>` (a
-  prefixed ACL; exactly-once only);
+  prefixed ACL; exactly-once only); deletes the re-key topic's processed
+  records (without it the worker runs on, and the topic's retention alone
+  bounds it: `scorer.stream.purging`);
 - the router reads hot-accounts, firmographics and its delivery log; writes
   the delivery log and the route DLQ; reads its consumer group;
 - the collector writes visitor and lead events, its identities topic and
@@ -53,7 +55,14 @@ from scorer.kafka.topics import Topics
 
 SERVICES = ("worker", "router", "collector", "publisher")
 RESOURCE_CODES = {"Topic": 2, "Group": 3, "Cluster": 4, "TransactionalId": 5}
-OPERATION_CODES = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8, "IdempotentWrite": 12}
+OPERATION_CODES = {
+    "Read": 3,
+    "Write": 4,
+    "Create": 5,
+    "Delete": 6,
+    "Describe": 8,
+    "IdempotentWrite": 12,
+}
 PATTERN_CODES = {"LITERAL": 3, "PREFIXED": 4}
 ALLOW = 3
 CLUSTER_NAME = "kafka-cluster"
@@ -76,7 +85,7 @@ class Acl:
     """One ALLOW binding: principal, operation, resource (and its pattern type)."""
 
     principal: str
-    operation: str  # Read, Write, Create, IdempotentWrite
+    operation: str  # Read, Write, Create, Delete, IdempotentWrite
     resource: str  # Topic, Group, TransactionalId, Cluster
     name: str
     pattern: str = "LITERAL"  # or PREFIXED
@@ -125,6 +134,7 @@ def service_acls(
         add("Write", "Topic", t.scores, "scores and shadow alerts")
         add("Write", "Topic", t.dlq, "dead letters")
         add("Write", "Topic", t.rekey, "events re-keyed by account")
+        add("Delete", "Topic", t.rekey, "processed re-keyed events purged (DeleteRecords)")
         add("Write", "Topic", t.changelog, "account state")
         add("Write", "Topic", t.erasure_progress, "which requests each task has applied")
         add("Read", "Group", settings.app_id, "consumer group (offsets committed with the outputs)")

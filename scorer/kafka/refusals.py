@@ -26,6 +26,7 @@ VERBS = {
     "Read": "read",
     "Write": "write to",
     "Create": "create",
+    "Delete": "delete records of",
     "Describe": "describe",
     "IdempotentWrite": "produce idempotently on",
 }

@@ -41,6 +41,7 @@ from scorer.stream.erasing import ErasureLog
 from scorer.stream.metrics import Metrics
 from scorer.stream.ordering import slices
 from scorer.stream.processor import Processor
+from scorer.stream.purging import RekeyPurger
 from scorer.stream.task_factory import TaskFactory
 from scorer.stream.tasks import Snapshot, Task, TaskState
 
@@ -75,6 +76,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         outage: BrokerOutage,
         stopping: asyncio.Event,
         erasures: ErasureLog | None = None,
+        purger: RekeyPurger | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -85,6 +87,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         self.outage = outage
         self.stopping = stopping
         self.erasures = erasures
+        self.purger = purger
         self.consumer: AIOKafkaConsumer | None = None
         self.tasks: dict[int, Task] = {}
         self.lock = asyncio.Lock()
@@ -329,6 +332,8 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             self._sweep(now)
             if self._start(list(self.tasks.values())):
                 self.last_commit = now
+        if self.purger is not None:  # what the tasks have committed past, off the re-key topic
+            self.purger.maybe_purge(self.tasks.values(), now)
 
     async def commit_all(self, tasks: list[Task]) -> bool:
         """Everything done so far on `tasks`, committed before returning; False

@@ -44,6 +44,7 @@ from scorer.stream.erasing import ErasureLog
 from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
+from scorer.stream.purging import RekeyPurger
 from scorer.stream.tables import Firmographics, Icps
 from scorer.stream.task_factory import TaskFactory
 
@@ -79,6 +80,7 @@ class Worker:
         self.side_producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.manager: TaskManager | None = None
+        self.purger: RekeyPurger | None = None
         self.background: list[asyncio.Task[Any]] = []
         self.side_sends: set[asyncio.Future[Any]] = set()
         self.first_event_logged = False
@@ -204,6 +206,7 @@ class Worker:
         await consumer.start()
         partitions = len(await partitions_of(client_options(settings), topics.visitor))
         shared = None if settings.guarantee == "exactly_once" else self.side_producer
+        self.purger = RekeyPurger(settings, topics.rekey)
         self.processor = Processor(
             settings,
             topics,
@@ -223,6 +226,7 @@ class Worker:
             self.outage,
             self.stopping,
             self.erasures,
+            self.purger,
         )
         self.manager.bind(consumer)
         consumer.subscribe(list(topics.inputs()), listener=self.manager)
@@ -330,6 +334,8 @@ class Worker:
             await stop_consumer(self.consumer)  # leaves the group
         if self.side_producer is not None:
             await self.side_producer.stop()
+        if self.purger is not None:
+            await self.purger.close()
         await self.web.stop()
 
 

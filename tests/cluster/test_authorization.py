@@ -260,3 +260,40 @@ async def test_a_principal_without_acls_reads_and_writes_nothing(
     assert worker.returncode == 1
     assert "the worker (User:outsider) cannot see topic(s)" in worker.stderr
     assert "Traceback" not in worker.stderr
+
+
+async def test_without_delete_on_the_rekey_topic_the_worker_warns_once_and_goes_on(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Every ACL of the worker but Delete on the re-key topic, and events not keyed by
+    account (so re-keyed): the worker scores them all, says once which ACL would let it
+    purge the topic, and keeps running (the topic's retention bounds it instead)."""
+    deployment = deployment_on(cluster, tmp_path)
+    admin = settings(deployment, cluster, "admin")
+    acls = service_acls(admin, "worker", PRINCIPALS["worker"])
+    dropped = [a for a in acls if a.operation == "Delete"]
+    assert len(dropped) == 1 and dropped[0].name.endswith("-events-by-account")
+    await create_acls(admin, [a for a in acls if a not in dropped])
+    companies, events = sample(tmp_path, 100, 300, seed=29)
+    for args in (("icp", "publish", ICPS[0]), ("firmographics", "load", companies)):
+        done = run_as(deployment, cluster, "admin", *args)
+        assert done.returncode == 0, done.stderr
+    worker = deployment.start_worker(
+        SCORER_EMIT_SCORES="true", SCORER_REKEY_PURGE_INTERVAL="1s", **login(cluster, "worker")
+    )
+    try:
+        worker.wait_ready(90)
+        await produce(admin, event_records(deployment, events, keyed=False))
+        deadline = asyncio.get_running_loop().time() + 90
+        while "may not delete records of topic" not in worker.log():
+            assert asyncio.get_running_loop().time() < deadline, worker.log()[-3000:]
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # more purges would be due: none is tried
+        assert worker.status("/readyz") == 200
+    finally:
+        deployment.stop_all()
+    log = worker.log()
+    warned = [line for line in log.splitlines() if "may not delete records of topic" in line]
+    assert len(warned) == 1, warned
+    assert dropped[0].kafka_acls() in warned[0]
+    assert "Traceback" not in log and cluster.credentials("worker")[1] not in log

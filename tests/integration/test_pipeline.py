@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from scorer import synthetic
 from scorer.events import decode_event, event_from_document
@@ -99,7 +103,8 @@ async def test_events_not_keyed_by_domain_are_rekeyed(
     and all scored."""
     companies, events = sample(tmp_path, 100, 400)
     setup_deployment(deployment, companies)
-    worker = deployment.start_worker(SCORER_EMIT_SCORES="true")
+    # Not purged while this test reads the re-key topic back (the next test purges).
+    worker = deployment.start_worker(SCORER_EMIT_SCORES="true", SCORER_REKEY_PURGE_INTERVAL="0")
     worker.wait_ready()
     records = event_records(deployment, events, keyed=False)
     records = [(t, (b"visitor-1" if i % 2 else None), v) for i, (t, _, v) in enumerate(records)]
@@ -126,3 +131,43 @@ async def test_events_not_keyed_by_domain_are_rekeyed(
     carried = [header(r.headers, INPUT_TIMESTAMP) for r in rekeyed]
     assert carried == [b"%d" % stamps[r.value] for r in rekeyed]
     assert all([k for k, _ in r.headers][1:] == [INPUT_TIMESTAMP, "trace"] for r in rekeyed)
+
+
+async def test_the_rekey_topic_is_purged_of_what_was_processed(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Re-keyed events are deleted from the re-key topic once every task has committed
+    past them (DeleteRecords, every SCORER_REKEY_PURGE_INTERVAL): each partition's
+    first offset reaches the offset the worker's group committed there, so the topic
+    does not keep processed events, with their personal data, for its retention."""
+    companies, events = sample(tmp_path, 100, 400)
+    setup_deployment(deployment, companies)
+    worker = deployment.start_worker(SCORER_EMIT_SCORES="true", SCORER_REKEY_PURGE_INTERVAL="1s")
+    worker.wait_ready()
+    await deployment.produce(event_records(deployment, events, keyed=False))
+    expected = 2 * len(resolved_ids(events))
+    await deployment.documents("account-scores", until=lambda r: len(r) >= expected, timeout=90)
+    topic = deployment.topic(f"{deployment.name}-events-by-account")
+    bootstrap = deployment.broker.bootstrap
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(4)]  # SCORER_TOPIC_PARTITIONS
+        deadline = time.monotonic() + 60
+        while True:
+            committed = await admin.list_consumer_group_offsets(deployment.name, partitions=tps)
+            first = await consumer.beginning_offsets(tps)
+            moved = {tp: committed[tp].offset for tp in tps if tp in committed}
+            if sum(moved.values()) > 0 and all(first[tp] == moved.get(tp, 0) for tp in tps):
+                break
+            assert time.monotonic() < deadline, f"first offsets {first}, committed {committed}"
+            await asyncio.sleep(0.5)
+        ends = await consumer.end_offsets(tps)
+        # Everything re-keyed was processed (transaction markers may follow the last record).
+        assert all(ends[tp] - first[tp] <= 2 for tp in tps), (first, ends)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    assert "re-key topic not purged" not in worker.log()

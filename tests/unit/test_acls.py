@@ -38,8 +38,9 @@ def bindings(service: str, **overrides: object) -> set[tuple[str, str, str, str]
 
 def test_worker_acls_are_its_topics_group_and_transactional_ids() -> None:
     """Read on its inputs, compacted inputs, erasures and changelog; Write on its
-    outputs and internal topics (erasure progress too); Read on its group; Write on
-    the prefixed transactional ids."""
+    outputs and internal topics (erasure progress too); Delete on the re-key topic
+    (its processed records purged); Read on its group; Write on the prefixed
+    transactional ids."""
     assert bindings("worker") == {
         ("Read", "Topic", "prod-visitor-events", "LITERAL"),
         ("Read", "Topic", "prod-lead-events", "LITERAL"),
@@ -51,6 +52,7 @@ def test_worker_acls_are_its_topics_group_and_transactional_ids() -> None:
         ("Write", "Topic", "prod-account-scores", "LITERAL"),
         ("Write", "Topic", "prod-scorer-dlq", "LITERAL"),
         ("Write", "Topic", "prod-eu-events-by-account", "LITERAL"),
+        ("Delete", "Topic", "prod-eu-events-by-account", "LITERAL"),
         ("Write", "Topic", "prod-eu-accounts-changelog", "LITERAL"),
         ("Read", "Topic", "prod-erasures", "LITERAL"),
         ("Write", "Topic", "prod-erasure-progress", "LITERAL"),
@@ -134,7 +136,7 @@ def test_table_lists_principal_operation_resource_pattern_and_why() -> None:
     """One row per ACL, under a header, with the prefixed pattern spelled out."""
     lines = table(service_acls(settings(), "worker", "User:worker")).splitlines()
     assert lines[0].split()[:4] == ["principal", "operation", "resource", "pattern"]
-    assert len(lines) == 16
+    assert len(lines) == 17
     assert any("TransactionalId:eu-" in line and "prefixed" in line for line in lines)
 
 
@@ -189,3 +191,14 @@ def test_refusal_unwraps_the_producers_wrapped_error() -> None:
     except KafkaError as outer:
         assert isinstance(refusal(outer), TopicAuthorizationFailedError)
     assert refusal(KafkaError("connection reset")) is None
+
+
+def test_a_refused_purge_names_the_delete_acl() -> None:
+    """The worker may not delete the re-key topic's records: the line says which ACL."""
+    line = explain(
+        TopicAuthorizationFailedError("prod-eu-events-by-account"), "worker", settings(), "Delete"
+    )
+    assert line.startswith(
+        "the worker (User:worker) may not delete records of topic prod-eu-events-by-account"
+    )
+    assert "--operation Delete --topic prod-eu-events-by-account" in line
