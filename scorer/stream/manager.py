@@ -333,7 +333,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             if self._start(list(self.tasks.values())):
                 self.last_commit = now
         if self.purger is not None:  # what the tasks have committed past, off the re-key topic
-            self.purger.maybe_purge(self.tasks.values(), now)
+            self.purger.maybe_purge(self.tasks, now)
 
     async def commit_all(self, tasks: list[Task]) -> bool:
         """Everything done so far on `tasks`, committed before returning; False

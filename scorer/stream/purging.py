@@ -20,9 +20,10 @@ in the background, and remembers what it deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -59,29 +60,35 @@ class RekeyPurger:
     def __init__(self, settings: Settings, topic: str) -> None:
         self.settings = settings
         self.topic = topic
-        self.interval = settings.rekey_purge_interval
         self.purged: dict[int, int] = {}  # partition -> the offset records were deleted before
         self.last = time.monotonic()  # the first purge an interval after the start
         self.inflight: asyncio.Future[Any] | None = None
         self.refused = False
         self.admin: AIOKafkaAdminClient | None = None
 
-    def maybe_purge(self, tasks: Iterable[Task], now: float) -> None:
-        """Start a deletion when one is due and a committed offset has moved."""
-        if self.interval <= 0 or self.refused or now - self.last < self.interval:
+    def maybe_purge(self, tasks: Mapping[int, Task], now: float) -> None:
+        """Start a deletion when one is due and a committed offset has moved
+        (`tasks`: the task manager's, by partition; read only then)."""
+        interval = self.settings.rekey_purge_interval
+        if interval <= 0 or self.refused or now - self.last < interval:
             return
         if self.inflight is not None and not self.inflight.done():
             return
         self.last = now
-        offsets = purgeable(tasks, self.topic, self.purged)
+        offsets = purgeable(tasks.values(), self.topic, self.purged)
         if offsets:
             self.inflight = asyncio.ensure_future(self._purge(offsets))
 
     async def _purge(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            if self.admin is None:
-                self.admin = AIOKafkaAdminClient(**client_options(self.settings))
-                await self.admin.start()
+            if self.admin is None:  # kept only once started: a failed start is retried
+                admin = AIOKafkaAdminClient(**client_options(self.settings))
+                try:
+                    await admin.start()
+                except BaseException:
+                    await admin.close()
+                    raise
+                self.admin = admin
             request = {tp: RecordsToDelete(offset) for tp, offset in offsets.items()}
             await self.admin.delete_records(request)
         except REFUSED:
@@ -99,7 +106,10 @@ class RekeyPurger:
             self.purged[tp.partition] = max(offset, self.purged.get(tp.partition, 0))
 
     async def close(self) -> None:
-        if self.inflight is not None and not self.inflight.done():
+        """The deletion in flight cancelled (the next start redoes it), the client closed."""
+        if self.inflight is not None:
             self.inflight.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.inflight
         if self.admin is not None:
             await self.admin.close()

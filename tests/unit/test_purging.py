@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiokafka import TopicPartition
 
 from scorer.config import Settings
@@ -44,11 +42,11 @@ def test_only_committed_offsets_past_the_last_purge_of_running_tasks() -> None:
     assert purgeable(tasks, REKEY, {0: 40, 1: 10}) == {}
 
 
-async def test_a_purge_is_due_once_an_interval_and_never_when_off() -> None:
+def test_a_purge_is_due_once_an_interval_and_never_when_off() -> None:
     """No deletion before the interval has passed since the last (or the start),
     none at all with the interval 0, and none with nothing new to delete: no
     request is sent (no admin client is even made)."""
-    tasks = [task(0, 40)]
+    tasks = {0: task(0, 40)}
     off = RekeyPurger(Settings(rekey_purge_interval=0), REKEY)
     off.maybe_purge(tasks, off.last + 3600)
     assert off.inflight is None
@@ -58,4 +56,3 @@ async def test_a_purge_is_due_once_an_interval_and_never_when_off() -> None:
     purger.purged = {0: 40}
     purger.maybe_purge(tasks, purger.last + 31)
     assert purger.inflight is None and purger.admin is None
-    await asyncio.sleep(0)
