@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
+from bench import paced
 from scorer.config import Settings
 from scorer.kafka.client import producer_options, send_batches
 
@@ -282,22 +283,14 @@ def confluent_consume(bootstrap: str, topic: str) -> float:
 
 
 async def create(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with paced.started(AIOKafkaAdminClient(bootstrap_servers=bootstrap)) as admin:
         names = [*topics(prefix), events_topic(prefix)]
         await admin.create_topics([NewTopic(t, TASKS, 1) for t in names])
-    finally:
-        await admin.close()
 
 
 async def delete(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with paced.started(AIOKafkaAdminClient(bootstrap_servers=bootstrap)) as admin:
         await admin.delete_topics([*topics(prefix), events_topic(prefix)])
-    finally:
-        await admin.close()
 
 
 def main(bootstrap: str) -> None:
