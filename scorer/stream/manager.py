@@ -55,6 +55,10 @@ SLICE = 100
 # when a task's event time has moved on by 1/SWEEPS_PER_IDLE of the TTL plus the dedup
 # window (a replay or a backlog runs days of event time in 30 s).
 SWEEP_SECONDS = 30.0
+# With nothing to commit for this long, the worker writes its stores' committed
+# writes to RocksDB, a slice a loop turn, rather than at the commits after the
+# next events arrive (scorer.stream.store.FLUSH_SLICE).
+IDLE_FLUSH_AFTER = 0.5
 # An input with this many records in its task's queue is paused (scorer.stream.ordering):
 # the others are behind it in time. Kafka Streams pauses at 1,000 (buffered.records.per.partition).
 BUFFERED = 2_000
@@ -96,6 +100,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         self.assigned_once = asyncio.Event()
         self.inflight: asyncio.Future[Any] | None = None
         self.last_commit = time.monotonic()
+        self.flushing_idle = False  # a slice was written on the last idle turn: poll briefly
         self.due_at: float | None = None  # when the next commit may begin, if not yet
         # Since when (monotonic) an input with records to come has had none in its
         # task's queue (-inf: waited SCORER_MAX_TASK_IDLE already, counted).
@@ -300,7 +305,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
     def poll_timeout_ms(self) -> int:
         """How long the next fetch may wait: short while a commit is in flight
         (the next may start as soon as it ends) or due soon."""
-        if self.busy:
+        if self.busy or self.flushing_idle:
             return 5
         if self.due_at is not None:
             return min(100, max(1, int((self.due_at - time.monotonic()) * 1000) + 1))
@@ -331,9 +336,19 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._advance_positions()
             self._sweep(now)
             if self._start(list(self.tasks.values())):
-                self.last_commit = now
+                self.last_commit, self.flushing_idle = now, False
+            elif now - self.last_commit >= IDLE_FLUSH_AFTER:
+                self.flushing_idle = self._flush_idle()
         if self.purger is not None:  # what the tasks have committed past, off the re-key topic
             self.purger.maybe_purge(self.tasks, now)
+
+    def _flush_idle(self) -> bool:
+        """Nothing to commit: one slice of a task's committed writes into its
+        backing store, the tasks one after the other. False if none had any."""
+        for task in self.tasks.values():
+            if task.state is TaskState.RUNNING and task.store.flush_step(True):
+                return True
+        return False
 
     async def commit_all(self, tasks: list[Task]) -> bool:
         """Everything done so far on `tasks`, committed before returning; False

@@ -18,6 +18,9 @@ cdef class AccountStore(AccountTable):
     cdef public dict inflight
     cdef public dict unflushed
     cdef public object unflushed_offset
+    cdef public dict flushing
+    cdef public object flushing_offset
+    cdef public Py_ssize_t flush_slice
     cdef public double flushed_at
     cdef public object cache
     cdef public set dirty

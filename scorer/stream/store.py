@@ -48,8 +48,16 @@ MARKER_KEY = b"\x00scorer:changelog-id"
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 BLOCK_CACHE_BYTES = 16 * 1024 * 1024  # shared by every store of the process
 META_KEY = b"\x00scorer:meta"
-# Committed writes wait this long, at most, to reach the backing store.
+# Committed writes wait this long, at most, to start their way to the backing store.
 FLUSH_INTERVAL = 5.0
+# They go in slices, one a commit: RocksDB's write holds the GIL, and a task's
+# five seconds of writes at half load (about 20,000 keys) took 40-50 ms in one
+# batch, the four tasks' flushes together the loop's longest stall (README,
+# Performance, "2026-12-07 04:30"). A slice is at least FLUSH_SLICE keys (about
+# 7 ms here) and at most 1/FLUSH_SLICES of the flush, so a flush ends within
+# FLUSH_SLICES commits whatever its size.
+FLUSH_SLICE = 2000
+FLUSH_SLICES = 8
 _MISSING = object()
 
 
@@ -75,7 +83,11 @@ class Backing(Protocol):
         """The keys of the account records it holds (not chunks, not its own keys)."""
         ...
 
-    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None: ...
+    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
+        """Apply `items`; with `offset`, the changelog up to it is all written. A
+        write without one may hold records past the stored offset: a restore
+        applies them again from the changelog, in order, to the same end."""
+        ...
 
     def set_marker(self, marker: bytes, offset: int) -> None: ...
 
@@ -99,14 +111,15 @@ class MemoryBacking:
     def account_keys(self) -> list[bytes]:
         return [key for key in self.data if is_account_key(key)]
 
-    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
+    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
         data = self.data
         for key, value in items:
             if value is None:
                 data.pop(key, None)
             else:
                 data[key] = value
-        self.offset = offset
+        if offset is not None:
+            self.offset = offset
 
     def set_marker(self, marker: bytes, offset: int) -> None:
         self.marker, self.marker_offset = marker, offset
@@ -166,15 +179,16 @@ class RocksBacking:
         keys = self.db.keys()  # an Rdict in raw mode does not iterate by itself
         return [key for key in keys if is_account_key(key)]
 
-    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
+    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
         batch = self._batch(raw_mode=True)
         for key, value in items:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self.offset = offset
-        batch.put(META_KEY, self._meta())
+        if offset is not None:
+            self.offset = offset
+            batch.put(META_KEY, self._meta())
         self.db.write(batch)
 
     def set_marker(self, marker: bytes, offset: int) -> None:
@@ -213,11 +227,13 @@ class AccountStore(AccountTable):
     backing store when next needed) and the accounts changed since the last
     commit.
 
-    Committed writes reach the backing store (RocksDB) at most every
-    `flush_interval` seconds, a key written in several commits once: the
-    store only has to hold a committed prefix of the changelog, which restore
-    completes from the changelog's tail, and every account it needs is
-    already in memory."""
+    Committed writes start for the backing store (RocksDB) every
+    `flush_interval` seconds, a key written in several commits once, and
+    reach it in slices, one at each commit after (`flush_step`), or one at
+    each turn of an idle worker's loop. The store only has to hold a committed
+    prefix of the changelog, which restore completes from the changelog's
+    tail (a slice written before the flush's offset is applied again, to the
+    same end), and every account it needs is already in memory."""
 
     def __init__(
         self,
@@ -236,6 +252,11 @@ class AccountStore(AccountTable):
         self.inflight: dict[bytes, bytes | None] = {}
         self.unflushed: dict[bytes, bytes | None] = {}  # committed, not yet in the backing
         self.unflushed_offset: int | None = None
+        # A flush on its way, a slice at a time, and its changelog offset, stored
+        # with its last slice.
+        self.flushing: dict[bytes, bytes | None] = {}
+        self.flushing_offset: int | None = None
+        self.flush_slice = FLUSH_SLICE
         self.flushed_at = time.monotonic()
         self.cache: OrderedDict[bytes, tuple[AccountState, ChunkedIds]] = OrderedDict()
         self.dirty: set[bytes] = set()
@@ -249,7 +270,7 @@ class AccountStore(AccountTable):
     # -- the table interface of scorer.stream.account_codec ---------------------------
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
-        for layer in (self.pending, self.inflight, self.unflushed):
+        for layer in (self.pending, self.inflight, self.unflushed, self.flushing):
             value = layer.get(key, _MISSING)
             if value is not _MISSING:
                 return value  # type: ignore[return-value]
@@ -303,7 +324,9 @@ class AccountStore(AccountTable):
                 break
             self.account_by_key(key)
             count += 1
-        self.complete = count == len(keys) and not self.pending and not self.unflushed
+        self.complete = (
+            count == len(keys) and not self.pending and not self.unflushed and not self.flushing
+        )
         return count
 
     def expire(self, before: float) -> int:
@@ -326,7 +349,7 @@ class AccountStore(AccountTable):
     def domains(self) -> list[str]:
         """Every account with state: in memory, written since the last flush, or stored."""
         keys = set(self.cache).union(self.backing.account_keys())
-        for layer in (self.pending, self.inflight, self.unflushed):
+        for layer in (self.pending, self.inflight, self.unflushed, self.flushing):
             keys.update(key for key in layer if is_account_key(key))
         # Sorted: an erasure then visits (and evicts) accounts in the same order every
         # run, so its writes are the same bytes in both builds of the core.
@@ -363,20 +386,52 @@ class AccountStore(AccountTable):
         return self.inflight
 
     def committed(self, offset: int) -> None:
-        """The changelog holds the in-flight writes up to `offset`."""
+        """The changelog holds the in-flight writes up to `offset`: they join the
+        next flush, and a slice of the flush under way is written."""
         self.unflushed.update(self.inflight)
-        self.unflushed_offset = offset
+        if self.unflushed_offset is None or offset > self.unflushed_offset:
+            self.unflushed_offset = offset
         self.inflight = {}
-        if time.monotonic() - self.flushed_at >= self.flush_interval:
-            self.flush()
+        self.flush_step(False)
+
+    def flush_step(self, idle: bool) -> bool:
+        """One slice of the flush under way written to the backing store; a flush
+        starts first when none is under way and the interval has passed, or
+        the worker is `idle` (nothing to commit). False if nothing was to write."""
+        if not self.flushing and self.flushing_offset is None:
+            if self.unflushed_offset is None:
+                return False
+            if not idle and time.monotonic() - self.flushed_at < self.flush_interval:
+                return False
+            self.flushing, self.flushing_offset = self.unflushed, self.unflushed_offset
+            self.unflushed, self.unflushed_offset = {}, None
+            self.flush_slice = max(FLUSH_SLICE, -(-len(self.flushing) // FLUSH_SLICES))
+        flushing = self.flushing
+        if len(flushing) <= self.flush_slice:
+            # The last slice, with the flush's offset (never behind what is stored).
+            offset = self.flushing_offset
+            stored = self.backing.offset
+            self.backing.write(
+                flushing.items(), offset if offset is not None and offset > stored else stored
+            )
+            self.flushing, self.flushing_offset = {}, None
+            self.flushed_at = time.monotonic()
+        else:
+            self.backing.write([flushing.popitem() for _ in range(self.flush_slice)], None)
+        return True
 
     def flush(self) -> None:
-        """The committed writes into the backing store, with their changelog offset."""
+        """Every committed write into the backing store, with its changelog offset."""
         if self.unflushed_offset is not None:
-            self.backing.write(self.unflushed.items(), self.unflushed_offset)
-        self.unflushed = {}
-        self.unflushed_offset = None
-        self.flushed_at = time.monotonic()
+            if self.flushing:
+                self.flushing.update(self.unflushed)  # the later write of a key wins
+            else:
+                self.flushing = self.unflushed
+            self.flushing_offset = self.unflushed_offset
+            self.unflushed, self.unflushed_offset = {}, None
+        if self.flushing or self.flushing_offset is not None:
+            self.flush_slice = len(self.flushing)
+            self.flush_step(False)
 
     def discard(self) -> None:
         """Forget everything not committed (an aborted transaction): the accounts

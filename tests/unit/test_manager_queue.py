@@ -9,6 +9,7 @@ from aiokafka import TopicPartition
 
 from scorer.config import Settings
 from scorer.kafka.topics import Topics
+from scorer.logs import BrokerOutage
 from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import AccountStore, MemoryBacking
@@ -82,3 +83,22 @@ async def test_an_input_is_waited_for_by_its_high_watermark_without_a_stable_off
     assert await manager._waiting(task) == {leads}  # two leads on the broker, none queued
     consumer.positions[leads] = 4
     assert await manager._waiting(task) == set()
+
+
+async def test_an_idle_worker_writes_its_stores_a_slice_a_turn() -> None:
+    """Nothing to commit for a while: the committed writes go to the backing store
+    one slice a loop turn (the fetch waits 5 ms meanwhile), not all at the
+    commit after the next events."""
+    manager, task, (visits, leads, rekeyed) = manager_with_task()
+    manager.bind(Consumer({visits: 0, leads: 0, rekeyed: 0}, {}))  # type: ignore[arg-type]
+    manager.outage = BrokerOutage()
+    store = task.store
+    store.flush_interval = 3600
+    store[b"a.example"] = b"1"
+    store.prepare()
+    store.committed(4)
+    manager.last_commit -= 1.0  # the last commit began a second ago
+    await manager.maybe_commit()
+    assert store.backing.get(b"a.example") == b"1" and manager.poll_timeout_ms() == 5
+    await manager.maybe_commit()  # nothing left to write: the fetch waits as long as before
+    assert not manager.flushing_idle and manager.poll_timeout_ms() == 100

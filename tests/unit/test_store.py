@@ -7,7 +7,14 @@ from pathlib import Path
 
 from scorer.scoring import SCORED, Engine
 from scorer.stream.account_codec import chunk_key
-from scorer.stream.store import MARKER_KEY, AccountStore, Backing, MemoryBacking, RocksBacking
+from scorer.stream.store import (
+    FLUSH_SLICE,
+    MARKER_KEY,
+    AccountStore,
+    Backing,
+    MemoryBacking,
+    RocksBacking,
+)
 from tests.conftest import make_event, make_icp
 
 WEEK = 7 * 86400.0
@@ -64,6 +71,91 @@ def test_committed_writes_reach_the_backing_store_at_most_every_interval() -> No
     assert store.get(b"acme.example") is not None
     store.flush()
     assert backing.offset == 9 and backing.get(b"acme.example") == store.get(b"acme.example")
+
+
+def commit_writes(store: AccountStore, writes: dict[bytes, bytes | None], offset: int) -> None:
+    """`writes` through a commit whose changelog ends at `offset`."""
+    for key, value in writes.items():
+        if value is None:
+            store.pop(key)
+        else:
+            store[key] = value
+    store.prepare()
+    store.committed(offset)
+
+
+def test_a_large_flush_reaches_the_backing_store_a_slice_a_commit() -> None:
+    """RocksDB's write holds the event loop: a flush of more than FLUSH_SLICE keys
+    goes a slice a commit, every key read right meanwhile, and the changelog
+    offset is stored with the last slice only."""
+    backing = MemoryBacking()
+    store = make_store(backing)
+    count = FLUSH_SLICE * 3 + 5
+    writes: dict[bytes, bytes | None] = {f"a{i}.example".encode(): b"v%d" % i for i in range(count)}
+    commit_writes(store, writes, 10)
+    assert len(backing.data) == FLUSH_SLICE and backing.offset == 0
+    assert all(store.get(key) == value for key, value in writes.items())
+    commit_writes(store, {b"a0.example": b"newer", b"a1.example": None}, 12)
+    assert len(backing.data) == FLUSH_SLICE * 2 and backing.offset == 0
+    commit_writes(store, {}, 12)
+    commit_writes(store, {}, 12)  # the first flush's last slice, with its offset
+    assert backing.offset == 10 and backing.get(b"a0.example") == b"v0"
+    commit_writes(store, {}, 12)  # the next flush: the writes committed at 12
+    assert backing.offset == 12 and not store.flushing and not store.unflushed
+    assert backing.get(b"a0.example") == b"newer" and backing.get(b"a1.example") is None
+    assert len(backing.data) == count - 1
+
+
+def test_an_idle_store_flushes_before_the_interval() -> None:
+    """With nothing to commit the worker writes what is committed at once (a slice
+    a call), so the next events do not find a flush due."""
+    backing = MemoryBacking()
+    store = make_store(backing, flush_interval=3600)
+    commit_writes(store, {b"a.example": b"1"}, 3)
+    assert backing.get(b"a.example") is None
+    assert store.flush_step(True) and backing.get(b"a.example") == b"1" and backing.offset == 3
+    assert not store.flush_step(True)
+
+
+def test_flush_writes_everything_the_later_write_winning() -> None:
+    """On close, the flush under way and the writes committed since go in one batch."""
+    backing = MemoryBacking()
+    store = make_store(backing)
+    commit_writes(store, {f"a{i}.example".encode(): b"old" for i in range(FLUSH_SLICE * 3)}, 5)
+    store.flush_interval = 3600  # the next commit joins no flush
+    commit_writes(store, {b"a0.example": b"new", b"b.example": b"b"}, 7)
+    assert store.flushing and store.unflushed
+    store.flush()
+    assert backing.offset == 7 and not store.flushing and not store.unflushed
+    assert backing.get(b"a0.example") == b"new" and backing.get(b"b.example") == b"b"
+    assert len(backing.data) == FLUSH_SLICE * 3 + 1
+
+
+def test_a_restore_after_a_partial_flush_ends_where_the_changelog_does(tmp_path: Path) -> None:
+    """A worker killed mid-flush leaves RocksDB with slices newer than its stored
+    offset; the restore applies the changelog from that offset again, in order,
+    and every key ends at its latest value."""
+    changelog: list[Record] = []
+    path = tmp_path / "app" / "changelog" / "0"
+    store = make_store(RocksBacking(path))
+    commits = [
+        {f"a{i}.example".encode(): b"first" for i in range(FLUSH_SLICE * 3)},
+        {b"a0.example": b"second", b"a1.example": None, b"z.example": b"z"},
+    ]
+    for writes in commits:
+        for key, value in writes.items():
+            changelog.append(Record(key, value, len(changelog)))
+        commit_writes(store, writes, len(changelog))
+    backing = store.backing
+    assert backing.offset == 0 and len(backing.account_keys()) == FLUSH_SLICE * 2
+    backing.close()  # killed: no flush, no close of the store
+    reopened = RocksBacking(path)
+    restored = make_store(reopened)
+    restored.apply_changelog(changelog[reopened.offset :])
+    latest = {record.key: record.value for record in changelog}
+    assert all(reopened.get(key) == value for key, value in latest.items())
+    assert reopened.offset == len(changelog)
+    reopened.close()
 
 
 def test_discard_forgets_uncommitted_state() -> None:
