@@ -169,10 +169,13 @@ async def produce_paced(prepared: Paced, rate: float) -> dict[str, float]:
 
 class AlertWatch:
     """bench/arms/alert_watch.py in a process of its own (the paced producer in
-    this process would otherwise delay what it sees)."""
+    this process would otherwise delay what it sees). Each phase's latencies are
+    kept in bench/results/tmp/alert-latencies-<name>.json, [sent at (epoch s),
+    latency (ms)] in the order sent: where in a phase its slowest alerts fell."""
 
-    def __init__(self, topic: str) -> None:
-        self.out = TMP / "alert-arrivals.json"
+    def __init__(self, topic: str, name: str = "phase") -> None:
+        self.name = name
+        self.out = TMP / f"alert-arrivals-{name}.json"
         self.out.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "bench/arms/alert_watch.py"), BOOTSTRAP, topic,
@@ -190,11 +193,13 @@ class AlertWatch:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
         arrivals: dict[str, float] = orjson.loads(self.out.read_bytes())
-        return [
-            (arrived - sent_at[trigger]) * 1000
+        timed = sorted(
+            (sent_at[trigger], (arrived - sent_at[trigger]) * 1000)
             for trigger, arrived in arrivals.items()
             if trigger in sent_at
-        ]
+        )
+        (TMP / f"alert-latencies-{self.name}.json").write_bytes(orjson.dumps(timed))
+        return [latency for _, latency in timed]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

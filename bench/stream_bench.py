@@ -339,8 +339,8 @@ class Phase:
     hot_topic: str
     metrics_port: int | None = None  # the scorer's: task commit counts and times
 
-    async def run(self, paced: Paced, rate: float) -> dict[str, Any]:
-        watch = AlertWatch(self.hot_topic)
+    async def run(self, paced: Paced, rate: float, name: str) -> dict[str, Any]:
+        watch = AlertWatch(self.hot_topic, name)
         watch.wait_ready()
         broker = local_broker_pid()
         pid = self.process.pid
@@ -533,12 +533,12 @@ async def run() -> dict[str, Any]:
                     arm: Any = floor.process
                     floor_phase = Phase(arm, f"{floor_prefix}floor", floor_inputs(floor_prefix),
                                         f"{floor_prefix}hot-accounts")  # fmt: skip
-                    measured = await floor_phase.run(prepare_paced(floor_prefix, events),
-                                                     events_per_s)  # fmt: skip
+                    floor_paced = prepare_paced(floor_prefix, events)
+                    measured = await floor_phase.run(floor_paced, events_per_s, "50pct_floor")
                 result["latency_ms"]["50pct_commit_floor"] = {**measured, "work_us": drain_us}
                 log(f"  {measured}")
             log(f"paced load ({name}): {events_per_s:,.0f}/s for {PACED_SECONDS:.0f} s")
-            measured = await scorer_arm.run(prepare_paced(prefix, events), events_per_s)
+            measured = await scorer_arm.run(prepare_paced(prefix, events), events_per_s, name)
             result["latency_ms"][name] = measured
             log(f"  {measured}")
         result["cpu_us_per_event"]["half_load"] = result["latency_ms"]["50pct"]["cpu_us_per_event"]
