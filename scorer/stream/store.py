@@ -50,11 +50,10 @@ BLOCK_CACHE_BYTES = 16 * 1024 * 1024  # shared by every store of the process
 META_KEY = b"\x00scorer:meta"
 # Committed writes wait this long, at most, to start their way to the backing store.
 FLUSH_INTERVAL = 5.0
-# They go in slices, one a commit: RocksDB's write holds the GIL, and a task's
-# five seconds of writes at half load (about 20,000 keys) took 40-50 ms in one
-# batch, the four tasks' flushes together the loop's longest stall (README,
-# Performance, "2026-12-07 04:30"). A slice is at least FLUSH_SLICE keys (about
-# 7 ms here) and at most 1/FLUSH_SLICES of the flush, so a flush ends within
+# They go in slices, one a commit: RocksDB's write holds the GIL, so a whole
+# flush stalls the event loop for as long as the write takes, and every task's
+# flush tends to fall due at the same commit. A slice is at least FLUSH_SLICE
+# keys and at most 1/FLUSH_SLICES of the flush, so a flush ends within
 # FLUSH_SLICES commits whatever its size.
 FLUSH_SLICE = 2000
 FLUSH_SLICES = 8
