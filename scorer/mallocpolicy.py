@@ -16,7 +16,7 @@ times a second (390 `brk` calls in 6 s of a drain against 5 with glibc's
 defaults) and the drain cost 7-8 % more CPU an event. The trim threshold is
 raised with it (TRIM_THRESHOLD): the heap's top is handed back by the trim
 every TRIM_SECONDS instead of at every free. The figures that chose these
-settings are in the README ("Performance", 2026-12-06 21:03, 21:25 and 23:07).
+settings are in docs/performance-log.md (2026-12-06 21:03, 21:25 and 23:07).
 
 - `fix_thresholds`: the mmap threshold fixed at 1 MiB, the trim threshold
   at 64 MiB, which also turns their adjustment off (mallopt(3));
