@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,7 +54,7 @@ FLUSH_INTERVAL = 5.0
 # They go in slices, one a commit: RocksDB's write holds the GIL, so a whole
 # flush stalls the event loop for as long as the write takes, and every task's
 # flush tends to fall due at the same commit. A slice is at least FLUSH_SLICE
-# keys and at most 1/FLUSH_SLICES of the flush, so a flush ends within
+# keys and at least 1/FLUSH_SLICES of the flush, so a flush ends within
 # FLUSH_SLICES commits whatever its size.
 FLUSH_SLICE = 2000
 FLUSH_SLICES = 8
@@ -416,7 +417,11 @@ class AccountStore(AccountTable):
             self.flushing, self.flushing_offset = {}, None
             self.flushed_at = time.monotonic()
         else:
-            self.backing.write([flushing.popitem() for _ in range(self.flush_slice)], None)
+            # Written before they leave `flushing`: a write that fails loses nothing.
+            written = list(islice(flushing.items(), self.flush_slice))
+            self.backing.write(written, None)
+            for key, _ in written:
+                del flushing[key]
         return True
 
     def flush(self) -> None:
@@ -426,7 +431,9 @@ class AccountStore(AccountTable):
                 self.flushing.update(self.unflushed)  # the later write of a key wins
             else:
                 self.flushing = self.unflushed
-            self.flushing_offset = self.unflushed_offset
+            offset = self.flushing_offset
+            if offset is None or self.unflushed_offset > offset:
+                self.flushing_offset = self.unflushed_offset
             self.unflushed, self.unflushed_offset = {}, None
         if self.flushing or self.flushing_offset is not None:
             self.flush_slice = len(self.flushing)

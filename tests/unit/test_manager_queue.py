@@ -12,7 +12,7 @@ from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
 from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
-from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.store import FLUSH_SLICE, AccountStore, MemoryBacking
 from scorer.stream.tasks import Task, TaskState
 
 Record = namedtuple("Record", "topic partition offset timestamp")
@@ -94,11 +94,27 @@ async def test_an_idle_worker_writes_its_stores_a_slice_a_turn() -> None:
     manager.outage = BrokerOutage()
     store = task.store
     store.flush_interval = 3600
+    for i in range(FLUSH_SLICE + 1):
+        store[f"a{i}.example".encode()] = b"1"
+    store.prepare()
+    store.committed(4)
+    assert not store.backing.data  # the interval has not passed
+    manager.last_commit -= 1.0  # the last commit began a second ago
+    await manager.maybe_commit()
+    assert len(store.backing.data) == FLUSH_SLICE and manager.poll_timeout_ms() == 5
+    await manager.maybe_commit()
+    assert len(store.backing.data) == FLUSH_SLICE + 1 and store.backing.offset == 4
+    await manager.maybe_commit()  # nothing left to write: the fetch waits as long as before
+    assert not manager.flushing_idle and manager.poll_timeout_ms() == 100
+
+
+async def test_an_idle_flush_skips_tasks_that_are_not_running() -> None:
+    manager, task, (visits, leads, rekeyed) = manager_with_task()
+    manager.bind(Consumer({visits: 0, leads: 0, rekeyed: 0}, {}))  # type: ignore[arg-type]
+    store = task.store
+    store.flush_interval = 3600
     store[b"a.example"] = b"1"
     store.prepare()
     store.committed(4)
-    manager.last_commit -= 1.0  # the last commit began a second ago
-    await manager.maybe_commit()
-    assert store.backing.get(b"a.example") == b"1" and manager.poll_timeout_ms() == 5
-    await manager.maybe_commit()  # nothing left to write: the fetch waits as long as before
-    assert not manager.flushing_idle and manager.poll_timeout_ms() == 100
+    task.state = TaskState.BROKEN
+    assert not manager._flush_idle() and store.backing.get(b"a.example") is None

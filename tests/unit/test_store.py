@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from scorer.scoring import SCORED, Engine
 from scorer.stream.account_codec import chunk_key
 from scorer.stream.store import (
@@ -97,6 +99,11 @@ def test_a_large_flush_reaches_the_backing_store_a_slice_a_commit() -> None:
     assert all(store.get(key) == value for key, value in writes.items())
     commit_writes(store, {b"a0.example": b"newer", b"a1.example": None}, 12)
     assert len(backing.data) == FLUSH_SLICE * 2 and backing.offset == 0
+    # a0 and a1 went with the first slice; the later write and the tombstone read first.
+    assert backing.get(b"a1.example") == b"v1"
+    assert store.get(b"a0.example") == b"newer" and store.get(b"a1.example") is None
+    last = f"a{count - 1}.example"
+    assert backing.get(last.encode()) is None and last in store.domains()
     commit_writes(store, {}, 12)
     commit_writes(store, {}, 12)  # the first flush's last slice, with its offset
     assert backing.offset == 10 and backing.get(b"a0.example") == b"v0"
@@ -104,6 +111,46 @@ def test_a_large_flush_reaches_the_backing_store_a_slice_a_commit() -> None:
     assert backing.offset == 12 and not store.flushing and not store.unflushed
     assert backing.get(b"a0.example") == b"newer" and backing.get(b"a1.example") is None
     assert len(backing.data) == count - 1
+
+
+class FailingOnce(MemoryBacking):
+    """A backing store whose next write fails (a full disk, an I/O error)."""
+
+    fail = True
+
+    def write(self, items, offset):  # type: ignore[no-untyped-def]
+        if self.fail:
+            self.fail = False
+            raise OSError("no space left on device")
+        super().write(items, offset)
+
+
+def test_a_slice_that_fails_to_write_is_kept_for_the_next() -> None:
+    """A slice leaves the flush only once written: after a failed write, the flush
+    on close writes every key, with the flush's offset."""
+    backing = FailingOnce()
+    store = make_store(backing)
+    writes: dict[bytes, bytes | None] = {
+        f"a{i}.example".encode(): b"v" for i in range(FLUSH_SLICE * 2 + 1)
+    }
+    with pytest.raises(OSError, match="no space"):
+        commit_writes(store, writes, 8)
+    assert not backing.data and len(store.flushing) == len(writes)
+    store.flush()  # as closing the store does
+    assert backing.data == writes and backing.offset == 8
+
+
+def test_closing_mid_flush_after_a_commit_without_writes_keeps_the_offset() -> None:
+    """A commit that wrote no changelog record reports the stored offset, behind
+    the flush under way; the flush on close still stores the flush's own."""
+    backing = MemoryBacking()
+    store = make_store(backing)
+    commit_writes(store, {f"a{i}.example".encode(): b"v" for i in range(FLUSH_SLICE * 3)}, 10)
+    store.flush_interval = 3600
+    store.prepare()
+    store.committed(backing.offset)  # nothing written: the offset the backing holds (0)
+    store.flush()
+    assert backing.offset == 10 and len(backing.data) == FLUSH_SLICE * 3
 
 
 def test_an_idle_store_flushes_before_the_interval() -> None:
