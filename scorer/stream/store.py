@@ -1,16 +1,15 @@
 """A task's account state: a key-value store behind its compacted changelog.
 
 Three layers, as in Kafka Streams:
-- the *backing* store holds what the changelog holds up to `offset` (the
-  next changelog offset to read): a dict (`SCORER_STORE=memory`) or one
-  rocksdict database per task under
-  ``SCORER_DATA_DIR/<app id>/<changelog topic>/<partition>``;
+- the *backing* store (`scorer.stream.backing`) holds what the changelog
+  holds up to `offset` (the next changelog offset to read);
 - `pending`: writes since the last snapshot, and `inflight`: the writes of
   the commit under way. The commit sends them to the changelog inside the
-  task's transaction and, once it committed, into the backing store with the
-  new offset, in one RocksDB write batch. A crash or an aborted transaction
-  leaves the backing store at a committed prefix of the changelog, and
-  restore replays the rest;
+  task's transaction; once it committed they wait in `unflushed`, and every
+  `flush_interval` go to the backing store in slices (`flushing`), the new
+  offset with the last. A crash or an aborted transaction leaves the backing
+  store at a committed prefix of the changelog (and perhaps slices past it),
+  and restore replays the rest;
 - an LRU of decoded accounts (`AccountCache`), so memory stays bounded and
   hot accounts are not decoded per event.
 
@@ -23,16 +22,10 @@ from the changelog, never reused.
 
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
 from itertools import islice
-from pathlib import Path
-from typing import Any, Protocol
-
-import orjson
+from typing import Any
 
 from scorer.scoring.intake import AccountTable
 from scorer.scoring.state import AccountState
@@ -44,11 +37,9 @@ from scorer.stream.account_codec import (
     load_account,
     store_account,
 )
+from scorer.stream.backing import Backing, is_account_key
 
 MARKER_KEY = b"\x00scorer:changelog-id"
-WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-BLOCK_CACHE_BYTES = 16 * 1024 * 1024  # shared by every store of the process
-META_KEY = b"\x00scorer:meta"
 # Committed writes wait this long, at most, to start their way to the backing store.
 FLUSH_INTERVAL = 5.0
 # They go in slices, one a commit: RocksDB's write holds the GIL, so a whole
@@ -59,165 +50,6 @@ FLUSH_INTERVAL = 5.0
 FLUSH_SLICE = 2000
 FLUSH_SLICES = 8
 _MISSING = object()
-
-
-def is_account_key(key: bytes) -> bool:
-    """An account record's key: not an id chunk's, not the store's own (0x00...)."""
-    return bool(key) and key[0] != 0 and SEPARATOR not in key
-
-
-def new_marker() -> bytes:
-    return uuid.uuid4().hex.encode()
-
-
-class Backing(Protocol):
-    """What commits have made durable: records plus where the changelog is at."""
-
-    offset: int  # next changelog offset to read
-    marker: bytes | None
-    marker_offset: int | None
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def account_keys(self) -> list[bytes]:
-        """The keys of the account records it holds (not chunks, not its own keys)."""
-        ...
-
-    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
-        """Apply `items`; with `offset`, the changelog up to it is all written. A
-        write without one may hold records past the stored offset: a restore
-        applies them again from the changelog, in order, to the same end."""
-        ...
-
-    def set_marker(self, marker: bytes, offset: int) -> None: ...
-
-    def wipe(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class MemoryBacking:
-    """A dict; restored from the changelog's beginning at every assignment."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.offset = 0
-        self.marker: bytes | None = None
-        self.marker_offset: int | None = None
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def account_keys(self) -> list[bytes]:
-        return [key for key in self.data if is_account_key(key)]
-
-    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
-        data = self.data
-        for key, value in items:
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
-        if offset is not None:
-            self.offset = offset
-
-    def set_marker(self, marker: bytes, offset: int) -> None:
-        self.marker, self.marker_offset = marker, offset
-
-    def wipe(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def close(self) -> None:
-        self.data = {}
-
-
-class RocksBacking:
-    """One rocksdict database per task; the offset and marker in a meta key,
-    written in the same batch as the records they describe."""
-
-    def __init__(self, path: Path) -> None:
-        from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch  # optional
-
-        self._rdict, self._options, self._batch = Rdict, Options, WriteBatch
-        self._table_options = BlockBasedOptions
-        self.path = path
-        self.db: Any = None
-        self._open()
-
-    def _open(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        options = self._options(raw_mode=True)
-        # RocksDB's default memtable is 64 MB, two of them, per database: with
-        # a database per task that alone would pass the worker's memory budget.
-        # State writes arrive once per commit and per account; 8 MB is plenty.
-        options.set_write_buffer_size(WRITE_BUFFER_BYTES)
-        options.set_max_write_buffer_number(2)
-        # One block cache for all of a worker's stores instead of RocksDB's
-        # default per database: reads mostly come from the account LRU.
-        table = self._table_options()
-        table.set_block_cache(_shared_block_cache())
-        options.set_block_based_table_factory(table)
-        self.db = self._rdict(str(self.path), options=options)
-        raw = self.db.get(META_KEY)
-        meta = orjson.loads(raw) if raw else {}
-        self.offset = int(meta.get("offset", 0))
-        marker = meta.get("marker")
-        self.marker = marker.encode() if marker else None
-        self.marker_offset = meta.get("marker_offset")
-
-    def _meta(self) -> bytes:
-        marker = self.marker.decode() if self.marker else None
-        return orjson.dumps(
-            {"offset": self.offset, "marker": marker, "marker_offset": self.marker_offset}
-        )
-
-    def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self.db.get(key)
-        return value
-
-    def account_keys(self) -> list[bytes]:
-        keys = self.db.keys()  # an Rdict in raw mode does not iterate by itself
-        return [key for key in keys if is_account_key(key)]
-
-    def write(self, items: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
-        batch = self._batch(raw_mode=True)
-        for key, value in items:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        if offset is not None:
-            self.offset = offset
-            batch.put(META_KEY, self._meta())
-        self.db.write(batch)
-
-    def set_marker(self, marker: bytes, offset: int) -> None:
-        self.marker, self.marker_offset = marker, offset
-        self.db.put(META_KEY, self._meta())
-
-    def wipe(self) -> None:
-        self.db.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._open()
-
-    def close(self) -> None:
-        self.db.close()
-
-
-_BLOCK_CACHE: list[Any] = []
-
-
-def _shared_block_cache() -> Any:
-    """The process's one RocksDB block cache (BLOCK_CACHE_BYTES), made on first use."""
-    if not _BLOCK_CACHE:
-        from rocksdict import Cache
-
-        _BLOCK_CACHE.append(Cache(BLOCK_CACHE_BYTES))
-    return _BLOCK_CACHE[0]
-
-
-def store_path(data_dir: str, app_id: str, changelog: str, partition: int) -> Path:
-    return Path(data_dir) / app_id / changelog / str(partition)
 
 
 class AccountStore(AccountTable):

@@ -31,15 +31,9 @@ from scorer.stream.account_codec import (
     UnknownFormat,
     unreadable_state,
 )
+from scorer.stream.backing import Backing, MemoryBacking, RocksBacking, new_marker, store_path
 from scorer.stream.metrics import Metrics
-from scorer.stream.store import (
-    AccountStore,
-    Backing,
-    MemoryBacking,
-    RocksBacking,
-    new_marker,
-    store_path,
-)
+from scorer.stream.store import AccountStore
 from scorer.stream.tasks import Task
 
 log = logging.getLogger("scorer.worker")

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from scorer.events import event_from_document
-from scorer.stream.store import RocksBacking, store_path
+from scorer.stream.backing import RocksBacking, store_path
 from tests.fault.recovery import table_state, wait_caught_up
 from tests.integration.streaming import event_records, sample, setup_deployment
 from tests.kafka_harness import Deployment, Worker

@@ -15,9 +15,10 @@ from scorer.errors import ConfigError
 from scorer.scoring import Engine
 from scorer.scoring.erasure import ACCOUNT, LEAD, new_request
 from scorer.scoring.intake import CompanyMap, take_event
+from scorer.stream.backing import MemoryBacking
 from scorer.stream.erasing import ERASURES_KEY, ErasureLog, applied_offset
 from scorer.stream.metrics import Metrics
-from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.store import AccountStore
 from scorer.stream.tasks import Task
 from tests.conftest import make_icp
 

@@ -45,7 +45,8 @@ from scorer.stream.account_codec import (
     load_account,
     store_account,
 )
-from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.backing import MemoryBacking
+from scorer.stream.store import AccountStore
 from tests.conftest import make_icp
 
 BASE = 1_795_000_000.0
@@ -368,7 +369,8 @@ from scorer.scoring import Engine
 from scorer.scoring.erasure import ACCOUNT, LEAD, Erasures, ReplayErasures
 from scorer.scoring.erasure import apply_request, new_request
 from scorer.scoring.intake import AccountStates, CompanyMap, take_event
-from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.backing import MemoryBacking
+from scorer.stream.store import AccountStore
 icp_paths = sys.argv[1:]
 records = list(synthetic.companies(60, seed=4))
 companies = {r["domain"]: r for r in records}

@@ -10,9 +10,10 @@ from aiokafka import TopicPartition
 from scorer.config import Settings
 from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
+from scorer.stream.backing import MemoryBacking
 from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
-from scorer.stream.store import FLUSH_SLICE, AccountStore, MemoryBacking
+from scorer.stream.store import FLUSH_SLICE, AccountStore
 from scorer.stream.tasks import Task, TaskState
 
 Record = namedtuple("Record", "topic partition offset timestamp")

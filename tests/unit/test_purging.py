@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 
 from scorer.config import Settings
+from scorer.stream.backing import MemoryBacking
 from scorer.stream.purging import RekeyPurger, purgeable
-from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.store import AccountStore
 from scorer.stream.tasks import Task, TaskState
 
 REKEY = "p-app-events-by-account"

@@ -9,14 +9,8 @@ import pytest
 
 from scorer.scoring import SCORED, Engine
 from scorer.stream.account_codec import chunk_key
-from scorer.stream.store import (
-    FLUSH_SLICE,
-    MARKER_KEY,
-    AccountStore,
-    Backing,
-    MemoryBacking,
-    RocksBacking,
-)
+from scorer.stream.backing import Backing, MemoryBacking, RocksBacking
+from scorer.stream.store import FLUSH_SLICE, MARKER_KEY, AccountStore
 from tests.conftest import make_event, make_icp
 
 WEEK = 7 * 86400.0

@@ -38,9 +38,10 @@ from scorer.config import Settings
 from scorer.icp.loader import load_icp
 from scorer.kafka.topics import Topics
 from scorer.scoring.engine import Engine
+from scorer.stream.backing import MemoryBacking
 from scorer.stream.metrics import Metrics
 from scorer.stream.processor import Processor
-from scorer.stream.store import AccountStore, MemoryBacking
+from scorer.stream.store import AccountStore
 from scorer.stream.tables import Firmographics
 from scorer.stream.tasks import Task
 
