@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -12,6 +12,9 @@ import pytest
 from scorer.events import Event, decode_event
 from scorer.icp import ICPDocument, parse_icp
 from scorer.scoring import AccountState, Engine
+
+if TYPE_CHECKING:
+    from scorer.stream.store import AccountStore
 
 BASE_ICP: dict[str, Any] = {
     "id": "saas",
@@ -113,3 +116,14 @@ def alerts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[st
     tmp = tmp_path_factory.mktemp("alerts")
     companies, events = sample(tmp, 400, 12_000, seed=5)
     return companies, batch_alerts(tmp, companies, events)
+
+
+def commit_writes(store: AccountStore, writes: dict[bytes, bytes | None], offset: int) -> None:
+    """`writes` through a commit whose changelog ends at `offset`."""
+    for key, value in writes.items():
+        if value is None:
+            store.pop(key)
+        else:
+            store[key] = value
+    store.prepare()
+    store.committed(offset)

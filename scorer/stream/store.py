@@ -230,7 +230,7 @@ class AccountStore(AccountTable):
         """One slice of the flush under way written to the backing store; a flush
         starts first when none is under way and the interval has passed, or
         the worker is `idle` (nothing to commit). False if nothing was to write."""
-        if not self.flushing and self.flushing_offset is None:
+        if self.flushing_offset is None:  # no flush under way
             if self.unflushed_offset is None:
                 return False
             if not idle and time.monotonic() - self.flushed_at < self.flush_interval:
@@ -240,14 +240,7 @@ class AccountStore(AccountTable):
             self.flush_slice = max(FLUSH_SLICE, -(-len(self.flushing) // FLUSH_SLICES))
         flushing = self.flushing
         if len(flushing) <= self.flush_slice:
-            # The last slice, with the flush's offset (never behind what is stored).
-            offset = self.flushing_offset
-            stored = self.backing.offset
-            self.backing.write(
-                flushing.items(), offset if offset is not None and offset > stored else stored
-            )
-            self.flushing, self.flushing_offset = {}, None
-            self.flushed_at = time.monotonic()
+            self._finish_flush()
         else:
             # Written before they leave `flushing`: a write that fails loses nothing.
             written = list(islice(flushing.items(), self.flush_slice))
@@ -256,20 +249,25 @@ class AccountStore(AccountTable):
                 del flushing[key]
         return True
 
+    def _finish_flush(self) -> None:
+        """What is left of the flush under way, with its offset (never behind
+        what the backing store holds)."""
+        offset = self.flushing_offset
+        assert offset is not None
+        self.backing.write(self.flushing.items(), max(offset, self.backing.offset))
+        self.flushing, self.flushing_offset = {}, None
+        self.flushed_at = time.monotonic()
+
     def flush(self) -> None:
         """Every committed write into the backing store, with its changelog offset."""
         if self.unflushed_offset is not None:
-            if self.flushing:
-                self.flushing.update(self.unflushed)  # the later write of a key wins
-            else:
-                self.flushing = self.unflushed
+            self.flushing.update(self.unflushed)  # the later write of a key wins
             offset = self.flushing_offset
             if offset is None or self.unflushed_offset > offset:
                 self.flushing_offset = self.unflushed_offset
             self.unflushed, self.unflushed_offset = {}, None
-        if self.flushing or self.flushing_offset is not None:
-            self.flush_slice = len(self.flushing)
-            self.flush_step(False)
+        if self.flushing_offset is not None:
+            self._finish_flush()
 
     def discard(self) -> None:
         """Forget everything not committed (an aborted transaction): the accounts

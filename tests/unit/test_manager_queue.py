@@ -15,6 +15,7 @@ from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import FLUSH_SLICE, AccountStore
 from scorer.stream.tasks import Task, TaskState
+from tests.conftest import commit_writes
 
 Record = namedtuple("Record", "topic partition offset timestamp")
 
@@ -95,10 +96,7 @@ async def test_an_idle_worker_writes_its_stores_a_slice_a_turn() -> None:
     manager.outage = BrokerOutage()
     store = task.store
     store.flush_interval = 3600
-    for i in range(FLUSH_SLICE + 1):
-        store[f"a{i}.example".encode()] = b"1"
-    store.prepare()
-    store.committed(4)
+    commit_writes(store, {f"a{i}.example".encode(): b"1" for i in range(FLUSH_SLICE + 1)}, 4)
     assert not store.backing.data  # the interval has not passed
     manager.last_commit -= 1.0  # the last commit began a second ago
     await manager.maybe_commit()
@@ -114,8 +112,6 @@ async def test_an_idle_flush_skips_tasks_that_are_not_running() -> None:
     manager.bind(Consumer({visits: 0, leads: 0, rekeyed: 0}, {}))  # type: ignore[arg-type]
     store = task.store
     store.flush_interval = 3600
-    store[b"a.example"] = b"1"
-    store.prepare()
-    store.committed(4)
+    commit_writes(store, {b"a.example": b"1"}, 4)
     task.state = TaskState.BROKEN
     assert not manager._flush_idle() and store.backing.get(b"a.example") is None

@@ -11,7 +11,7 @@ from scorer.scoring import SCORED, Engine
 from scorer.stream.account_codec import chunk_key
 from scorer.stream.backing import Backing, MemoryBacking, RocksBacking
 from scorer.stream.store import FLUSH_SLICE, MARKER_KEY, AccountStore
-from tests.conftest import make_event, make_icp
+from tests.conftest import commit_writes, make_event, make_icp
 
 WEEK = 7 * 86400.0
 ACME = {"domain": "acme.example", "industry": "saas", "employees": 100, "country": "US"}
@@ -67,17 +67,6 @@ def test_committed_writes_reach_the_backing_store_at_most_every_interval() -> No
     assert store.get(b"acme.example") is not None
     store.flush()
     assert backing.offset == 9 and backing.get(b"acme.example") == store.get(b"acme.example")
-
-
-def commit_writes(store: AccountStore, writes: dict[bytes, bytes | None], offset: int) -> None:
-    """`writes` through a commit whose changelog ends at `offset`."""
-    for key, value in writes.items():
-        if value is None:
-            store.pop(key)
-        else:
-            store[key] = value
-    store.prepare()
-    store.committed(offset)
 
 
 def test_a_large_flush_reaches_the_backing_store_a_slice_a_commit() -> None:
