@@ -12,7 +12,13 @@ paced-phase kind of events (three days on in event time, a new seed each):
   (SIGCONT) and drains it with nothing else running;
 - B: the batch is produced while the worker runs, as fast as the load
   generator can (it falls behind the pace it is given), so the worker drains
-  it while the producer and the broker's produce path share the two cores.
+  it while the producer and the broker's produce path share the two cores;
+- P: the batch is produced at PACED_RATE events/s (default 32,000, about the
+  bench's half load) while the worker runs, as in `make bench`'s paced phases.
+
+SUBJECT=ceiling puts the ceiling arm (bench/arms/ceiling.py: the leanest
+passthrough, no state, no scoring) where the worker was, to see what the same
+neighbours charge work that holds no state.
 
 Same worker, same state, same kind of events: the ratio B/A is what sharing the
 machine with a producer charges this worker per event. PERF=1 also records
@@ -36,8 +42,15 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from bench.common import RESULTS, TMP, log
-from bench.paced import cpu_seconds, prepare_paced, produce_paced, wait_drained
+from bench.common import RESULTS, ROOT, TMP, log
+from bench.paced import (
+    BOOTSTRAP,
+    cpu_seconds,
+    create_topics,
+    prepare_paced,
+    produce_paced,
+    wait_drained,
+)
 from bench.stream_bench import (
     BIN,
     BROKER,
@@ -55,6 +68,8 @@ from scorer.config import Settings
 from scorer.kafka.topics import Topics, ensure_topics
 
 AS_FAST_AS_IT_CAN = 1e9  # events/s: produce_paced sends everything due at once
+PACED_RATE = float(os.environ.get("PACED_RATE", "32000"))
+SUBJECT = os.environ.get("SUBJECT", "worker")
 PERF = os.environ.get("PERF") == "1"
 
 
@@ -89,7 +104,13 @@ async def run(count: int, plan: str) -> dict[str, Any]:
                   # A stopped worker must keep its partitions (no rebalance).
                   "SCORER_SESSION_TIMEOUT": "120"}  # fmt: skip
     wrap = os.environ.get("BENCH_SCORER_WRAP", "").split()
-    process = start_process([*wrap, scorer, "worker"], worker_env, TMP / "producer-beside.log")
+    if SUBJECT == "ceiling":
+        await create_topics([f"{prefix}ceiling-out"])
+        command = [sys.executable, str(ROOT / "bench/arms/ceiling.py"), BOOTSTRAP, group,
+                   f"{prefix}ceiling-out", *inputs]  # fmt: skip
+    else:
+        command = [scorer, "worker"]
+    process = start_process([*wrap, *command], worker_env, TMP / "producer-beside.log")
     phases: list[dict[str, Any]] = []
     try:
         started, cpu = time.monotonic(), cpu_seconds(process.pid)
@@ -112,7 +133,7 @@ async def run(count: int, plan: str) -> dict[str, Any]:
             else:
                 started, cpu = time.monotonic(), cpu_seconds(process.pid)
                 perf(process.pid, f"{kind}{index}")
-                await produce_paced(paced, AS_FAST_AS_IT_CAN)
+                await produce_paced(paced, AS_FAST_AS_IT_CAN if kind == "B" else PACED_RATE)
             await wait_drained(process, group, tps)
             seconds, used = time.monotonic() - started, cpu_seconds(process.pid) - cpu
             phase = {
@@ -128,25 +149,31 @@ async def run(count: int, plan: str) -> dict[str, Any]:
         stop_process(process)
     a = sorted(p["us_per_event"] for p in phases if p["phase"] == "A")
     b = sorted(p["us_per_event"] for p in phases if p["phase"] == "B")
+    paced = sorted(p["us_per_event"] for p in phases if p["phase"] == "P")
     result: dict[str, Any] = {
+        "subject": SUBJECT,
+        "paced_rate": PACED_RATE if paced else None,
         "worker_wrap": os.environ.get("BENCH_SCORER_WRAP", ""),
         "first_drain": first,
         "phases": phases,
     }
     if a and b:
         result["ratio_b_to_a"] = round((sum(b) / len(b)) / (sum(a) / len(a)), 3)
+    if a and paced:
+        result["ratio_p_to_a"] = round((sum(paced) / len(paced)) / (sum(a) / len(a)), 3)
     return result
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_200_000
     plan = sys.argv[2] if len(sys.argv) > 2 else "ABAB"
-    if set(plan) - {"A", "B"}:
-        sys.exit("PLAN is a string of A and B")
+    if set(plan) - {"A", "B", "P"}:
+        sys.exit("PLAN is a string of A, B and P")
     result = asyncio.run(run(count, plan))
     line = json.dumps(result)
     print(line)
-    (RESULTS / f"{time.strftime('%Y-%m-%d')}-producer-beside.json").write_text(line + "\n")
+    name = "producer-beside" if SUBJECT == "worker" else f"producer-beside-{SUBJECT}"
+    (RESULTS / f"{time.strftime('%Y-%m-%d-%H%M')}-{name}.json").write_text(line + "\n")
 
 
 if __name__ == "__main__":
