@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_SECONDS ?= 0
 export DEMO_SECONDS
+# Test processes for `make test` (pytest-xdist, a test file to a process; each
+# starts its own broker). 1 runs the suite in one process.
+TEST_PROCESSES ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup tools test test-cluster lint format demo kafka-up kafka-down bench bench-engine bench-lifecycle bench-expiry bench-route bench-collect schemas clean
@@ -30,8 +33,8 @@ tools: ## install the tools the tests run (promtool, prometheus, kcat, chromium)
 	@bash deploy/local/tools.sh
 
 test: setup tools ## run the test suite (starts its own Kafka broker), then the unit tests in pure Python
-	$(BIN)/pytest
-	SCORER_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
+	SCORER_PURE_PYTHON=1 $(BIN)/pytest -n $(TEST_PROCESSES) -q tests/unit
 
 test-cluster: setup ## only the three-node cluster tests (failover, ACLs), printing their tables (~5 min)
 	$(BIN)/pytest -s tests/cluster
