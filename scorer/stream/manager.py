@@ -6,7 +6,9 @@ rebalance listener), hands records to the processor, decides when to commit
 (`maybe_commit`) and deals with what a commit returns: a committed task
 records it (`post_commit`), a failed one is rewound to its last commit with
 a new producer, a fenced one is dropped. The worker's loop only polls and
-calls it; the committer only runs transactions.
+calls it; the committer only runs transactions; `InputFlow`
+(`scorer.stream.flow`) says which inputs a task's merge waits for and
+pauses the consumer's, reading the tasks but changing none.
 
 The loop holds `lock` while it processes a batch and commits; the rebalance
 callbacks take it too, so a task never moves mid-batch. `generation`
@@ -38,6 +40,7 @@ from scorer.logs import BrokerOutage
 from scorer.scoring.state import SWEEPS_PER_IDLE
 from scorer.stream.committer import Committer, Status
 from scorer.stream.erasing import ErasureLog
+from scorer.stream.flow import InputFlow
 from scorer.stream.metrics import Metrics
 from scorer.stream.ordering import slices
 from scorer.stream.processor import Processor
@@ -59,9 +62,6 @@ SWEEP_SECONDS = 30.0
 # writes to RocksDB, a slice a loop turn, rather than at the commits after the
 # next events arrive (scorer.stream.store.FLUSH_SLICE).
 IDLE_FLUSH_AFTER = 0.5
-# An input with this many records in its task's queue is paused (scorer.stream.ordering):
-# the others are behind it in time. Kafka Streams pauses at 1,000 (buffered.records.per.partition).
-BUFFERED = 2_000
 # How long a batch waits for the erasures follower to catch up with a task.
 ERASURE_WAIT = 0.1
 
@@ -102,16 +102,15 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         self.last_commit = time.monotonic()
         self.flushing_idle = False  # a slice was written on the last idle turn: poll briefly
         self.due_at: float | None = None  # when the next commit may begin, if not yet
-        # Since when (monotonic) an input with records to come has had none in its
-        # task's queue (-inf: waited SCORER_MAX_TASK_IDLE already, counted).
-        self.idle_since: dict[TopicPartition, float] = {}
+        # What each task's merge waits for, and which inputs are paused.
+        self.flow = InputFlow(settings.max_task_idle, metrics)
         # An assignment that could not be taken on (aiokafka logs a listener's
         # error and goes on): raised by the next `process`, so the worker
         # exits rather than scoring on a half-restored store.
         self.failure: BaseException | None = None
 
     def bind(self, consumer: AIOKafkaConsumer) -> None:
-        self.consumer = consumer
+        self.consumer = self.flow.consumer = consumer
 
     # -- assignment ------------------------------------------------------------------
 
@@ -161,7 +160,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             for task in created:
                 self.tasks[task.partition] = task
             mine = set(consumer.assignment())
-            self.idle_since.clear()
+            self.flow.reset()
             for task in self.tasks.values():
                 task.queue.clear()  # read again from the committed offsets
                 for tp in task.inputs:
@@ -218,73 +217,15 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         for task in list(tasks.values()):
             if task.state is not TaskState.RUNNING:
                 continue
-            runs = task.queue.take(await self._waiting(task))
+            runs = task.queue.take(await self.flow.waiting(task))
             for part, ends in slices(runs, SLICE):
                 processor.process(task, part)
                 for tp, end in ends.items():
                     task.advance(tp, end)
                 if self.busy:
                     await asyncio.sleep(0)  # let the commit's next round trip go
-        self._hold_back()
+        self.flow.hold_back(tasks.values())
         return True
-
-    async def _waiting(self, task: Task) -> set[TopicPartition]:
-        """The task's inputs with more records to come than its queue holds (in the
-        client's buffer or on the broker): the merge stops when one of them has
-        none queued, since its next record may be the oldest. An input with none
-        queued is waited for SCORER_MAX_TASK_IDLE at most; then the task goes on
-        without it (counted in scorer_enforced_processing_total)."""
-        consumer = self.consumer
-        assert consumer is not None
-        assignment = consumer.assignment()
-        waiting: set[TopicPartition] = set()
-        idle_since = self.idle_since
-        for tp in task.inputs:
-            if tp not in assignment:
-                continue
-            # As of its last fetch (None: none yet, or a broker too old to say).
-            end = consumer.last_stable_offset(tp)
-            if end is None:
-                end = consumer.highwater(tp)
-            if end is not None and await consumer.position(tp) >= end:
-                idle_since.pop(tp, None)  # nothing more to come
-                continue
-            if task.queue.buffered(tp):
-                idle_since.pop(tp, None)
-                waiting.add(tp)
-                continue
-            now = time.monotonic()
-            since = idle_since.setdefault(tp, now)
-            if now - since < self.settings.max_task_idle:
-                waiting.add(tp)
-            elif since > float("-inf"):
-                idle_since[tp] = float("-inf")  # counted once until it has records again
-                self.metrics.enforced_total.inc()
-                log.info("input %s has records to come but none fetched for %.1f s; "
-                         "its task goes on without them", tp, now - since)  # fmt: skip
-        return waiting
-
-    def _hold_back(self) -> None:
-        """An input whose queue holds BUFFERED records or more is paused (it is ahead
-        in time of the task's other inputs: they must catch up before its records
-        go), and resumed once below."""
-        consumer = self.consumer
-        assert consumer is not None
-        assignment, paused = consumer.assignment(), consumer.paused()
-        full, drained = [], []
-        for task in self.tasks.values():
-            for tp in task.inputs:
-                if tp not in assignment:
-                    continue
-                if task.queue.buffered(tp) >= BUFFERED:
-                    if tp not in paused:
-                        full.append(tp)
-                elif tp in paused:
-                    drained.append(tp)
-        if full:
-            consumer.pause(*full)
-        if drained:
-            consumer.resume(*drained)
 
     def _erase(self) -> bool:
         """Erasure requests read since the last batch, applied to every task (they go
@@ -330,7 +271,7 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         settings, now = self.settings, time.monotonic()
         interval, min_gap = settings.commit_interval, settings.commit_min_gap
-        gap = min_gap if self._caught_up() else max(interval, min_gap)
+        gap = min_gap if self.flow.caught_up(self.tasks.values()) else max(interval, min_gap)
         self.due_at = self.last_commit + gap if now - self.last_commit < gap else None
         if self.due_at is None:
             await self._advance_positions()
@@ -458,26 +399,13 @@ class TaskManager(ConsumerRebalanceListener):  # type: ignore[misc]
         what the tasks' queues held is fetched again."""
         consumer = self.consumer
         assert consumer is not None
+        self.flow.resume_all()
         assignment = consumer.assignment()
-        paused = [tp for tp in consumer.paused() if tp in assignment]
-        if paused:
-            consumer.resume(*paused)
         for task in self.tasks.values():
             task.queue.clear()
             for tp, position in task.positions.items():
                 if tp in assignment:
                     consumer.seek(tp, position)
-
-    def _caught_up(self) -> bool:
-        """Nothing more is waiting on any input: commit now rather than at the interval."""
-        consumer = self.consumer
-        assert consumer is not None
-        for task in self.tasks.values():
-            for tp, position in task.positions.items():
-                end = consumer.last_stable_offset(tp)
-                if end is not None and position < end:
-                    return False
-        return True
 
     async def _advance_positions(self) -> None:
         """Input positions move past control records (transaction markers), so a

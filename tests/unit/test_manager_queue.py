@@ -11,6 +11,7 @@ from scorer.config import Settings
 from scorer.kafka.topics import Topics
 from scorer.logs import BrokerOutage
 from scorer.stream.backing import MemoryBacking
+from scorer.stream.flow import BUFFERED
 from scorer.stream.manager import TaskManager
 from scorer.stream.metrics import Metrics
 from scorer.stream.store import FLUSH_SLICE, AccountStore
@@ -26,6 +27,7 @@ class Consumer:
 
     def __init__(self, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]):
         self.positions, self.ends = positions, ends
+        self.held: set[TopicPartition] = set()
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.positions)
@@ -40,7 +42,13 @@ class Consumer:
         return self.ends.get(tp)
 
     def paused(self) -> set[TopicPartition]:
-        return set()
+        return self.held
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.held.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.held.difference_update(tps)
 
 
 def manager_with_task() -> tuple[TaskManager, Task, list[TopicPartition]]:
@@ -82,9 +90,24 @@ async def test_an_input_is_waited_for_by_its_high_watermark_without_a_stable_off
     manager, task, (visits, leads, rekeyed) = manager_with_task()
     consumer = Consumer({visits: 5, leads: 2, rekeyed: 0}, {visits: 5, leads: 4, rekeyed: 0})
     manager.bind(consumer)  # type: ignore[arg-type]
-    assert await manager._waiting(task) == {leads}  # two leads on the broker, none queued
+    assert await manager.flow.waiting(task) == {leads}  # two leads on the broker, none queued
     consumer.positions[leads] = 4
-    assert await manager._waiting(task) == set()
+    assert await manager.flow.waiting(task) == set()
+
+
+async def test_an_input_far_ahead_is_paused_until_its_queue_drains() -> None:
+    """An input with BUFFERED records queued is ahead in time of the task's others:
+    the consumer stops fetching it until the merge has taken them below that."""
+    manager, task, (visits, leads, rekeyed) = manager_with_task()
+    consumer = Consumer({visits: 0, leads: BUFFERED, rekeyed: 0}, {})
+    manager.bind(consumer)  # type: ignore[arg-type]
+    records = [Record(leads.topic, 0, i, 100 + i) for i in range(BUFFERED)]
+    task.queue.add(leads, records, 0)
+    manager.flow.hold_back([task])
+    assert consumer.held == {leads}
+    task.queue.clear()
+    manager.flow.hold_back([task])
+    assert consumer.held == set()
 
 
 async def test_an_idle_worker_writes_its_stores_a_slice_a_turn() -> None:
