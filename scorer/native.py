@@ -36,6 +36,7 @@ MODULES = (
     "scorer.scoring.engine",
     "scorer.scoring.intake",
     "scorer.offline",
+    "scorer.stream.id_window",
     "scorer.stream.account_codec",
     "scorer.kafka.partition",
     "scorer.stream.store",

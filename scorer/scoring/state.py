@@ -58,7 +58,7 @@ def lead_key(lead_id: str) -> bytes:
 
 class SeenIds:
     """Where an account's applied event ids are remembered: the base of `WindowedIds`
-    (in memory) and `scorer.stream.account_codec.ChunkedIds` (changelog-backed). A
+    (in memory) and `scorer.stream.id_window.ChunkedIds` (changelog-backed). A
     base class rather than a protocol: the compiled engine then calls `add` (its
     dedup: check and remember in one look-up) through the extension type's table,
     not as a Python method (400 instructions an event fewer, 0.9 % of the scoring

@@ -11,7 +11,8 @@ account (key = domain):
   written once and never rewritten, deleted once every id in them is older
   than the dedup horizon.
 
-Each applied id is encoded once, when it is applied (`ChunkedIds.add`):
+The ids are kept and encoded by `scorer.stream.id_window`, each once, when
+it is applied (`ChunkedIds.add`):
 the record carries the recent ids' bytes as they are, and a chunk is those
 bytes moved out, so a busy account's write-back does not encode its ids
 again at every commit. A lead event's id carries its link to the lead, the
@@ -47,12 +48,20 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
 
-from scorer.scoring.state import AccountState, IcpState, SeenIds
+from scorer.scoring.state import AccountState, IcpState
+from scorer.stream.id_window import (
+    MAX_RECENT,
+    RECENT_LIMIT,
+    RECENT_SHARE,
+    ChunkedIds,
+    Reader,
+    encode_ids,
+)
 
 FORMAT = 3
 FORMAT_BYTE = bytes([FORMAT])
@@ -60,26 +69,11 @@ READABLE_FORMATS = (2, 3)  # chunks alike; a format-2 record has no lead links
 # Format 1 grouped ids in buckets of this share of the dedup window (hourly
 # for the default 7 days); its records are read back with the same width.
 FORMAT_1_BUCKETS_PER_WINDOW = 168
-# A chunk is written once the record carries RECENT_LIMIT ids, or, for a busy
-# account, a share of its window (at most MAX_RECENT): a record then lists a
-# few dozen chunks, and stays far under Kafka's message size limit however
-# busy the account (about 70 KB at most).
-RECENT_LIMIT = 32
-RECENT_SHARE = 64
-MAX_RECENT = 2048
 SEPARATOR = b"\x1f"
 CHUNK_TAG = b"c"
-# Ids past the horizon stay until it has moved this share of the window past
-# the oldest: a sweep of the dict then costs O(ids) once per share of the
-# window instead of once per event on a busy account.
-SWEEP_SLACK = 0.125
-
 _HEAD = struct.Struct("<BdI")  # format, clock (NaN: none), len(last event id) (NONE32: none)
 _ICP = struct.Struct("<dddB")  # raw, clock, alert_at (NaN: none), len(tier) (0xFF: none)
 _CHUNK_REF = struct.Struct("<Id")  # sequence number, newest time in it
-_ID = struct.Struct("<dI")  # time, len(event id)
-LINKED = 0x80000000  # in an id entry's length: the id is followed by its 16-byte lead key
-LINK_BYTES = 16
 _U8 = struct.Struct("<B")
 # Parts of a record written per account per commit, with fewer calls than a pack each:
 _ICP_NUMBERS = struct.Struct("<ddd")  # _ICP without its tier length (see `_short_text`)
@@ -137,126 +131,6 @@ def bucket_key(account: bytes, bucket: int) -> bytes:
     return account + SEPARATOR + str(bucket).encode()
 
 
-class ChunkedIds(SeenIds):
-    """`SeenIds` of one account: every id of the window in a dict (id -> time),
-    and what the changelog holds of them: the chunks, and the recent ids the
-    record carries (already encoded)."""
-
-    __slots__ = (
-        "chunks",
-        "dead",
-        "ids",
-        "legacy",
-        "next_chunk",
-        "recent",
-        "recent_count",
-        "recent_newest",
-        "rewritten",
-        "slack",
-        "sweep_at",
-    )
-
-    def __init__(self, window: float) -> None:
-        self.ids: dict[str, float] = {}
-        # The ids applied since the last chunk, encoded: a bytearray, so an add appends
-        # in place (bytes `+=` copied the whole of it per event: a busy account's is KBs).
-        self.recent = bytearray()
-        self.recent_count = 0
-        self.recent_newest = -math.inf
-        self.chunks: dict[int, float] = {}  # live chunk -> its newest time
-        self.next_chunk = 0
-        # Empty tuples until needed: most accounts never have any, and each
-        # list would cost every account in memory 56 bytes.
-        self.dead: Sequence[int] = ()  # chunks to delete at the next write-back
-        self.legacy: Sequence[int] = ()  # format-1 buckets to delete after the next record
-        # Chunks to write at the next write-back, after `forget`: (ids encoded, count, newest).
-        self.rewritten: Sequence[tuple[bytes, int, float]] = ()
-        self.slack = window * SWEEP_SLACK
-        self.sweep_at = math.inf  # the horizon at which the oldest id is a slack past it
-
-    def contains(self, event_id: str, at: float) -> bool:
-        return event_id in self.ids
-
-    def clear(self) -> None:
-        """Every id forgotten (the account expired): its chunks go at the next write-back."""
-        self.ids = {}
-        self.recent, self.recent_count, self.recent_newest = bytearray(), 0, -math.inf
-        if self.chunks:
-            self.dead = [*self.dead, *self.chunks]
-            self.chunks = {}
-        self.rewritten = ()
-        self.sweep_at = math.inf
-
-    def forget(
-        self, event_ids: Collection[str], links: Mapping[str, tuple[bytes, float]] | None
-    ) -> None:
-        """Forget these ids (an erasure): every chunk dies, and the ids left are
-        written anew at the next write-back (with their `links`), as chunks of
-        MAX_RECENT and recent ids."""
-        ids = self.ids
-        if not any(event_id in ids for event_id in event_ids):
-            return
-        for event_id in event_ids:
-            ids.pop(event_id, None)
-        if self.chunks:
-            self.dead = [*self.dead, *self.chunks]
-            self.chunks = {}
-        ordered = sorted(ids.items(), key=lambda entry: entry[1])
-        pieces = [ordered[i : i + MAX_RECENT] for i in range(0, len(ordered), MAX_RECENT)]
-        last = pieces.pop() if pieces else []
-        self.rewritten = [
-            (encode_ids(piece, links), len(piece), piece[-1][1]) for piece in pieces
-        ]  # sorted: each piece's newest is its last
-        self.recent, self.recent_count = bytearray(encode_ids(last, links)), len(last)
-        self.recent_newest = last[-1][1] if last else -math.inf
-
-    def add(self, event_id: str, at: float, horizon: float, link: bytes | None = None) -> bool:
-        ids = self.ids
-        count = len(ids)
-        ids.setdefault(event_id, at)
-        if len(ids) == count:
-            return False  # remembered already: nothing changes
-        data = event_id.encode()
-        recent = self.recent
-        if link is None:
-            recent += _ID.pack(at, len(data))
-            recent += data
-        else:
-            recent += _ID.pack(at, len(data) | LINKED)
-            recent += data
-            recent += link
-        self.recent_count += 1
-        if at > self.recent_newest:
-            self.recent_newest = at
-        due = at + self.slack
-        if due < self.sweep_at:
-            self.sweep_at = due
-        if horizon >= self.sweep_at:
-            self._sweep(horizon)
-        return True
-
-    def _sweep(self, horizon: float) -> None:
-        """Forget ids before the horizon; chunks holding only such ids are dead."""
-        self.ids = ids = {k: t for k, t in self.ids.items() if t >= horizon}
-        self.sweep_at = min(ids.values()) + self.slack if ids else math.inf
-        dead = [n for n, newest in self.chunks.items() if newest < horizon]
-        if dead:
-            for number in dead:
-                del self.chunks[number]
-            self.dead = [*self.dead, *dead]
-
-    def remember(self, event_id: str, at: float) -> None:
-        """An id read back from the changelog."""
-        self.ids[event_id] = at
-        due = at + self.slack
-        if due < self.sweep_at:
-            self.sweep_at = due
-
-    def recent_ids(self) -> list[tuple[str, float]]:
-        """The recent ids, decoded (for loading and inspection)."""
-        return list(_Reader(self.recent, 0).ids(self.recent_count))
-
-
 # -- encoding ------------------------------------------------------------------------
 
 
@@ -267,23 +141,6 @@ def _text(value: str | None, limit: int, none: int, size: struct.Struct) -> byte
     if len(data) >= limit:
         raise ValueError(f"too long for the changelog format: {len(data)} bytes")
     return size.pack(len(data)) + data
-
-
-def _ids(
-    entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None
-) -> list[bytes]:
-    parts = []
-    for event_id, at in entries:
-        data = event_id.encode()
-        link = links.get(event_id) if links else None
-        if link is None:
-            parts.append(_ID.pack(at, len(data)))
-            parts.append(data)
-        else:
-            parts.append(_ID.pack(at, len(data) | LINKED))
-            parts.append(data)
-            parts.append(link[0])
-    return parts
 
 
 def _short_text(value: str | None) -> bytes:
@@ -336,14 +193,6 @@ def encode_record(state: AccountState, ids: ChunkedIds) -> bytes:
     return b"".join(parts)
 
 
-def encode_ids(
-    entries: Iterable[tuple[str, float]], links: Mapping[str, tuple[bytes, float]] | None = None
-) -> bytes:
-    """(id, time) entries as the record's recent ids and a chunk carry them; an id
-    in `links` (id -> (lead key, time)) with its lead key."""
-    return b"".join(_ids(entries, links))
-
-
 def store_account(table: Table, account: bytes, state: AccountState, ids: ChunkedIds) -> None:
     """Write an account back, in the order of this module's docstring."""
     for payload, count, newest in ids.rewritten:
@@ -369,44 +218,6 @@ def store_account(table: Table, account: bytes, state: AccountState, ids: Chunke
 # -- decoding ------------------------------------------------------------------------
 
 
-class _Reader:
-    __slots__ = ("data", "offset")
-
-    def __init__(self, data: bytes | bytearray, offset: int) -> None:
-        self.data, self.offset = data, offset
-
-    def take(self, shape: struct.Struct) -> tuple[Any, ...]:
-        values = shape.unpack_from(self.data, self.offset)
-        self.offset += shape.size
-        return values
-
-    def text(self, length: int, none: int) -> str | None:
-        if length == none:
-            return None
-        start = self.offset
-        self.offset += length
-        return self.data[start : self.offset].decode()
-
-    def entries(self, count: int) -> Iterator[tuple[str, float, bytes | None]]:
-        """(id, time, lead key or None) of `count` id entries."""
-        for _ in range(count):
-            at, length = self.take(_ID)
-            text = self.text(length & ~LINKED, -1)
-            assert text is not None
-            link = None
-            if length & LINKED:
-                start = self.offset
-                self.offset += LINK_BYTES
-                link = bytes(self.data[start : self.offset])
-                if len(link) != LINK_BYTES:
-                    raise struct.error("a lead link cut short")
-            yield text, at, link
-
-    def ids(self, count: int) -> Iterator[tuple[str, float]]:
-        for event_id, at, _ in self.entries(count):
-            yield event_id, at
-
-
 def _optional(value: float) -> float | None:
     return None if value != value else value  # NaN: none
 
@@ -419,7 +230,7 @@ def decode_chunk_entries(raw: bytes) -> list[tuple[str, float, bytes | None]]:
     """A chunk's (id, time, lead key or None) entries."""
     _check_format(raw, "id chunk")
     try:
-        reader = _Reader(raw, 1)
+        reader = Reader(raw, 1)
         (count,) = reader.take(_U32)
         return list(reader.entries(count))
     except (struct.error, UnicodeDecodeError) as exc:
@@ -441,7 +252,7 @@ def decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
 
 
 def _decode_record(raw: bytes, window: float) -> tuple[AccountState, ChunkedIds]:
-    reader = _Reader(raw, 0)
+    reader = Reader(raw, 0)
     _, clock, last_length = reader.take(_HEAD)
     last = reader.text(last_length, _NONE32)
     (count,) = reader.take(_U8)

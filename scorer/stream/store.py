@@ -31,13 +31,13 @@ from scorer.scoring.intake import AccountTable
 from scorer.scoring.state import AccountState
 from scorer.stream.account_codec import (
     SEPARATOR,
-    ChunkedIds,
     bucket_key,
     chunk_key,
     load_account,
     store_account,
 )
 from scorer.stream.backing import Backing, is_account_key
+from scorer.stream.id_window import ChunkedIds
 
 MARKER_KEY = b"\x00scorer:changelog-id"
 # Committed writes wait this long, at most, to start their way to the backing store.

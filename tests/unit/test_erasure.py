@@ -37,8 +37,6 @@ from scorer.scoring.intake import AccountStates, CompanyMap, take_event
 from scorer.scoring.state import AccountState, lead_key
 from scorer.stream.account_codec import (
     FORMAT,
-    MAX_RECENT,
-    ChunkedIds,
     decode_chunk,
     decode_record,
     encode_record,
@@ -46,6 +44,7 @@ from scorer.stream.account_codec import (
     store_account,
 )
 from scorer.stream.backing import MemoryBacking
+from scorer.stream.id_window import MAX_RECENT, ChunkedIds
 from scorer.stream.store import AccountStore
 from tests.conftest import make_icp
 

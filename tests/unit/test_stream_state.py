@@ -12,19 +12,17 @@ from scorer.scoring import DUPLICATE, SCORED, Engine
 from scorer.scoring.state import AccountState, IcpState
 from scorer.stream.account_codec import (
     FORMAT,
-    RECENT_LIMIT,
     SEPARATOR,
-    ChunkedIds,
     UnknownFormat,
     bucket_key,
     chunk_key,
     decode_record,
-    encode_ids,
     encode_record,
     load_account,
     read_table,
     store_account,
 )
+from scorer.stream.id_window import RECENT_LIMIT, ChunkedIds, encode_ids
 from tests.conftest import make_event, make_icp
 
 ACME = {"domain": "acme.example", "industry": "saas", "employees": 100, "country": "US"}
