@@ -797,6 +797,7 @@ def report(result: dict[str, Any]) -> str:
         f"{bursts['bursts_us_per_event']} µs per event in bursts held to {bursts['duty']} of a "
         f"core, {bursts['flat_us_per_event']} µs flat out ({bursts['ratio']:.2f}x)",
         *_contention(cpu),
+        *_paced_extra(cpu, half["events_per_s"]),
         "",
         f"scorer: first event {result['first_event_s']} s after start, peak RSS "
         f"{result['rss_mb']} MB, {result['state_accounts']:,} accounts of state,",
@@ -840,6 +841,31 @@ def _contention(cpu: dict[str, Any]) -> list[str]:
         f"events/s produced ({shared['ratio_producer']:.2f}x), "
         f"{shared['beside_floor_us_per_event']} µs beside them produced and consumed by the "
         f"commit floor ({shared['ratio_floor']:.2f}x)"
+    ]
+
+
+def _paced_extra(cpu: dict[str, Any], rate: float) -> list[str]:
+    """The CPU ratio in cores at the half-load rate: what the scorer spends beyond its
+    drain CPU per event, what the 1.3x goal allows, and what the commit floor's Kafka
+    side and the scoring loop's slowdown beside the floor's traffic already take of
+    it (bench/experiments/producer_beside: ratio = 1 + extra / half-load work). The
+    slowdown is applied to the scorer's own work only: its drain CPU per event less
+    the floor's Kafka side while draining (the floor's CPU less its busy-wait, which
+    is the scorer's drain CPU per event)."""
+    floor, shared = cpu.get("commit_floor"), cpu.get("machine_contention")
+    if not floor or not shared:
+        return []
+    cores = rate / 1e6  # µs per event -> cores
+    spent = (cpu["half_load"] - cpu["drain"]) * cores
+    allowed = 0.3 * cpu["drain"] * cores
+    kafka = (floor["half_load"] - floor["drain"]) * cores
+    own = max(0.0, 2 * cpu["drain"] - floor["drain"])
+    slowdown = (shared["ratio_floor"] - 1) * own * cores
+    return [
+        f"at 50 % load the scorer spends {spent:.3f} of a core beyond its drain CPU per event; "
+        f"the 1.3x goal allows {allowed:.3f}, of which the commit floor's Kafka side takes "
+        f"{kafka:.3f} and the scoring loop's slowdown beside the floor's traffic, on the "
+        f"scorer's own {own:.1f} µs per event, {slowdown:.3f}"
     ]
 
 
