@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -147,20 +148,21 @@ async def run(count: int, plan: str) -> dict[str, Any]:
             phases.append(phase)
     finally:
         stop_process(process)
-    a = sorted(p["us_per_event"] for p in phases if p["phase"] == "A")
-    b = sorted(p["us_per_event"] for p in phases if p["phase"] == "B")
-    paced = sorted(p["us_per_event"] for p in phases if p["phase"] == "P")
+    # Each kind's mean CPU per event, and B's and P's against A's.
+    means = {
+        kind: statistics.fmean(p["us_per_event"] for p in phases if p["phase"] == kind)
+        for kind in set(plan)
+    }
     result: dict[str, Any] = {
         "subject": SUBJECT,
-        "paced_rate": PACED_RATE if paced else None,
+        "paced_rate": PACED_RATE if "P" in means else None,
         "worker_wrap": os.environ.get("BENCH_SCORER_WRAP", ""),
         "first_drain": first,
         "phases": phases,
     }
-    if a and b:
-        result["ratio_b_to_a"] = round((sum(b) / len(b)) / (sum(a) / len(a)), 3)
-    if a and paced:
-        result["ratio_p_to_a"] = round((sum(paced) / len(paced)) / (sum(a) / len(a)), 3)
+    for kind in ("B", "P"):
+        if "A" in means and kind in means:
+            result[f"ratio_{kind.lower()}_to_a"] = round(means[kind] / means["A"], 3)
     return result
 
 
